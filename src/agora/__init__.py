@@ -1,0 +1,1 @@
+"""Agora: a leaderless replicated database (Dynamo/Cassandra family)."""

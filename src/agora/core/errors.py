@@ -1,0 +1,76 @@
+"""Errors the protocol machines raise or report, named as Cassandra names them.
+
+Owns: the error vocabulary shared by coordinator, replica, CQL server and CLI. Each request
+error carries the fields the CQL native protocol puts in its ERROR body (spec v4 section 9),
+so the CQL layer can encode them without knowing where they came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AgoraError(Exception):
+    """Base of every error Agora reports on purpose."""
+
+
+class ProtocolError(AgoraError):
+    """Bad bytes or a bad message from a peer or client: close that connection, keep running."""
+
+
+class ConfigError(AgoraError):
+    """A bad node option; the message names the option."""
+
+
+class InvalidRequest(AgoraError):
+    """The request is well-formed but cannot be served (unknown table, bad key ...)."""
+
+
+class SchemaError(InvalidRequest):
+    """A schema change conflicts with existing schema (already exists, does not exist)."""
+
+
+@dataclass
+class Unavailable(AgoraError):
+    """Too few live replicas to even try: raised before anything is sent."""
+
+    consistency: int
+    required: int
+    alive: int
+
+    def __str__(self) -> str:
+        return (f"Cannot achieve consistency level {self.consistency_name}: "
+                f"{self.required} replicas required, {self.alive} alive")
+
+    @property
+    def consistency_name(self) -> str:
+        from agora.core.types import ConsistencyLevel
+        return ConsistencyLevel(self.consistency).name
+
+
+@dataclass
+class WriteTimeout(AgoraError):
+    """Too few replicas acknowledged a write within write_request_timeout."""
+
+    consistency: int
+    received: int
+    required: int
+    write_type: str = "SIMPLE"  # SIMPLE, BATCH, UNLOGGED_BATCH, COUNTER, BATCH_LOG, CAS, VIEW, CDC
+
+    def __str__(self) -> str:
+        return (f"Operation timed out - received only {self.received} responses "
+                f"(required {self.required})")
+
+
+@dataclass
+class ReadTimeout(AgoraError):
+    """Too few replicas answered a read within read_request_timeout."""
+
+    consistency: int
+    received: int
+    required: int
+    data_present: bool
+
+    def __str__(self) -> str:
+        return (f"Operation timed out - received only {self.received} responses "
+                f"(required {self.required}, data {'present' if self.data_present else 'absent'})")

@@ -1,0 +1,31 @@
+"""The convention every internode message follows, and the verb table's shape.
+
+Owns: the `Message` base class. A message is a frozen dataclass with a class-level `VERB`
+(a small int, unique across Agora, listed in `agora.core.verbs`), `to_wire()` returning a
+list of msgpack-native values (ints, str, bytes, None, bool, float, lists, dicts) and a
+`from_wire(fields)` classmethod that rebuilds it and raises `ProtocolError` on any malformed
+input. The codec (`agora.core.codec`) frames `[VERB, *to_wire()]` with msgpack.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from agora.core.errors import ProtocolError
+
+
+class Message:
+    VERB: ClassVar[int] = -1
+
+    def to_wire(self) -> list:
+        raise NotImplementedError
+
+    @classmethod
+    def from_wire(cls, fields: list) -> "Message":
+        raise NotImplementedError
+
+
+def expect(cond: bool, what: str) -> None:
+    """Check a property of decoded input; a failure is the peer's fault: ProtocolError."""
+    if not cond:
+        raise ProtocolError(f"malformed message: {what}")
