@@ -74,3 +74,16 @@ class ReadTimeout(AgoraError):
     def __str__(self) -> str:
         return (f"Operation timed out - received only {self.received} responses "
                 f"(required {self.required}, data {'present' if self.data_present else 'absent'})")
+
+
+@dataclass
+class AlreadyExists(SchemaError):
+    """CREATE of a keyspace or table that exists (CQL error 0x2400 carries both names)."""
+
+    keyspace: str
+    table: str = ""
+
+    def __str__(self) -> str:
+        if self.table:
+            return f"Cannot add already existing table \"{self.table}\" to keyspace \"{self.keyspace}\""
+        return f"Cannot add existing keyspace \"{self.keyspace}\""

@@ -1,0 +1,38 @@
+"""Bytes <-> internode messages, used by the real runtime and the simulator alike.
+
+Owns: the payload encoding `msgpack([VERB, *fields])`. Framing (length prefix) belongs to
+the transport. Any malformed payload — bad msgpack, unknown verb, wrong field shapes —
+raises ProtocolError and nothing else, so a bad peer can only lose its own connection.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from agora.core.errors import ProtocolError
+from agora.core.verbs import BY_NUMBER
+from agora.core.wire import Message
+
+_packer_kwargs = {"use_bin_type": True}
+
+
+def encode(message: Message) -> bytes:
+    return msgpack.packb([message.VERB, *message.to_wire()], **_packer_kwargs)
+
+
+def decode(payload: bytes) -> Message:
+    try:
+        obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several types for garbage
+        raise ProtocolError(f"undecodable payload: {exc.__class__.__name__}") from None
+    if not isinstance(obj, list) or not obj or type(obj[0]) is not int:
+        raise ProtocolError("payload is not [verb, ...]")
+    verb = BY_NUMBER.get(obj[0])
+    if verb is None:
+        raise ProtocolError(f"unknown verb {obj[0]}")
+    try:
+        return verb.message.from_wire(obj[1:])
+    except ProtocolError:
+        raise
+    except Exception as exc:  # a decoder bug must still only cost the connection
+        raise ProtocolError(f"bad {verb.message.__name__}: {exc.__class__.__name__}: {exc}") from None

@@ -1,0 +1,31 @@
+"""What a coordinator needs to know about the cluster for one request: the replicas of a
+partition, their datacenters, who is alive, and the timeouts. `Node` implements it; the
+coordinator machines only read it, so they can be driven by hand in unit tests.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from agora.core.types import NodeId
+
+
+class Placement(Protocol):
+    local: NodeId
+    local_dc: str
+
+    def replicas_for(self, table_id: bytes, key: bytes) -> tuple[tuple[NodeId, ...], dict[str, int] | None]:
+        """(replicas in ring order, the keyspace's per-DC factors or None for SimpleStrategy).
+        Raises InvalidRequest for an unknown table."""
+
+    def dc_of(self, node: NodeId) -> str: ...
+
+    def is_alive(self, node: NodeId) -> bool: ...
+
+    def next_req_id(self) -> int: ...
+
+    def observe_latency(self, node: NodeId, ms: float) -> None:
+        """A replica answered (or failed to answer) a read after `ms`."""
+
+    def proximity(self, node: NodeId) -> tuple:
+        """Sort key for choosing read replicas: smaller is preferred."""

@@ -1,0 +1,209 @@
+"""The read coordinator: data + digest reads, speculative retry, and blocking read repair
+(Dynamo paper section 4.5; Cassandra's AbstractReadExecutor, DigestResolver, DataResolver
+and BlockingReadRepair).
+
+Owns: per-request read state. One replica (the closest) is asked for data and the others
+the level needs for digests. If the answers' digests differ, every replica that answered is
+asked for full data, the versions are merged, each stale replica that took part is sent the
+difference, and only after those repairs are acknowledged does the client get its answer —
+which is what makes QUORUM reads monotonic. If enough answers have not arrived after the
+table's 99th-percentile latency, one more replica is asked for data (speculative retry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agora.core import reconcile
+from agora.core.coordinator.latency import LatencyWindow
+from agora.core.coordinator.placement import Placement
+from agora.core.effects import CancelTimer, Reply, Send, SetTimer
+from agora.core.errors import InvalidRequest, ReadTimeout, Unavailable
+from agora.core.messages import MutationReq, MutationRsp, ReadReq, ReadRsp
+from agora.core.quorum import Requirement, requirement
+from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand
+
+
+@dataclass
+class _Read:
+    client_id: int
+    cl: ConsistencyLevel
+    command: ReadCommand
+    candidates: list[NodeId]  # live replicas that may serve, best first
+    requirement: Requirement
+    start_ms: int
+    req_id: int
+    phase: str = "collect"  # collect -> resolve -> repair
+    contacted: dict = field(default_factory=dict)  # node -> "data" | "digest"
+    data: dict = field(default_factory=dict)  # node -> Partition | None
+    digests: dict = field(default_factory=dict)  # node -> bytes
+    waiting: set = field(default_factory=set)  # nodes whose answer the current phase needs
+    merged: Partition | None = None
+    replied: bool = False
+
+
+class ReadCoordinator:
+    def __init__(self, placement: Placement, read_timeout_ms: int):
+        self.placement = placement
+        self.read_timeout_ms = read_timeout_ms
+        self._by_req: dict[int, _Read] = {}
+        self._by_client: dict[int, _Read] = {}
+        self.latency: dict[bytes, LatencyWindow] = {}
+        self.stats = {"digest_mismatch": 0, "read_repairs": 0, "speculative_retries": 0}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._by_client)
+
+    def start(self, client_id: int, command: ReadCommand, cl: ConsistencyLevel, now_ms: int) -> list:
+        p = self.placement
+        try:
+            if cl == ConsistencyLevel.ANY:
+                raise InvalidRequest("ANY ConsistencyLevel is only supported for writes")
+            if cl in (ConsistencyLevel.SERIAL, ConsistencyLevel.LOCAL_SERIAL):
+                raise InvalidRequest(f"{cl.name} reads are not supported")
+            replicas, per_dc = p.replicas_for(command.table_id, command.key)
+            req = requirement(cl, list(replicas), p.dc_of, p.local_dc, per_dc)
+            alive = sorted((r for r in replicas if p.is_alive(r) and req.counts(p.dc_of(r)) is not False),
+                           key=p.proximity)
+            reached = req.reached(p.dc_of(r) for r in alive)
+            if not req.satisfied(reached):
+                raise Unavailable(int(cl), req.total, sum(reached.values()))
+        except (Unavailable, InvalidRequest) as exc:
+            return [Reply(client_id, exc)]
+        rd = _Read(client_id, cl, command, alive, req, now_ms, p.next_req_id())
+        self._by_req[rd.req_id] = rd
+        self._by_client[client_id] = rd
+        effects = []
+        for i, node in enumerate(self._initial_targets(rd)):
+            effects.append(self._ask(rd, node, digest_only=i > 0))
+        window = self.latency.setdefault(command.table_id, LatencyWindow())
+        effects.append(SetTimer(("read", client_id), self.read_timeout_ms))
+        effects.append(SetTimer(("speculate", client_id), window.threshold_ms()))
+        return effects
+
+    def _initial_targets(self, rd: _Read) -> list[NodeId]:
+        """The fewest best replicas that satisfy the level, data replica first."""
+        chosen: list[NodeId] = []
+        got: dict = {}
+        for node in rd.candidates:
+            if rd.requirement.satisfied(got):
+                break
+            bucket = rd.requirement.counts(self.placement.dc_of(node))
+            if got.get(bucket, 0) < rd.requirement.per_dc[bucket]:
+                chosen.append(node)
+                got[bucket] = got.get(bucket, 0) + 1
+        return chosen
+
+    def _ask(self, rd: _Read, node: NodeId, digest_only: bool):
+        rd.contacted[node] = "digest" if digest_only else "data"
+        return Send(node, ReadReq(rd.req_id, rd.command, digest_only))
+
+    # ---- inputs ---------------------------------------------------------------------
+
+    def on_response(self, source: NodeId, rsp: ReadRsp, now_ms: int) -> list:
+        rd = self._by_req.get(rsp.req_id)
+        if rd is None or rd.replied or rsp.error is not None or source not in rd.contacted:
+            return []
+        if rd.phase == "collect":
+            window = self.latency.get(rd.command.table_id)
+            if window is not None:
+                window.record(now_ms - rd.start_ms)
+            self.placement.observe_latency(source, now_ms - rd.start_ms)
+        if rsp.digest is not None and rsp.partition is None and rd.contacted[source] == "digest":
+            rd.digests[source] = rsp.digest
+        else:
+            rd.data[source] = rsp.partition
+        rd.waiting.discard(source)
+        if rd.phase == "collect":
+            return self._check_collect(rd, now_ms)
+        if rd.phase == "resolve" and not rd.waiting:
+            return self._resolve(rd, now_ms)
+        return []
+
+    def on_repair_ack(self, source: NodeId, rsp: MutationRsp, now_ms: int) -> list:
+        rd = self._by_req.get(rsp.req_id)
+        if rd is None or rd.replied or rd.phase != "repair" or rsp.error is not None:
+            return []
+        rd.waiting.discard(source)
+        if not rd.waiting:
+            return self._finish(rd, reconcile.live_view(rd.merged, now_ms // 1000) if rd.merged else None)
+        return []
+
+    def on_timer(self, timer_id, now_ms: int) -> list:
+        kind, client_id = timer_id
+        rd = self._by_client.get(client_id)
+        if rd is None or rd.replied:
+            return []
+        if kind == "speculate":
+            return self._speculate(rd, now_ms)
+        responders = set(rd.data) | set(rd.digests)
+        received = sum(rd.requirement.reached(self.placement.dc_of(n) for n in responders).values())
+        if rd.phase != "collect":
+            received = min(received, rd.requirement.total - 1) if rd.waiting else received
+        exc = ReadTimeout(int(rd.cl), received, rd.requirement.total, bool(rd.data))
+        return self._finish(rd, exc)
+
+    # ---- phases ---------------------------------------------------------------------
+
+    def _speculate(self, rd: _Read, now_ms: int) -> list:
+        if rd.phase != "collect":
+            return []
+        for node in rd.contacted:  # slow replicas lose their place in the proximity order
+            if node not in rd.data and node not in rd.digests:
+                self.placement.observe_latency(node, now_ms - rd.start_ms)
+        for node in rd.candidates:
+            if node not in rd.contacted:
+                self.stats["speculative_retries"] += 1
+                return [self._ask(rd, node, digest_only=False)]
+        return []
+
+    def _check_collect(self, rd: _Read, now_ms: int) -> list:
+        responders = list(rd.data) + list(rd.digests)
+        got = rd.requirement.reached(self.placement.dc_of(n) for n in responders)
+        if not rd.data or not rd.requirement.satisfied(got):
+            return []
+        digests = {reconcile.digest(p) for p in rd.data.values()} | set(rd.digests.values())
+        if len(digests) == 1:
+            merged = reconcile.merge_many([p for p in rd.data.values() if p is not None]) \
+                if any(p is not None for p in rd.data.values()) else None
+            return self._finish(rd, reconcile.live_view(merged, now_ms // 1000) if merged else None)
+        self.stats["digest_mismatch"] += 1
+        rd.phase = "resolve"
+        rd.req_id = self._rekey(rd)
+        rd.waiting = set(rd.digests)
+        rd.digests.clear()
+        return [Send(n, ReadReq(rd.req_id, rd.command, False)) for n in sorted(rd.waiting)]
+
+    def _resolve(self, rd: _Read, now_ms: int) -> list:
+        versions = [p for p in rd.data.values() if p is not None]
+        rd.merged = reconcile.merge_many(versions) if versions else None
+        if rd.merged is None:
+            return self._finish(rd, None)
+        rd.phase = "repair"
+        rd.req_id = self._rekey(rd)
+        effects = []
+        for node in sorted(rd.data):
+            diff = reconcile.repair_for(rd.merged, rd.data[node])
+            if diff is not None:
+                rd.waiting.add(node)
+                effects.append(Send(node, MutationReq(rd.req_id, (diff,))))
+        self.stats["read_repairs"] += len(effects)
+        if not effects:
+            return self._finish(rd, reconcile.live_view(rd.merged, now_ms // 1000))
+        return effects
+
+    def _rekey(self, rd: _Read) -> int:
+        self._by_req.pop(rd.req_id, None)
+        req_id = self.placement.next_req_id()
+        self._by_req[req_id] = rd
+        return req_id
+
+    def _finish(self, rd: _Read, result) -> list:
+        rd.replied = True
+        self._by_req.pop(rd.req_id, None)
+        self._by_client.pop(rd.client_id, None)
+        effects = [Reply(rd.client_id, result)]
+        effects.append(CancelTimer(("read", rd.client_id)))
+        effects.append(CancelTimer(("speculate", rd.client_id)))
+        return effects

@@ -1,0 +1,295 @@
+"""Gossip wire messages and the endpoint state they carry.
+
+Owns: `HeartbeatState`, `VersionedValue`, `EndpointState`, `GossipDigest` and the three
+gossip verbs `GossipDigestSyn` (20), `GossipDigestAck` (21) and `GossipDigestAck2` (22), with
+their strict wire validation. It deliberately knows nothing of how gossip rounds run, of
+liveness or of what the application-state keys mean; that is `gossip.py`.
+
+The shapes are Cassandra's (`gms/HeartBeatState.java`, `VersionedValue.java`,
+`EndpointState.java`, `GossipDigest.java`, `GossipDigestSyn.java`, `GossipDigestAck.java`,
+`GossipDigestAck2.java`): a node's state is its heartbeat (generation = incarnation, bumped on
+every restart; version = a per-incarnation counter bumped every gossip round) plus application
+states key -> (value, version). Heartbeat and application-state versions come from one
+counter per incarnation, so "the largest version in a state" orders everything a node said.
+
+Wire forms (lists of msgpack-native values, see `agora.core.wire`):
+
+    HeartbeatState   [generation, version]
+    VersionedValue   [value, version]
+    EndpointState    [generation, heartbeat_version, [[key, value, version], ...]]
+    GossipDigest     [endpoint, generation, max_version]
+    GossipDigestSyn  [cluster_name, [digest, ...]]
+    GossipDigestAck  [[digest, ...], [[endpoint, endpoint_state], ...]]
+    GossipDigestAck2 [[[endpoint, endpoint_state], ...]]
+
+Every `from_wire` checks types, sizes (the named limits below) and uniqueness and raises
+`ProtocolError` on anything else; a peer's bad bytes never become an exception of another kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from agora.core.types import NodeId
+from agora.core.wire import Message, expect
+
+# ---- limits ---------------------------------------------------------------------------------
+
+# Endpoints in one message (digests, or states). Clusters are tiny (3..100 nodes); Cassandra
+# clusters top out around 1000 nodes. A SYN carries one digest per known endpoint, so the
+# gossiper never knows more endpoints than this (see gossip.MAX_KNOWN_ENDPOINTS).
+MAX_GOSSIP_ENDPOINTS = 1024
+# Application states per endpoint: Cassandra's ApplicationState enum has ~30 members.
+MAX_APP_STATES = 64
+# Characters in an application-state key, e.g. "NATIVE_ADDRESS_AND_PORT" (23).
+MAX_APP_STATE_KEY_CHARS = 64
+# Characters in an application-state value. TOKENS is the big one: 256 vnode tokens of up to
+# 20 digits plus separators is ~5.4 KiB; 64 KiB leaves room for num_tokens in the thousands.
+MAX_APP_STATE_VALUE_CHARS = 64 * 1024
+# Characters in an endpoint "ip:port"; a bracketed IPv6 address with port is at most 47.
+MAX_ENDPOINT_CHARS = 128
+# Characters in a cluster name (cassandra.yaml cluster_name; no limit there, 256 is generous).
+MAX_CLUSTER_NAME_CHARS = 256
+# Generations and versions are non-negative and fit msgpack's signed 64-bit integer
+# (Cassandra uses 32-bit ints; a wider range costs nothing here).
+MAX_COUNTER = 2**63 - 1
+# TCP/UDP port range for the port half of an endpoint.
+MAX_PORT = 65535
+
+
+# ---- field checks ---------------------------------------------------------------------------
+
+
+def _check_list(value: Any, what: str, max_len: int) -> list | tuple:
+    expect(isinstance(value, (list, tuple)), f"{what}: expected a list")
+    expect(len(value) <= max_len, f"{what}: {len(value)} items > {max_len}")
+    return value
+
+
+def _check_fields(fields: Any, what: str, count: int) -> list | tuple:
+    expect(isinstance(fields, (list, tuple)), f"{what}: expected a list")
+    expect(len(fields) == count, f"{what}: expected {count} fields, got {len(fields)}")
+    return fields
+
+
+def _check_counter(value: Any, what: str) -> int:
+    expect(isinstance(value, int) and not isinstance(value, bool), f"{what}: expected an int")
+    expect(0 <= value <= MAX_COUNTER, f"{what}: {value} out of range")
+    return value
+
+
+def _check_str(value: Any, what: str, min_len: int, max_len: int) -> str:
+    expect(isinstance(value, str), f"{what}: expected a str")
+    expect(min_len <= len(value) <= max_len, f"{what}: length {len(value)} not in [{min_len}, {max_len}]")
+    return value
+
+
+def check_endpoint(value: Any, what: str = "endpoint") -> NodeId:
+    """A NodeId "host:port": non-empty host, decimal port in 1..65535."""
+    _check_str(value, what, 3, MAX_ENDPOINT_CHARS)
+    host, sep, port = value.rpartition(":")
+    expect(sep == ":" and host != "", f"{what}: {value!r} is not host:port")
+    expect(port.isascii() and port.isdigit() and len(port) <= 5, f"{what}: bad port in {value!r}")
+    expect(1 <= int(port) <= MAX_PORT, f"{what}: port out of range in {value!r}")
+    return value
+
+
+# ---- state ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatState:
+    """generation: the node's incarnation (Cassandra: seconds since the epoch at startup, and
+    strictly larger after each restart). version: bumped every gossip round."""
+
+    generation: int
+    version: int
+
+    def to_wire(self) -> list:
+        return [self.generation, self.version]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> HeartbeatState:
+        generation, version = _check_fields(fields, "heartbeat", 2)
+        return cls(_check_counter(generation, "generation"), _check_counter(version, "heartbeat version"))
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedValue:
+    """One application state's value and the version it was set at."""
+
+    value: str
+    version: int
+
+    def to_wire(self) -> list:
+        return [self.value, self.version]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> VersionedValue:
+        value, version = _check_fields(fields, "versioned value", 2)
+        return cls(_check_str(value, "app state value", 0, MAX_APP_STATE_VALUE_CHARS),
+                   _check_counter(version, "app state version"))
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointState:
+    """Everything gossip knows about one endpoint: heartbeat and application states.
+
+    app_states is a tuple of (key, VersionedValue) sorted by key: canonical, hashable, and
+    iterated in the same order in every process.
+    """
+
+    heartbeat: HeartbeatState
+    app_states: tuple[tuple[str, VersionedValue], ...] = ()
+
+    @property
+    def generation(self) -> int:
+        return self.heartbeat.generation
+
+    @property
+    def max_version(self) -> int:
+        """The largest version of the heartbeat or any application state (Cassandra's
+        Gossiper.getMaxEndpointStateVersion)."""
+        return max([self.heartbeat.version, *(v.version for _, v in self.app_states)])
+
+    def get(self, key: str) -> VersionedValue | None:
+        for k, v in self.app_states:
+            if k == key:
+                return v
+        return None
+
+    def as_dict(self) -> dict[str, VersionedValue]:
+        return dict(self.app_states)
+
+    @classmethod
+    def build(cls, heartbeat: HeartbeatState, states: dict[str, VersionedValue]) -> EndpointState:
+        return cls(heartbeat, tuple(sorted(states.items())))
+
+    def newer_than(self, version: int) -> EndpointState | None:
+        """The part of this state with version > `version`, or None if nothing is newer
+        (Cassandra's Gossiper.getStateForVersionBiggerThan). The heartbeat always travels
+        along: the receiver keeps whichever heartbeat is newer."""
+        states = tuple((k, v) for k, v in self.app_states if v.version > version)
+        if self.heartbeat.version <= version and not states:
+            return None
+        return EndpointState(self.heartbeat, states)
+
+    def to_wire(self) -> list:
+        apps = [[k, v.value, v.version] for k, v in self.app_states]
+        return [self.heartbeat.generation, self.heartbeat.version, apps]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> EndpointState:
+        generation, hb_version, apps = _check_fields(fields, "endpoint state", 3)
+        heartbeat = HeartbeatState.from_wire([generation, hb_version])
+        states: dict[str, VersionedValue] = {}
+        for item in _check_list(apps, "app states", MAX_APP_STATES):
+            key, value, version = _check_fields(item, "app state", 3)
+            _check_str(key, "app state key", 1, MAX_APP_STATE_KEY_CHARS)
+            expect(key not in states, f"app state key {key!r} repeated")
+            states[key] = VersionedValue.from_wire([value, version])
+        return cls.build(heartbeat, states)
+
+
+@dataclass(frozen=True, slots=True)
+class GossipDigest:
+    """What one side knows of one endpoint: its generation and largest version."""
+
+    endpoint: NodeId
+    generation: int
+    max_version: int
+
+    def to_wire(self) -> list:
+        return [self.endpoint, self.generation, self.max_version]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> GossipDigest:
+        endpoint, generation, max_version = _check_fields(fields, "digest", 3)
+        return cls(check_endpoint(endpoint), _check_counter(generation, "digest generation"),
+                   _check_counter(max_version, "digest max_version"))
+
+
+EndpointStates = tuple[tuple[NodeId, EndpointState], ...]  # sorted by endpoint
+
+
+def _digests_to_wire(digests: tuple[GossipDigest, ...]) -> list:
+    return [d.to_wire() for d in digests]
+
+
+def _digests_from_wire(value: Any) -> tuple[GossipDigest, ...]:
+    digests = tuple(GossipDigest.from_wire(d) for d in _check_list(value, "digests", MAX_GOSSIP_ENDPOINTS))
+    expect(len({d.endpoint for d in digests}) == len(digests), "digests: endpoint repeated")
+    return digests
+
+
+def _states_to_wire(states: EndpointStates) -> list:
+    return [[endpoint, state.to_wire()] for endpoint, state in states]
+
+
+def _states_from_wire(value: Any) -> EndpointStates:
+    states: dict[NodeId, EndpointState] = {}
+    for item in _check_list(value, "endpoint states", MAX_GOSSIP_ENDPOINTS):
+        endpoint, state = _check_fields(item, "endpoint state entry", 2)
+        check_endpoint(endpoint)
+        expect(endpoint not in states, f"endpoint states: {endpoint!r} repeated")
+        states[endpoint] = EndpointState.from_wire(state)
+    return tuple(sorted(states.items()))
+
+
+# ---- verbs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GossipDigestSyn(Message):
+    """Opens a gossip exchange: the sender's digest of every endpoint it knows."""
+
+    VERB: ClassVar[int] = 20
+    cluster_name: str
+    digests: tuple[GossipDigest, ...]
+
+    def to_wire(self) -> list:
+        return [self.cluster_name, _digests_to_wire(self.digests)]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> GossipDigestSyn:
+        cluster_name, digests = _check_fields(fields, "GossipDigestSyn", 2)
+        return cls(_check_str(cluster_name, "cluster_name", 0, MAX_CLUSTER_NAME_CHARS),
+                   _digests_from_wire(digests))
+
+
+@dataclass(frozen=True, slots=True)
+class GossipDigestAck(Message):
+    """Answers a SYN: `requests` are digests (endpoint, generation, version we hold) of state
+    the SYN's sender should send back; `states` is state the SYN's sender lacks."""
+
+    VERB: ClassVar[int] = 21
+    requests: tuple[GossipDigest, ...]
+    states: EndpointStates
+
+    def to_wire(self) -> list:
+        return [_digests_to_wire(self.requests), _states_to_wire(self.states)]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> GossipDigestAck:
+        requests, states = _check_fields(fields, "GossipDigestAck", 2)
+        return cls(_digests_from_wire(requests), _states_from_wire(states))
+
+
+@dataclass(frozen=True, slots=True)
+class GossipDigestAck2(Message):
+    """Closes an exchange: the state the ACK requested."""
+
+    VERB: ClassVar[int] = 22
+    states: EndpointStates
+
+    def to_wire(self) -> list:
+        return [_states_to_wire(self.states)]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> GossipDigestAck2:
+        (states,) = _check_fields(fields, "GossipDigestAck2", 1)
+        return cls(_states_from_wire(states))
+
+
+GOSSIP_MESSAGES: tuple[type[Message], ...] = (GossipDigestSyn, GossipDigestAck, GossipDigestAck2)

@@ -1,0 +1,194 @@
+"""Internode messages for data and schema: mutations, reads, digests, schema exchange, and
+the admin/client verbs the `agora` CLI and tests use to reach a node's coordinator.
+
+Owns: the message shapes and their strict decoding. Every request carries a `req_id` chosen
+by the sender; its response echoes it, which is how a coordinator correlates replies
+(Cassandra's MessagingService callbacks). Gossip messages live in `membership/messages.py`.
+Partitions and read commands cross the wire in the plain form of `agora.core.plain`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agora.core.plain import (partition_from_plain, partition_to_plain, read_command_from_plain,
+                              read_command_to_plain)
+from agora.core.types import Partition, ReadCommand
+from agora.core.wire import Message, expect
+
+
+def _int(v: Any, what: str) -> int:
+    expect(type(v) is int, f"{what} must be an int")
+    return v
+
+
+def _str(v: Any, what: str) -> str:
+    expect(type(v) is str, f"{what} must be a string")
+    return v
+
+
+def _opt_str(v: Any, what: str) -> str | None:
+    expect(v is None or type(v) is str, f"{what} must be a string or nil")
+    return v
+
+
+def _fields(fields: Any, n: int, name: str) -> list:
+    expect(isinstance(fields, list) and len(fields) == n, f"{name} takes {n} fields")
+    return fields
+
+
+# ---- data path ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MutationReq(Message):
+    """Apply these partition fragments (one batch) on the receiving replica."""
+
+    VERB = 1
+    req_id: int
+    partitions: tuple[Partition, ...]
+
+    def to_wire(self) -> list:
+        return [self.req_id, [partition_to_plain(p) for p in self.partitions]]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, parts = _fields(fields, 2, "MutationReq")
+        expect(isinstance(parts, list) and parts, "MutationReq.partitions must be a non-empty list")
+        return cls(_int(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts))
+
+
+@dataclass(frozen=True, slots=True)
+class MutationRsp(Message):
+    VERB = 2
+    req_id: int
+    error: str | None = None
+
+    def to_wire(self) -> list:
+        return [self.req_id, self.error]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, error = _fields(fields, 2, "MutationRsp")
+        return cls(_int(req_id, "req_id"), _opt_str(error, "error"))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReq(Message):
+    """Read one partition slice; `digest_only` asks for its digest instead of the data."""
+
+    VERB = 3
+    req_id: int
+    command: ReadCommand
+    digest_only: bool
+
+    def to_wire(self) -> list:
+        return [self.req_id, read_command_to_plain(self.command), self.digest_only]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, cmd, digest_only = _fields(fields, 3, "ReadReq")
+        expect(type(digest_only) is bool, "digest_only must be a bool")
+        return cls(_int(req_id, "req_id"), read_command_from_plain(cmd), digest_only)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRsp(Message):
+    """`partition` for a data read (None when the replica holds nothing), `digest` for a
+    digest read; `error` when the replica could not serve it."""
+
+    VERB = 4
+    req_id: int
+    partition: Partition | None
+    digest: bytes | None
+    error: str | None = None
+
+    def to_wire(self) -> list:
+        plain = None if self.partition is None else partition_to_plain(self.partition)
+        return [self.req_id, plain, self.digest, self.error]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, plain, digest, error = _fields(fields, 4, "ReadRsp")
+        expect(digest is None or type(digest) is bytes, "digest must be bytes or nil")
+        part = None if plain is None else partition_from_plain(plain)
+        return cls(_int(req_id, "req_id"), part, digest, _opt_str(error, "error"))
+
+
+# ---- schema --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaPush(Message):
+    """The sender's whole schema (plain form); the receiver merges it (LWW per object)."""
+
+    VERB = 10
+    schema: Any
+
+    def to_wire(self) -> list:
+        return [self.schema]
+
+    @classmethod
+    def from_wire(cls, fields):
+        (schema,) = _fields(fields, 1, "SchemaPush")
+        return cls(schema)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaPullReq(Message):
+    """Ask a peer whose gossiped schema version differs from ours for its schema."""
+
+    VERB = 11
+    req_id: int
+
+    def to_wire(self) -> list:
+        return [self.req_id]
+
+    @classmethod
+    def from_wire(cls, fields):
+        (req_id,) = _fields(fields, 1, "SchemaPullReq")
+        return cls(_int(req_id, "req_id"))
+
+
+# ---- admin / client verbs (the `agora` CLI and tests) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReq(Message):
+    """A request from an admin client: `op` names it, `args` is a msgpack-native map.
+    ops: "status", "schema", "write", "read", "delete", "create_keyspace", "create_table",
+    "drop_keyspace", "drop_table", "inspect" (read local storage only)."""
+
+    VERB = 30
+    req_id: int
+    op: str
+    args: dict
+
+    def to_wire(self) -> list:
+        return [self.req_id, self.op, self.args]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, op, args = _fields(fields, 3, "ClientReq")
+        expect(isinstance(args, dict), "ClientReq.args must be a map")
+        return cls(_int(req_id, "req_id"), _str(op, "op"), args)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRsp(Message):
+    """`error` is None on success; otherwise [error class name, message, details map]."""
+
+    VERB = 31
+    req_id: int
+    result: Any
+    error: list | None = None
+
+    def to_wire(self) -> list:
+        return [self.req_id, self.result, self.error]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, result, error = _fields(fields, 3, "ClientRsp")
+        expect(error is None or isinstance(error, list), "ClientRsp.error must be a list or nil")
+        return cls(_int(req_id, "req_id"), result, error)

@@ -1,0 +1,255 @@
+"""One Agora node as a pure state machine: routes every input (a decoded message, a storage
+completion, a timer, a client request) to the machine that owns it and returns their
+effects. It has no protocol logic of its own beyond that routing and the small amount of
+glue between gossip and the ring (DESIGN.md section 3: "node.py routes inputs").
+
+Inputs: `start`, `on_message`, `on_timer`, `on_storage_done`, and the client entry points
+`client_write`, `client_read`, `client_schema_change` that the CQL server and the admin
+verbs call. Outputs: effects (agora.core.effects).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+
+from agora.core.config import NodeConfig
+from agora.core.coordinator.read import ReadCoordinator
+from agora.core.coordinator.write import WriteCoordinator
+from agora.core.effects import (Event, PersistMeta, Reply, SetTimer, StorageGetDone,
+                                StoragePutDone)
+from agora.core.errors import InvalidRequest
+from agora.core.membership.gossip import Gossiper
+from agora.core.membership import messages as gm
+from agora.core.messages import (MutationReq, MutationRsp, ReadReq, ReadRsp, SchemaPullReq,
+                                 SchemaPush)
+from agora.core.replica.replica import Replica
+from agora.core.ring.strategies import strategy_from_options
+from agora.core.ring.token_ring import NodeInfo, TokenRing
+from agora.core.schema.agreement import SchemaKeeper
+from agora.core.schema.model import Schema
+from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand
+
+RELEASE_VERSION = "5.0.0"  # what drivers and cqlsh expect to see (cql-compat.md 2.1)
+HOUSEKEEPING_INTERVAL_MS = 1_000  # schema agreement checks, load gossip
+LATENCY_EWMA_WEIGHT = 0.2  # weight of the newest sample in a replica's latency score
+
+
+@dataclass
+class LocalIdentity:
+    """What a node keeps across restarts (the runtime persists it)."""
+
+    host_id: str
+    tokens: tuple[int, ...]
+    generation: int
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig, identity: LocalIdentity, schema: Schema, rng: random.Random):
+        self.cfg = cfg
+        self.local: NodeId = cfg.local_id
+        self.local_dc = cfg.dc
+        self.identity = identity
+        self.rng = rng
+        self.gossiper = Gossiper(self.local, cfg.cluster_name, cfg.seed_ids(), identity.generation, rng,
+                                 phi_convict_threshold=cfg.phi_convict_threshold,
+                                 interval_ms=cfg.gossip_interval)
+        self.schema = SchemaKeeper(schema)
+        self.replica = Replica(self._knows_table, sync_writes=cfg.commitlog_sync == "batch")
+        self.writes = WriteCoordinator(self, cfg.write_request_timeout)
+        self.reads = ReadCoordinator(self, cfg.read_request_timeout)
+        self._infos: dict[NodeId, NodeInfo] = {self.local: NodeInfo(cfg.dc, cfg.rack, identity.tokens)}
+        self.ring = TokenRing(dict(self._infos))
+        self._strategies: dict[str, tuple] = {}
+        self._next_req = 1
+        self._last_ts_us = 0
+        self._latency_score: dict[NodeId, float] = {}
+        self.load_bytes = 0
+
+    # ---- Placement (read by the coordinators) --------------------------------------
+
+    def next_req_id(self) -> int:
+        self._next_req += 1
+        return self._next_req
+
+    def dc_of(self, node: NodeId) -> str:
+        info = self._infos.get(node)
+        return info.dc if info else ""
+
+    def is_alive(self, node: NodeId) -> bool:
+        return node == self.local or self.gossiper.is_alive(node)
+
+    def proximity(self, node: NodeId) -> tuple:
+        locality = 0 if node == self.local else (1 if self.dc_of(node) == self.local_dc else 2)
+        return (locality, self._latency_score.get(node, 0.0), node)
+
+    def observe_latency(self, node: NodeId, ms: float) -> None:
+        old = self._latency_score.get(node)
+        self._latency_score[node] = ms if old is None else old + LATENCY_EWMA_WEIGHT * (ms - old)
+
+    def replicas_for(self, table_id: bytes, key: bytes):
+        table = self.schema.schema.table_by_id(table_id)
+        if table is None:
+            raise InvalidRequest(f"unknown table id {table_id.hex()}")
+        strategy, per_dc = self._strategy(table.keyspace)
+        from agora.core.ring.partitioner import token_for_key
+        return strategy.replicas(self.ring, token_for_key(key)), per_dc
+
+    def _strategy(self, keyspace: str):
+        ks = self.schema.schema.keyspace(keyspace)
+        if ks is None:
+            raise InvalidRequest(f"Keyspace '{keyspace}' does not exist")
+        cache_key = tuple(sorted(ks.replication.items()))
+        hit = self._strategies.get(keyspace)
+        if hit is None or hit[0] != cache_key:
+            strategy = strategy_from_options(dict(ks.replication))
+            per_dc = strategy.dc_replication_factors() if strategy.datacenter_aware else None
+            hit = (cache_key, strategy, per_dc)
+            self._strategies[keyspace] = hit
+        return hit[1], hit[2]
+
+    def _knows_table(self, table_id: bytes) -> bool:
+        return self.schema.schema.table_by_id(table_id) is not None
+
+    # ---- timestamps ----------------------------------------------------------------
+
+    def next_timestamp(self, now_ms: int) -> int:
+        """A write timestamp in microseconds that never goes backwards on this node, even if
+        the wall clock does (a hybrid logical clock's physical part)."""
+        ts = max(now_ms * 1000, self._last_ts_us + 1)
+        self._last_ts_us = ts
+        return ts
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    def start(self, now_ms: int, native_address: str) -> list:
+        g = self.gossiper
+        for key, value in (("DC", self.cfg.dc), ("RACK", self.cfg.rack),
+                           ("HOST_ID", self.identity.host_id),
+                           ("TOKENS", ",".join(str(t) for t in self.identity.tokens)),
+                           ("RELEASE_VERSION", RELEASE_VERSION),
+                           ("NATIVE_ADDRESS_AND_PORT", native_address),
+                           ("SCHEMA", self.schema.version), ("LOAD", str(self.load_bytes)),
+                           ("STATUS", "NORMAL")):
+            g.set_local_state(key, value)
+        return [*g.start(now_ms), SetTimer(("node", "housekeeping"), HOUSEKEEPING_INTERVAL_MS)]
+
+    # ---- inputs --------------------------------------------------------------------
+
+    def on_message(self, source: NodeId, msg, now_ms: int) -> list:
+        if isinstance(msg, MutationReq):
+            return self.replica.on_mutation(source, msg)
+        if isinstance(msg, MutationRsp):
+            return self.writes.on_response(source, msg) + self.reads.on_repair_ack(source, msg, now_ms)
+        if isinstance(msg, ReadReq):
+            return self.replica.on_read(source, msg)
+        if isinstance(msg, ReadRsp):
+            return self.reads.on_response(source, msg, now_ms)
+        if isinstance(msg, (gm.GossipDigestSyn, gm.GossipDigestAck, gm.GossipDigestAck2)):
+            return self._after_gossip(self.gossiper.on_message(source, msg, now_ms), now_ms)
+        if isinstance(msg, SchemaPush):
+            return self.schema.on_push(source, msg) + self._schema_gossip()
+        if isinstance(msg, SchemaPullReq):
+            return self.schema.on_pull(source, msg)
+        raise InvalidRequest(f"no handler for {type(msg).__name__}")
+
+    def on_timer(self, timer_id, now_ms: int) -> list:
+        kind = timer_id[0]
+        if kind == "write":
+            return self.writes.on_timeout(timer_id[1])
+        if kind in ("read", "speculate"):
+            return self.reads.on_timer(timer_id, now_ms)
+        if kind == "gossip":
+            return self._after_gossip(self.gossiper.on_timer(timer_id, now_ms), now_ms)
+        if kind == "node":
+            return self._housekeeping(now_ms)
+        return []
+
+    def on_storage_done(self, done, now_ms: int) -> list:
+        if isinstance(done, StoragePutDone):
+            return self.replica.on_put_done(done)
+        assert isinstance(done, StorageGetDone)
+        return self.replica.on_get_done(done, now_ms)
+
+    # ---- client entry points (CQL server, admin verbs) ------------------------------
+
+    def client_write(self, client_id: int, partitions: list[Partition], cl: ConsistencyLevel,
+                     now_ms: int, write_type: str = "SIMPLE") -> list:
+        return self.writes.start(client_id, partitions, cl, write_type)
+
+    def client_read(self, client_id: int, command: ReadCommand, cl: ConsistencyLevel, now_ms: int) -> list:
+        return self.reads.start(client_id, command, cl, now_ms)
+
+    def client_schema_change(self, client_id: int, change, now_ms: int) -> list:
+        """`change(schema, ts_us) -> Schema` builds the new schema or raises InvalidRequest."""
+        try:
+            new_schema = change(self.schema.schema, self.next_timestamp(now_ms))
+        except InvalidRequest as exc:
+            return [Reply(client_id, exc)]
+        peers = [n for n in self.gossiper.live_nodes() if n != self.local]
+        effects = self.schema.change(new_schema, peers)
+        return [*effects, *self._schema_gossip(), Reply(client_id, self.schema.version)]
+
+    # ---- glue ------------------------------------------------------------------------
+
+    def _schema_gossip(self) -> list:
+        if self.gossiper.app_state(self.local, "SCHEMA") != self.schema.version:
+            self.gossiper.set_local_state("SCHEMA", self.schema.version)
+        return []
+
+    def _after_gossip(self, effects: list, now_ms: int) -> list:
+        out = []
+        ring_changed = False
+        for eff in effects:
+            out.append(eff)
+            if not isinstance(eff, Event):
+                continue
+            if eff.kind == "node_state":
+                node, key, value = eff.detail
+                if key in ("TOKENS", "DC", "RACK", "STATUS"):
+                    ring_changed = True
+                elif key == "SCHEMA":
+                    out.extend(self.schema.on_peer_version(node, value, self.is_alive(node), now_ms))
+        if ring_changed:
+            before = set(self._infos)
+            self._rebuild_ring()
+            for node in sorted(set(self._infos) - before):
+                out.append(Event("topology_change", ("NEW_NODE", node)))
+        return out
+
+    def _rebuild_ring(self) -> None:
+        infos = {self.local: NodeInfo(self.cfg.dc, self.cfg.rack, self.identity.tokens)}
+        g = self.gossiper
+        for node in g.known_nodes():
+            if node == self.local or g.app_state(node, "STATUS") != "NORMAL":
+                continue
+            tokens, dc, rack = g.app_state(node, "TOKENS"), g.app_state(node, "DC"), g.app_state(node, "RACK")
+            if not tokens or not dc or not rack:
+                continue
+            infos[node] = NodeInfo(dc, rack, tuple(int(t) for t in tokens.split(",")))
+        if infos != self._infos:
+            self._infos = infos
+            self.ring = TokenRing(dict(infos))
+
+    def _housekeeping(self, now_ms: int) -> list:
+        out: list = [SetTimer(("node", "housekeeping"), HOUSEKEEPING_INTERVAL_MS)]
+        g = self.gossiper
+        for node in g.live_nodes():
+            if node != self.local:
+                out.extend(self.schema.on_peer_version(node, g.app_state(node, "SCHEMA"), True, now_ms))
+        if g.app_state(self.local, "LOAD") != str(self.load_bytes):
+            g.set_local_state("LOAD", str(self.load_bytes))
+        return out
+
+
+def new_identity(cfg: NodeConfig, rng: random.Random, generation: int) -> LocalIdentity:
+    """A fresh node's host id and tokens (random tokens, as Cassandra without an allocator)."""
+    from agora.core.ring.partitioner import allocate_tokens
+    host_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return LocalIdentity(host_id, tuple(allocate_tokens(cfg.num_tokens, rng, set())), generation)
+
+
+def identity_meta(identity: LocalIdentity) -> list[PersistMeta]:
+    return [PersistMeta("host_id", identity.host_id.encode()),
+            PersistMeta("tokens", ",".join(map(str, identity.tokens)).encode())]

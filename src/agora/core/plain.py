@@ -1,0 +1,249 @@
+"""Plain (msgpack-native) encoding of the data model, shared by the internode codec and the
+storage engines.
+
+Owns: the shapes below and their validation. `*_to_plain` returns lists, tuples, ints,
+bytes, str, bool and None only; `*_from_plain` accepts exactly what msgpack gives back
+(`unpackb(raw=False)`; lists or tuples for arrays) and raises `ProtocolError` -- never any
+other exception -- for anything malformed, because it is fed bytes from peers and disks.
+It deliberately knows nothing of framing, verbs or key layout; the model is
+`agora.core.types`. Arrays are flat where that saves msgpack headers on the hot path.
+
+    Cell            [ts, value|None, ttl_s, ldt_s]
+    Deletion        [ts, ldt_s]                       (None where there is none)
+    RangeTombstone  [start_prefix, start_inclusive, end_prefix, end_inclusive, ts, ldt_s]
+    Row             [clustering, marker|None, deletion|None,
+                     [column, path, ts, value|None, ttl_s, ldt_s, ...]]
+    Partition       [table_id, key, deletion|None, [range tombstone, ...], static row|None,
+                     [ckey, row, ckey, row, ...]]
+    ReadCommand     [table_id, key, [start_prefix, start_inclusive, end_prefix,
+                     end_inclusive, ...]|None, [column, ...]|None]
+"""
+
+from __future__ import annotations
+
+from agora.core.errors import ProtocolError
+from agora.core.types import (
+    Bound,
+    Cell,
+    Deletion,
+    Partition,
+    RangeTombstone,
+    ReadCommand,
+    Row,
+    Slice,
+)
+
+TABLE_ID_BYTES = 16  # a table id is a uuid
+MAX_PARTITION_KEY_BYTES = 0xFFFF  # as Cassandra: keys are length-prefixed by an unsigned short
+MIN_INT64 = -(2**63)  # timestamps and deletion times are Cassandra longs
+MAX_INT64 = 2**63 - 1
+MAX_TTL_S = 2**31 - 1  # Cassandra's TTL is a signed 32-bit int of seconds
+
+_CELL_FIELDS = 6  # column, path, ts, value, ttl_s, ldt_s in a row's flat cell array
+_RT_FIELDS = 6
+_SLICE_FIELDS = 4
+
+
+def _bad(what: str) -> ProtocolError:
+    return ProtocolError(f"malformed data: {what}")
+
+
+def _is_array(obj: object) -> bool:
+    t = type(obj)
+    return t is list or t is tuple
+
+
+def _check_time(ts: object, ldt_s: object) -> None:
+    if type(ts) is not int or type(ldt_s) is not int \
+            or not MIN_INT64 <= ts <= MAX_INT64 or not MIN_INT64 <= ldt_s <= MAX_INT64:
+        raise _bad("timestamp or deletion time")
+
+
+# ---- cells and deletions ------------------------------------------------------------------
+
+
+def cell_to_plain(c: Cell) -> list:
+    return [c.ts, c.value, c.ttl_s, c.ldt_s]
+
+
+def cell_from_plain(obj: object) -> Cell:
+    if not _is_array(obj) or len(obj) != 4:
+        raise _bad("cell")
+    ts, value, ttl_s, ldt_s = obj
+    _check_time(ts, ldt_s)
+    if (value is not None and type(value) is not bytes) or type(ttl_s) is not int \
+            or not 0 <= ttl_s <= MAX_TTL_S:
+        raise _bad("cell value or ttl")
+    return Cell(ts, value, ttl_s, ldt_s)
+
+
+def _optional_cell_from_plain(obj: object) -> Cell | None:
+    return None if obj is None else cell_from_plain(obj)
+
+
+def deletion_to_plain(d: Deletion | None) -> list | None:
+    return None if d is None else [d.ts, d.ldt_s]
+
+
+def deletion_from_plain(obj: object) -> Deletion | None:
+    if obj is None:
+        return None
+    if not _is_array(obj) or len(obj) != 2:
+        raise _bad("deletion")
+    ts, ldt_s = obj
+    _check_time(ts, ldt_s)
+    return Deletion(ts, ldt_s)
+
+
+# ---- range tombstones ---------------------------------------------------------------------
+
+
+def range_tombstone_to_plain(rt: RangeTombstone) -> list:
+    return [rt.start.prefix, rt.start.inclusive, rt.end.prefix, rt.end.inclusive,
+            rt.deletion.ts, rt.deletion.ldt_s]
+
+
+def range_tombstone_from_plain(obj: object) -> RangeTombstone:
+    if not _is_array(obj) or len(obj) != _RT_FIELDS:
+        raise _bad("range tombstone")
+    start, start_incl, end, end_incl, ts, ldt_s = obj
+    if type(start) is not bytes or type(end) is not bytes \
+            or type(start_incl) is not bool or type(end_incl) is not bool:
+        raise _bad("range tombstone bounds")
+    _check_time(ts, ldt_s)
+    return RangeTombstone(Bound(start, start_incl), Bound(end, end_incl), Deletion(ts, ldt_s))
+
+
+# ---- rows ---------------------------------------------------------------------------------
+
+
+def row_to_plain(r: Row) -> list:
+    flat: list = []
+    extend = flat.extend
+    for (column, path), c in r.cells.items():
+        extend((column, path, c.ts, c.value, c.ttl_s, c.ldt_s))
+    m = r.marker
+    d = r.deletion
+    return [r.clustering, None if m is None else [m.ts, m.value, m.ttl_s, m.ldt_s],
+            None if d is None else [d.ts, d.ldt_s], flat]
+
+
+def _cells_from_flat(flat: object) -> dict:
+    if not _is_array(flat) or len(flat) % _CELL_FIELDS:
+        raise _bad("row cells")
+    cells = {}
+    it = iter(flat)
+    for column, path, ts, value, ttl_s, ldt_s in zip(it, it, it, it, it, it):
+        # One condition, no calls: this loop is the decoder's hot path.
+        if type(column) is not str or type(path) is not bytes \
+                or (value is not None and type(value) is not bytes) \
+                or type(ttl_s) is not int or not 0 <= ttl_s <= MAX_TTL_S \
+                or type(ts) is not int or not MIN_INT64 <= ts <= MAX_INT64 \
+                or type(ldt_s) is not int or not MIN_INT64 <= ldt_s <= MAX_INT64:
+            raise _bad("cell")
+        cells[(column, path)] = Cell(ts, value, ttl_s, ldt_s)
+    if len(cells) * _CELL_FIELDS != len(flat):
+        raise _bad("duplicate cell")
+    return cells
+
+
+def row_from_plain(obj: object) -> Row:
+    if not _is_array(obj) or len(obj) != 4:
+        raise _bad("row")
+    clustering, marker, deletion, flat = obj
+    if not _is_array(clustering):
+        raise _bad("row clustering")
+    for value in clustering:
+        if type(value) is not bytes:
+            raise _bad("row clustering value")
+    return Row(tuple(clustering), _optional_cell_from_plain(marker),
+               deletion_from_plain(deletion), _cells_from_flat(flat))
+
+
+def _optional_row_from_plain(obj: object) -> Row | None:
+    return None if obj is None else row_from_plain(obj)
+
+
+# ---- partitions ---------------------------------------------------------------------------
+
+
+def partition_to_plain(p: Partition) -> list:
+    rows: list = []
+    append = rows.append
+    for ckey, row in p.rows.items():
+        append(ckey)
+        append(row_to_plain(row))
+    d = p.deletion
+    return [p.table_id, p.key, None if d is None else [d.ts, d.ldt_s],
+            [range_tombstone_to_plain(rt) for rt in p.range_tombstones],
+            None if p.static is None else row_to_plain(p.static), rows]
+
+
+def _check_partition_id(table_id: object, key: object) -> None:
+    if type(table_id) is not bytes or len(table_id) != TABLE_ID_BYTES:
+        raise _bad("table id")
+    if type(key) is not bytes or len(key) > MAX_PARTITION_KEY_BYTES:
+        raise _bad("partition key")
+
+
+def partition_from_plain(obj: object) -> Partition:
+    if not _is_array(obj) or len(obj) != 6:
+        raise _bad("partition")
+    table_id, key, deletion, rts, static, flat_rows = obj
+    _check_partition_id(table_id, key)
+    if not _is_array(rts) or not _is_array(flat_rows) or len(flat_rows) % 2:
+        raise _bad("partition contents")
+    rows = {}
+    it = iter(flat_rows)
+    for ckey, row in zip(it, it):
+        if type(ckey) is not bytes:
+            raise _bad("clustering key")
+        rows[ckey] = row_from_plain(row)
+    if len(rows) * 2 != len(flat_rows):
+        raise _bad("duplicate row")
+    return Partition(table_id, key, deletion_from_plain(deletion),
+                     [range_tombstone_from_plain(rt) for rt in rts],
+                     _optional_row_from_plain(static), rows)
+
+
+# ---- read commands ------------------------------------------------------------------------
+
+
+def read_command_to_plain(cmd: ReadCommand) -> list:
+    slices = None
+    if cmd.slices is not None:
+        slices = []
+        for s in cmd.slices:
+            slices.extend((s.start.prefix, s.start.inclusive, s.end.prefix, s.end.inclusive))
+    columns = None if cmd.columns is None else list(cmd.columns)
+    return [cmd.table_id, cmd.key, slices, columns]
+
+
+def _slices_from_plain(flat: object) -> tuple[Slice, ...] | None:
+    if flat is None:
+        return None
+    if not _is_array(flat) or len(flat) % _SLICE_FIELDS:
+        raise _bad("slices")
+    slices = []
+    it = iter(flat)
+    for start, start_incl, end, end_incl in zip(it, it, it, it):
+        if type(start) is not bytes or type(end) is not bytes \
+                or type(start_incl) is not bool or type(end_incl) is not bool:
+            raise _bad("slice bounds")
+        slices.append(Slice(Bound(start, start_incl), Bound(end, end_incl)))
+    return tuple(slices)
+
+
+def read_command_from_plain(obj: object) -> ReadCommand:
+    if not _is_array(obj) or len(obj) != 4:
+        raise _bad("read command")
+    table_id, key, slices, columns = obj
+    _check_partition_id(table_id, key)
+    if columns is not None:
+        if not _is_array(columns):
+            raise _bad("columns")
+        for column in columns:
+            if type(column) is not str:
+                raise _bad("column name")
+        columns = tuple(columns)
+    return ReadCommand(table_id, key, _slices_from_plain(slices), columns)

@@ -1,0 +1,91 @@
+"""How many replica replies a consistency level needs, and which replicas count.
+
+Owns: the consistency-level rules table, as Cassandra's ConsistencyLevel.java and the
+Dynamo paper's (N, R, W) describe them. For a keyspace with per-datacenter replication
+factors, QUORUM is a majority of the total, LOCAL_* count only replicas in the
+coordinator's datacenter, and EACH_QUORUM needs a majority in every datacenter. With
+SimpleStrategy (no per-DC factors) LOCAL_QUORUM and EACH_QUORUM fall back to the whole
+replication factor, counting as Cassandra does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from agora.core.types import ConsistencyLevel as CL
+from agora.core.types import NodeId
+
+# ConsistencyLevel -> how the requirement is computed.
+#   ("fixed", n): n replies from any replica;  ("quorum", "all"): majority of all replicas;
+#   ("quorum", "local"): majority of local-DC replicas; ("all", None): every replica;
+#   ("each", None): a majority in every DC; ("local", n): n replies from the local DC.
+RULES: dict[CL, tuple[str, object]] = {
+    CL.ANY: ("fixed", 1),
+    CL.ONE: ("fixed", 1),
+    CL.TWO: ("fixed", 2),
+    CL.THREE: ("fixed", 3),
+    CL.QUORUM: ("quorum", "all"),
+    CL.ALL: ("all", None),
+    CL.LOCAL_ONE: ("local", 1),
+    CL.LOCAL_QUORUM: ("quorum", "local"),
+    CL.EACH_QUORUM: ("each", None),
+}
+
+
+def quorum_of(n: int) -> int:
+    return n // 2 + 1
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """`per_dc` maps a DC (or None for 'any DC') to the replies needed from it."""
+
+    per_dc: dict[str | None, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_dc.values())
+
+    def counts(self, dc: str) -> str | None | bool:
+        """The bucket a reply from a replica in `dc` fills, or False if it does not count."""
+        if None in self.per_dc:
+            return None
+        return dc if dc in self.per_dc else False
+
+    def satisfied(self, got: dict[str | None, int]) -> bool:
+        return all(got.get(dc, 0) >= n for dc, n in self.per_dc.items())
+
+    def reached(self, dcs: Iterable[str]) -> dict[str | None, int]:
+        got: dict[str | None, int] = {}
+        for dc in dcs:
+            bucket = self.counts(dc)
+            if bucket is not False:
+                got[bucket] = got.get(bucket, 0) + 1
+        return got
+
+
+def requirement(cl: CL, replicas: list[NodeId], dc_of: Callable[[NodeId], str],
+                local_dc: str, per_dc_rf: dict[str, int] | None) -> Requirement:
+    """The replies `cl` needs from this replica list. `per_dc_rf` is the keyspace's
+    NetworkTopologyStrategy factors, or None for SimpleStrategy."""
+    if cl not in RULES:
+        raise ValueError(f"{cl.name} is not supported for this operation")
+    rule, arg = RULES[cl]
+    n = len(replicas)
+    if rule == "fixed":
+        return Requirement({None: arg})
+    if rule == "all":
+        return Requirement({None: n})
+    if rule == "local":
+        if per_dc_rf is None:
+            return Requirement({None: arg})
+        return Requirement({local_dc: arg})
+    if rule == "quorum" and (arg == "all" or per_dc_rf is None):
+        return Requirement({None: quorum_of(n)})
+    if rule == "quorum":
+        return Requirement({local_dc: quorum_of(per_dc_rf.get(local_dc, 0))})
+    # EACH_QUORUM
+    if per_dc_rf is None:
+        return Requirement({None: quorum_of(n)})
+    return Requirement({dc: quorum_of(rf) for dc, rf in sorted(per_dc_rf.items()) if rf > 0})

@@ -1,0 +1,39 @@
+"""The verb table: one row per internode message type — its verb number, its class, whether
+it is a request or a response, and which timeout governs it.
+
+Owns: the single place that lists every verb (Cassandra's net/Verb.java plays this role).
+The codec decodes by this table; docs and tests read it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agora.core import messages as m
+from agora.core.membership import messages as g
+
+
+@dataclass(frozen=True)
+class Verb:
+    number: int
+    message: type
+    kind: str  # "request" | "response" | "oneway"
+    timeout: str | None  # the config option bounding the wait for its response
+
+
+VERBS: tuple[Verb, ...] = (
+    Verb(m.MutationReq.VERB, m.MutationReq, "request", "write_request_timeout"),
+    Verb(m.MutationRsp.VERB, m.MutationRsp, "response", None),
+    Verb(m.ReadReq.VERB, m.ReadReq, "request", "read_request_timeout"),
+    Verb(m.ReadRsp.VERB, m.ReadRsp, "response", None),
+    Verb(m.SchemaPush.VERB, m.SchemaPush, "oneway", None),
+    Verb(m.SchemaPullReq.VERB, m.SchemaPullReq, "request", "request_timeout"),
+    Verb(g.GossipDigestSyn.VERB, g.GossipDigestSyn, "oneway", None),
+    Verb(g.GossipDigestAck.VERB, g.GossipDigestAck, "oneway", None),
+    Verb(g.GossipDigestAck2.VERB, g.GossipDigestAck2, "oneway", None),
+    Verb(m.ClientReq.VERB, m.ClientReq, "request", "request_timeout"),
+    Verb(m.ClientRsp.VERB, m.ClientRsp, "response", None),
+)
+
+BY_NUMBER: dict[int, Verb] = {v.number: v for v in VERBS}
+assert len(BY_NUMBER) == len(VERBS), "verb numbers must be unique"

@@ -1,0 +1,287 @@
+"""The real node: drives the pure `agora.core.node.Node` with asyncio (uvloop when installed),
+real TCP between nodes, RocksDB on disk and the wall clock.
+
+Owns: executing effects — sending frames, arming timers, applying storage batches
+(group commit: every StoragePut issued during one event-loop pass goes to RocksDB as one
+WriteBatch), periodic or per-batch fsync per `commitlog_sync`, and turning client calls
+(`write`, `read`, `schema_change`) into awaitables. It has no protocol logic; everything it
+decides is about I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import random
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import msgpack
+
+from agora.core import codec
+from agora.core.config import NodeConfig
+from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
+                                StorageGet, StorageGetDone, StoragePut, StoragePutDone)
+from agora.core.errors import AgoraError, ProtocolError
+from agora.core.messages import ClientReq
+from agora.core.node import LocalIdentity, Node, identity_meta, new_identity
+from agora.core.schema.agreement import SCHEMA_META_KEY
+from agora.core.schema.model import Schema
+from agora.core.types import ConsistencyLevel, Partition, ReadCommand
+from agora.runtime.transport import Transport
+from agora.storage.rocks import RocksEngine
+
+log = logging.getLogger("agora.node")
+
+LOAD_REFRESH_S = 10.0  # how often the on-disk size is re-measured for gossip and status
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class NodeRuntime:
+    def __init__(self, cfg: NodeConfig):
+        self.cfg = cfg
+        self.engine = RocksEngine(cfg.data_directory)
+        self.node = Node(cfg, self._load_identity(), self._load_schema(), random.Random())
+        self.transport = Transport(cfg.local_id, cfg.listen_address, cfg.storage_port,
+                                   cfg.cluster_name, self._on_frame)
+        self._queue: collections.deque = collections.deque()
+        self._draining = False
+        self._timers: dict = {}
+        self._futures: dict[int, asyncio.Future] = {}
+        self._next_client = 1
+        self._puts: list[StoragePut] = []
+        self._flush_scheduled = False
+        self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.event_listeners: list = []
+        self.admin = None  # set by start(): the admin verb handler
+
+    # ---- persistent identity and schema --------------------------------------------
+
+    def _load_identity(self) -> LocalIdentity:
+        generation = int(time.time())
+        host_id = self.engine.get_meta("host_id")
+        tokens = self.engine.get_meta("tokens")
+        if host_id and tokens:
+            return LocalIdentity(host_id.decode(), tuple(int(t) for t in tokens.decode().split(",")), generation)
+        identity = new_identity(self.cfg, random.Random(), generation)
+        for meta in identity_meta(identity):
+            self.engine.put_meta(meta.key, meta.value)
+        return identity
+
+    def _load_schema(self) -> Schema:
+        raw = self.engine.get_meta(SCHEMA_META_KEY)
+        if raw is None:
+            return Schema()
+        return Schema.from_plain(msgpack.unpackb(raw, raw=False, strict_map_key=False))
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from agora.runtime.admin import AdminVerbs
+
+        self._loop = asyncio.get_running_loop()
+        self.admin = AdminVerbs(self)
+        self.node.load_bytes = self.engine.load_bytes()
+        await self.transport.start()
+        native = f"{self.cfg.listen_address}:{self.cfg.native_transport_port}"
+        self._run(self.node.start(now_ms(), native))
+        if self.cfg.commitlog_sync == "periodic":
+            self._loop.call_later(self.cfg.commitlog_sync_period / 1000, self._periodic_sync)
+        self._loop.call_later(LOAD_REFRESH_S, self._refresh_load)
+        log.info("node %s up (dc=%s rack=%s, %d tokens)", self.cfg.local_id, self.cfg.dc,
+                 self.cfg.rack, len(self.node.identity.tokens))
+
+    async def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._flush_puts()
+        await self.transport.close()
+        self.engine.sync()
+        self.engine.close()
+        self._fsync_pool.shutdown(wait=True)
+
+    def _periodic_sync(self) -> None:
+        fut = self._loop.run_in_executor(self._fsync_pool, self.engine.sync)
+        fut.add_done_callback(lambda f: f.exception() and log.error("fsync failed: %s", f.exception()))
+        self._loop.call_later(self.cfg.commitlog_sync_period / 1000, self._periodic_sync)
+
+    def _refresh_load(self) -> None:
+        self.node.load_bytes = self.engine.load_bytes()
+        self._loop.call_later(LOAD_REFRESH_S, self._refresh_load)
+
+    # ---- inputs ----------------------------------------------------------------------
+
+    def _on_frame(self, source: str, payload: bytes) -> None:
+        try:
+            msg = codec.decode(payload)
+        except ProtocolError as exc:
+            log.warning("dropping bad message from %s: %s", source, exc)
+            raise
+        if isinstance(msg, ClientReq):
+            self.admin.handle(source, msg)
+            return
+        self._feed(lambda t: self.node.on_message(source, msg, t))
+
+    def _feed(self, step) -> None:
+        """Run one input through the node and execute the effects it returns."""
+        try:
+            effects = step(now_ms())
+        except AgoraError as exc:
+            log.warning("rejected input: %s", exc)
+            return
+        self._run(effects)
+
+    def _run(self, effects) -> None:
+        self._queue.extend(effects)
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue:
+                self._execute(self._queue.popleft())
+        finally:
+            self._draining = False
+
+    def _execute(self, eff) -> None:
+        if isinstance(eff, Send):
+            if eff.target == self.node.local:
+                msg = eff.message
+                self._loop.call_soon(self._feed, lambda t: self.node.on_message(self.node.local, msg, t))
+            else:
+                self.transport.send(eff.target, codec.encode(eff.message))
+        elif isinstance(eff, Reply):
+            fut = self._futures.pop(eff.client_id, None)
+            if fut is not None and not fut.done():
+                if isinstance(eff.result, BaseException):
+                    fut.set_exception(eff.result)
+                else:
+                    fut.set_result(eff.result)
+        elif isinstance(eff, SetTimer):
+            old = self._timers.pop(eff.timer_id, None)
+            if old is not None:
+                old.cancel()
+            self._timers[eff.timer_id] = self._loop.call_later(eff.delay_ms / 1000, self._fire, eff.timer_id)
+        elif isinstance(eff, CancelTimer):
+            handle = self._timers.pop(eff.timer_id, None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(eff, StoragePut):
+            self._puts.append(eff)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush_puts)
+        elif isinstance(eff, StorageGet):
+            self._storage_get(eff)
+        elif isinstance(eff, PersistMeta):
+            self.engine.put_meta(eff.key, eff.value)
+        elif isinstance(eff, Log):
+            getattr(log, eff.level, log.info)("%s", eff.text)
+        elif isinstance(eff, Event):
+            for listener in self.event_listeners:
+                listener(eff)
+        else:
+            raise AssertionError(f"unknown effect {eff!r}")
+
+    def _fire(self, timer_id) -> None:
+        self._timers.pop(timer_id, None)
+        self._feed(lambda t: self.node.on_timer(timer_id, t))
+
+    # ---- storage ------------------------------------------------------------------------
+
+    def _storage_get(self, eff: StorageGet) -> None:
+        try:
+            part = self.engine.read(eff.command)
+            done = StorageGetDone(eff.op_id, part)
+        except Exception as exc:  # a storage failure answers this read, not the node
+            log.exception("read failed")
+            done = StorageGetDone(eff.op_id, None, f"storage error: {exc}")
+        self._queue.extend(self.node.on_storage_done(done, now_ms()))
+
+    def _flush_puts(self) -> None:
+        """Group commit: all mutations issued since the last flush go down as one batch."""
+        self._flush_scheduled = False
+        puts, self._puts = self._puts, []
+        if not puts:
+            return
+        sync = any(p.sync for p in puts)
+        partitions = [part for p in puts for part in p.partitions]
+        if sync:
+            fut = self._loop.run_in_executor(self._fsync_pool, self.engine.apply, partitions, True)
+            fut.add_done_callback(lambda f: self._puts_done(puts, f.exception()))
+            return
+        try:
+            self.engine.apply(partitions, False)
+            error = None
+        except Exception as exc:
+            log.exception("write batch failed")
+            error = exc
+        self._puts_done(puts, error)
+
+    def _puts_done(self, puts: list[StoragePut], error) -> None:
+        text = None if error is None else f"storage error: {error}"
+        t = now_ms()
+        effects = []
+        for p in puts:
+            effects.extend(self.node.on_storage_done(StoragePutDone(p.op_id, text), t))
+        self._run(effects)
+
+    # ---- client calls (CQL server, admin verbs) ------------------------------------------
+
+    def _client_call(self, start) -> asyncio.Future:
+        client_id = self._next_client
+        self._next_client += 1
+        fut = self._loop.create_future()
+        self._futures[client_id] = fut
+        self._feed(lambda t: start(client_id, t))
+        return fut
+
+    def write(self, partitions: list[Partition], cl: ConsistencyLevel) -> asyncio.Future:
+        return self._client_call(lambda cid, t: self.node.client_write(cid, partitions, cl, t))
+
+    def read(self, command: ReadCommand, cl: ConsistencyLevel) -> asyncio.Future:
+        return self._client_call(lambda cid, t: self.node.client_read(cid, command, cl, t))
+
+    def schema_change(self, change) -> asyncio.Future:
+        return self._client_call(lambda cid, t: self.node.client_schema_change(cid, change, t))
+
+    def now_s(self) -> int:
+        return now_ms() // 1000
+
+    def timestamp(self) -> int:
+        return self.node.next_timestamp(now_ms())
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(cfg: NodeConfig) -> None:
+    runtime = NodeRuntime(cfg)
+    await runtime.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("node %s stopping", cfg.local_id)
+    await runtime.close()
+
+
+def run_node(cfg: NodeConfig) -> None:
+    """Run one node in the foreground until SIGTERM/SIGINT."""
+    logging.basicConfig(level=os.environ.get("AGORA_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _install_uvloop()
+    asyncio.run(_serve(cfg))

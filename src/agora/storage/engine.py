@@ -1,0 +1,94 @@
+"""The storage engine interface: what a node's local store does, synchronously.
+
+Owns: the contract both engines (`memory.py` for tests and the simulator, `rocks.py` for
+real nodes) fulfil, and the few helpers they share (batch coalescing, token ranges).
+It deliberately knows nothing of replication or consistency levels: the store merges
+whatever it is given with the rules of `agora.core.reconcile`, as a Cassandra replica's
+memtable does, and returns raw data (tombstones included) for the coordinator to resolve.
+
+Durability follows Cassandra's commitlog: `apply(sync=False)` survives a process crash
+(`kill -9`) once it returns, but a power loss may drop it until the next `sync()`;
+`apply(sync=True)` fsyncs before returning. A sync makes every earlier write durable too.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+
+from agora.core import reconcile
+from agora.core.types import MAX_TOKEN, MIN_TOKEN, Partition, ReadCommand
+
+
+class StorageEngine(abc.ABC):
+    """A node's local store of partitions plus a small durable metadata map."""
+
+    @abc.abstractmethod
+    def apply(self, partitions: Sequence[Partition], sync: bool = False) -> None:
+        """Merge each partition into what is stored, all in one atomic batch.
+        sync=True: fsync before returning (and so make every earlier write durable)."""
+
+    @abc.abstractmethod
+    def read(self, cmd: ReadCommand) -> Partition | None:
+        """The stored data of one partition restricted to cmd's slices and columns, in
+        canonical form, tombstones included; None if nothing is stored there."""
+
+    @abc.abstractmethod
+    def scan(self, table_id: bytes, start_token: int,
+             end_token: int) -> Iterator[tuple[int, Partition]]:
+        """(token, whole canonical partition) for every partition of `table_id` with
+        start_token < token <= end_token, in key order (token, then partition key).
+        start_token >= end_token wraps around the ring, as Cassandra ranges do
+        (start == end is the whole ring)."""
+
+    @abc.abstractmethod
+    def put_meta(self, key: str, value: bytes) -> None:
+        """Store a piece of node metadata durably (synced before returning)."""
+
+    @abc.abstractmethod
+    def get_meta(self, key: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def meta_items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """Every metadata (key, value) whose key starts with `prefix`, sorted by key."""
+
+    @abc.abstractmethod
+    def drop_table(self, table_id: bytes) -> None:
+        """Forget every partition of `table_id`, durably."""
+
+    @abc.abstractmethod
+    def flush_wal(self) -> None:
+        """Make every applied write survive a process crash (not a power loss)."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make every applied write survive a power loss (fsync)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store; calling it twice is harmless."""
+
+    @abc.abstractmethod
+    def load_bytes(self) -> int:
+        """Approximate size of the stored data, for status displays."""
+
+
+def coalesce(partitions: Sequence[Partition]) -> dict[tuple[bytes, bytes], Partition]:
+    """The batch with fragments of one partition merged together, in first-seen order."""
+    merged: dict[tuple[bytes, bytes], Partition] = {}
+    for p in partitions:
+        ident = (p.table_id, p.key)
+        old = merged.get(ident)
+        merged[ident] = p if old is None else reconcile.merge_partitions(old, p)
+    return merged
+
+
+def token_segments(start_token: int, end_token: int) -> list[tuple[int, int]]:
+    """The ring range (start, end] as non-wrapping (exclusive start, inclusive end) pieces."""
+    if start_token < end_token:
+        return [(start_token, end_token)]
+    segments = []
+    if start_token < MAX_TOKEN:
+        segments.append((start_token, MAX_TOKEN))
+    segments.append((MIN_TOKEN, end_token))
+    return segments

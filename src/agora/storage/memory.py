@@ -1,0 +1,153 @@
+"""In-memory storage engine, for unit tests and the deterministic simulator.
+
+Owns: a dict-backed `StorageEngine` with a faithful enough model of durability for the
+simulator to drop unsynced writes. It holds two views of the data:
+
+- `current`: what reads see -- every applied write;
+- `synced`:  what survives a power loss -- the state as of the last sync.
+
+`apply(sync=False)` changes `current` only and marks the touched partitions dirty;
+`sync()` (and `apply(sync=True)`, `put_meta`, `drop_table`, which are always synced, since
+fsyncing a write-ahead log makes everything before it durable too) copies the dirty
+partitions into `synced`. `crash()` models a power loss: `current` falls back to `synced`,
+discarding every write applied with sync=False since the last sync. (A mere process crash
+loses nothing in the RocksDB engine, so the simulator needs no model of it.)
+
+It is deterministic: no clock, no randomness, and every iteration is over insertion-ordered
+dicts or sorted keys. Stored partitions are canonical and never mutated in place (merges
+build new ones, sharing untouched rows: `reconcile.merge_into`), so the two views share them
+safely; reads and scans return copies.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+
+import msgpack
+
+from agora.core import reconcile
+from agora.core.plain import partition_to_plain
+from agora.core.ring.partitioner import token_for_key
+from agora.core.types import Partition, ReadCommand
+from agora.storage import keys
+from agora.storage.engine import StorageEngine, coalesce, token_segments
+
+PartitionId = tuple[bytes, bytes]  # (table_id, partition key)
+
+
+class MemoryEngine(StorageEngine):
+    def __init__(self) -> None:
+        self._current: dict[PartitionId, tuple[int, Partition]] = {}
+        self._synced: dict[PartitionId, tuple[int, Partition]] = {}
+        self._dirty: dict[PartitionId, None] = {}  # touched since the last sync, in order
+        self._meta: dict[str, bytes] = {}  # always synced
+        self._index: dict[bytes, list[tuple[bytes, PartitionId]]] = {}  # see _table_index
+        self._closed = False
+
+    # ---- data ---------------------------------------------------------------------------
+
+    def apply(self, partitions: Sequence[Partition], sync: bool = False) -> None:
+        assert not self._closed, "engine closed"
+        for ident, p in coalesce(partitions).items():
+            old = self._current.get(ident)
+            if old is None:
+                token, merged = token_for_key(p.key), reconcile.canonical(p)
+                if reconcile.is_empty(merged):
+                    continue
+                self._index.pop(ident[0], None)
+            else:  # a non-empty canonical partition stays non-empty whatever joins it
+                token, merged = old[0], reconcile.merge_into(old[1], p)
+            self._current[ident] = (token, merged)
+            self._dirty[ident] = None
+        if sync:
+            self.sync()
+
+    def read(self, cmd: ReadCommand) -> Partition | None:
+        assert not self._closed, "engine closed"
+        stored = self._current.get((cmd.table_id, cmd.key))
+        if stored is None:
+            return None
+        result = reconcile.slice_partition(stored[1], cmd)
+        return None if reconcile.is_empty(result) else result
+
+    def scan(self, table_id: bytes, start_token: int,
+             end_token: int) -> Iterator[tuple[int, Partition]]:
+        assert not self._closed, "engine closed"
+        index = self._table_index(table_id)
+        for lo, hi in token_segments(start_token, end_token):
+            if lo >= hi:
+                continue
+            first = bisect.bisect_left(index, (keys.token_position(table_id, lo + 1),))
+            for _, ident in index[first:]:
+                stored = self._current.get(ident)
+                if stored is None:  # dropped while this scan was suspended
+                    continue
+                if stored[0] > hi:
+                    break
+                yield stored[0], reconcile.canonical(stored[1])
+
+    def _table_index(self, table_id: bytes) -> list[tuple[bytes, PartitionId]]:
+        """The table's partitions sorted by key prefix (token order), built on demand and
+        forgotten whenever the table gains or loses a partition."""
+        index = self._index.get(table_id)
+        if index is None:
+            index = sorted((keys.partition_prefix(table, token, key), (table, key))
+                           for (table, key), (token, _) in self._current.items()
+                           if table == table_id)
+            self._index[table_id] = index
+        return index
+
+    def drop_table(self, table_id: bytes) -> None:
+        for view in (self._current, self._synced):
+            for ident in [ident for ident in view if ident[0] == table_id]:
+                del view[ident]
+        self._index.pop(table_id, None)
+        self.sync()
+
+    # ---- durability ---------------------------------------------------------------------
+
+    def flush_wal(self) -> None:
+        """Nothing to do: the model only distinguishes synced from unsynced."""
+
+    def sync(self) -> None:
+        for ident in self._dirty:
+            stored = self._current.get(ident)
+            if stored is None:
+                self._synced.pop(ident, None)
+            else:
+                self._synced[ident] = stored
+        self._dirty.clear()
+
+    def crash(self) -> None:
+        """Simulate a power loss: drop every write applied with sync=False since the last
+        sync. Metadata is always synced and survives. The engine stays usable (it models the
+        restarted node's store)."""
+        self._current = dict(self._synced)
+        self._dirty.clear()
+        self._index.clear()
+
+    def unsynced_count(self) -> int:
+        """How many partitions a crash() now would roll back (for simulator checks)."""
+        return len(self._dirty)
+
+    # ---- metadata -----------------------------------------------------------------------
+
+    def put_meta(self, key: str, value: bytes) -> None:
+        self._meta[key] = bytes(value)
+        self.sync()
+
+    def get_meta(self, key: str) -> bytes | None:
+        return self._meta.get(key)
+
+    def meta_items(self, prefix: str) -> list[tuple[str, bytes]]:
+        return sorted((k, v) for k, v in self._meta.items() if k.startswith(prefix))
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._closed = True
+
+    def load_bytes(self) -> int:
+        return sum(len(msgpack.packb(partition_to_plain(p), use_bin_type=True))
+                   for _, p in self._current.values())

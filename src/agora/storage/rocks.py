@@ -1,0 +1,291 @@
+"""The RocksDB storage engine (through `rocksdict`), for real nodes.
+
+Owns: the mapping of partitions onto RocksDB keys and values, the read-modify-write merge
+on `apply`, and the database options. It is the only module that imports rocksdict.
+Key layout: `agora.storage.keys` (one value per partition header and one per clustering
+row, so a table's token range is one contiguous scan). Values are msgpack of
+`agora.core.plain` shapes:
+
+    header  [deletion|None, [range tombstone, ...], static row|None]
+    row     plain Row
+
+`apply` multi-gets the header and the touched rows of every partition in the batch, merges
+them with the incoming fragments by `agora.core.reconcile`, and writes the results in one
+WriteBatch (atomic). Rows shadowed by a newer header deletion are not rewritten eagerly;
+`read` and `scan` reassemble partitions and return them in canonical form, so such rows are
+dropped on the way out (and by the next write that touches them).
+
+`apply` and `drop_table` hold a lock for their read-modify-write, so a runtime may call the
+engine from worker threads; reads take no lock (RocksDB reads are consistent snapshots).
+`apply(sync=True)` writes under the lock and fsyncs the WAL after releasing it (SyncWAL
+does not block other writers), so one caller's fsync never stalls another's write.
+
+Durability: the WAL is always on. A write is in the OS once `apply` returns, so a process
+crash (`kill -9`) cannot lose it; `sync=True` or `sync()` fsyncs the WAL, so a power loss
+cannot either (Cassandra's commitlog_sync batch / periodic). Node metadata lives in a
+separate column family, `META_COLUMN_FAMILY`, written with sync=True.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import msgpack
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    ReadOptions,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
+
+from agora.core import reconcile
+from agora.core.plain import (
+    deletion_from_plain,
+    deletion_to_plain,
+    range_tombstone_from_plain,
+    range_tombstone_to_plain,
+    row_from_plain,
+    row_to_plain,
+)
+from agora.core.ring.partitioner import token_for_key
+from agora.core.types import MAX_TOKEN, Partition, ReadCommand, Row
+from agora.storage import keys
+from agora.storage.engine import StorageEngine, coalesce, token_segments
+
+META_COLUMN_FAMILY = "meta"
+WRITE_BUFFER_BYTES = 32 << 20  # per memtable: modest, several nodes may share one machine
+MAX_WRITE_BUFFERS = 3  # memtables in memory at once (one filling, two flushing)
+BLOCK_CACHE_BYTES = 64 << 20  # uncompressed blocks cached for reads
+BLOOM_BITS_PER_KEY = 10  # ~1% false positives: apply's lookups of absent rows skip SSTs
+BACKGROUND_JOBS = 2  # flush + compaction threads
+KEEP_INFO_LOG_FILES = 3  # RocksDB's own LOG files kept on disk
+
+_ROWS_END = bytes((keys.KIND_ROW[0] + 1,))  # appended to a partition prefix: after its rows
+
+
+def _pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _unpack(raw: bytes) -> object:
+    return msgpack.unpackb(raw, raw=False)
+
+
+def _header_to_bytes(p: Partition) -> bytes | None:
+    if p.deletion is None and not p.range_tombstones and p.static is None:
+        return None
+    return _pack([deletion_to_plain(p.deletion),
+                  [range_tombstone_to_plain(rt) for rt in p.range_tombstones],
+                  None if p.static is None else row_to_plain(p.static)])
+
+
+def _header_from_bytes(raw: bytes | None, p: Partition) -> None:
+    """Fill p's deletion, range tombstones and static row from a stored header."""
+    if raw is None:
+        return
+    deletion, rts, static = _unpack(raw)
+    p.deletion = deletion_from_plain(deletion)
+    p.range_tombstones = [range_tombstone_from_plain(rt) for rt in rts]
+    p.static = None if static is None else row_from_plain(static)
+
+
+def _row_from_bytes(raw: bytes) -> Row:
+    return row_from_plain(_unpack(raw))
+
+
+def _options() -> Options:
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.create_missing_column_families(True)
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    opts.set_max_write_buffer_number(MAX_WRITE_BUFFERS)
+    opts.set_max_background_jobs(BACKGROUND_JOBS)
+    opts.set_keep_log_file_num(KEEP_INFO_LOG_FILES)
+    opts.set_compression_type(DBCompressionType.lz4())
+    table = BlockBasedOptions()
+    table.set_bloom_filter(BLOOM_BITS_PER_KEY, False)
+    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+    opts.set_block_based_table_factory(table)
+    return opts
+
+
+class RocksEngine(StorageEngine):
+    def __init__(self, path: str) -> None:
+        self._db: Rdict | None = Rdict(str(path), _options(),
+                                       column_families={META_COLUMN_FAMILY: _options()})
+        self._meta = self._db.get_column_family(META_COLUMN_FAMILY)
+        self._write_async = WriteOptions()
+        self._write_async.sync = False
+        self._write_async.disable_wal = False  # the WAL is what survives kill -9
+        self._write_sync = WriteOptions()
+        self._write_sync.sync = True
+        self._write_sync.disable_wal = False
+        self._write_lock = threading.Lock()  # serialises read-modify-write batches
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def apply(self, partitions: Sequence[Partition], sync: bool = False) -> None:
+        plans = []
+        lookup: list[bytes] = []
+        for (table_id, key), p in coalesce(partitions).items():
+            prefix = keys.partition_prefix(table_id, token_for_key(key), key)
+            plans.append((prefix, p, len(lookup)))
+            lookup.append(prefix + keys.KIND_HEADER)
+            row_prefix = prefix + keys.KIND_ROW
+            lookup.extend([row_prefix + ckey for ckey in p.rows])
+        with self._write_lock:
+            batch = WriteBatch(raw_mode=True)
+            if lookup:
+                existing = self._db.get(lookup)
+                for prefix, p, at in plans:
+                    self._merge_into(batch, prefix, p, lookup, existing, at)
+            if not batch.is_empty():
+                self._db.write(batch, self._write_async)
+        if sync:  # outside the lock: other writers need not wait for our fsync
+            self.sync()
+
+    @staticmethod
+    def _merge_into(batch: WriteBatch, prefix: bytes, incoming: Partition,
+                    lookup: list[bytes], existing: list, at: int) -> None:
+        """Merge one incoming partition with the stored header and rows it touches
+        (lookup[at] is the header key, the row keys follow in incoming.rows order)."""
+        stored = Partition(incoming.table_id, incoming.key)
+        _header_from_bytes(existing[at], stored)
+        for i, ckey in enumerate(incoming.rows, start=at + 1):
+            raw = existing[i]
+            if raw is not None:
+                stored.rows[ckey] = _row_from_bytes(raw)
+        merged = reconcile.merge_partitions(stored, incoming)
+        _put_if_changed(batch, lookup[at], existing[at], _header_to_bytes(merged))
+        merged_rows = merged.rows
+        for i, ckey in enumerate(incoming.rows, start=at + 1):
+            row = merged_rows.get(ckey)
+            new = None if row is None else _pack(row_to_plain(row))
+            _put_if_changed(batch, lookup[i], existing[i], new)
+
+    def drop_table(self, table_id: bytes) -> None:
+        end = keys.table_end(table_id)
+        with self._write_lock:
+            batch = WriteBatch(raw_mode=True)
+            if end is not None:
+                batch.delete_range(table_id, end)
+            else:  # an all-0xFF id: every key from table_id on is this table's
+                for key in self._db.keys(from_key=table_id):
+                    batch.delete(key)
+            self._db.write(batch, self._write_sync)
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def read(self, cmd: ReadCommand) -> Partition | None:
+        prefix = keys.partition_prefix(cmd.table_id, token_for_key(cmd.key), cmd.key)
+        p = Partition(cmd.table_id, cmd.key)
+        _header_from_bytes(self._db.get(prefix + keys.KIND_HEADER), p)
+        if cmd.slices is None:
+            intervals: list[reconcile.Interval] = [(b"", None)]
+        else:
+            intervals = [iv for s in cmd.slices
+                         if (iv := reconcile.clustering_interval(s.start, s.end)) is not None]
+        row_prefix = prefix + keys.KIND_ROW
+        skip = len(row_prefix)
+        for lo, hi in intervals:
+            bounds = ReadOptions()
+            bounds.set_iterate_upper_bound(prefix + _ROWS_END if hi is None else row_prefix + hi)
+            for key, raw in self._db.items(from_key=row_prefix + lo, read_opt=bounds):
+                p.rows[key[skip:]] = _row_from_bytes(raw)
+        if reconcile.is_empty(p):
+            return None
+        result = reconcile.slice_partition(p, cmd)
+        return None if reconcile.is_empty(result) else result
+
+    def scan(self, table_id: bytes, start_token: int,
+             end_token: int) -> Iterator[tuple[int, Partition]]:
+        for lo, hi in token_segments(start_token, end_token):
+            if lo < hi:
+                yield from self._scan_segment(table_id, lo, hi)
+
+    def _scan_segment(self, table_id: bytes, lo: int,
+                      hi: int) -> Iterator[tuple[int, Partition]]:
+        """Partitions with lo < token <= hi (lo < hi, no wrap)."""
+        end = keys.token_position(table_id, hi + 1) if hi < MAX_TOKEN \
+            else keys.table_end(table_id)
+        bounds = ReadOptions()
+        if end is not None:
+            bounds.set_iterate_upper_bound(end)
+        current: tuple[bytes, int, Partition] | None = None
+        for key, raw in self._db.items(from_key=keys.token_position(table_id, lo + 1),
+                                       read_opt=bounds):
+            if current is None or not key.startswith(current[0]):
+                if not key.startswith(table_id):
+                    break
+                if current is not None and (done := _finish(current)) is not None:
+                    yield done
+                token, pk, prefix_len = keys.parse_partition(key)
+                current = (key[:prefix_len], token, Partition(table_id, pk))
+            prefix_len = len(current[0])
+            if key[prefix_len:prefix_len + 1] == keys.KIND_HEADER:
+                _header_from_bytes(raw, current[2])
+            else:
+                current[2].rows[key[prefix_len + 1:]] = _row_from_bytes(raw)
+        if current is not None and (done := _finish(current)) is not None:
+            yield done
+
+    # ---- metadata -----------------------------------------------------------------------
+
+    def put_meta(self, key: str, value: bytes) -> None:
+        self._meta.put(key.encode(), bytes(value), self._write_sync)
+
+    def get_meta(self, key: str) -> bytes | None:
+        return self._meta.get(key.encode())
+
+    def meta_items(self, prefix: str) -> list[tuple[str, bytes]]:
+        start = prefix.encode()
+        found = []
+        for key, value in self._meta.items(from_key=start):
+            if not key.startswith(start):
+                break
+            found.append((key.decode(), value))
+        return found
+
+    # ---- durability and lifecycle -------------------------------------------------------
+
+    def flush_wal(self) -> None:
+        """Writes reach the OS as part of every apply (no manual WAL flushing), so a process
+        crash already loses nothing; this only pushes RocksDB's buffers out once more."""
+        self._db.flush_wal(sync=False)
+
+    def sync(self) -> None:
+        self._db.flush_wal(sync=True)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._meta.close()
+            self._db.close()
+            self._db = None
+
+    def load_bytes(self) -> int:
+        live = self._db.property_int_value("rocksdb.estimate-live-data-size") or 0
+        memtables = self._db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0
+        return live + memtables
+
+
+def _put_if_changed(batch: WriteBatch, key: bytes, old: bytes | None,
+                    new: bytes | None) -> None:
+    if new == old:
+        return
+    if new is None:
+        batch.delete(key)
+    else:
+        batch.put(key, new)
+
+
+def _finish(current: tuple[bytes, int, Partition]) -> tuple[int, Partition] | None:
+    _, token, p = current
+    if reconcile.is_empty(p):
+        return None
+    p = reconcile.canonical(p)
+    return None if reconcile.is_empty(p) else (token, p)

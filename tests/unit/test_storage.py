@@ -1,0 +1,292 @@
+"""The storage engines: one behavioural suite run against both the memory and the RocksDB
+engine, plus what is particular to each (the memory engine's crash model, the RocksDB
+engine's reopen and its survival of SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from agora.core import reconcile
+from agora.core.ring.partitioner import token_for_key
+from agora.core.types import (
+    MAX_TOKEN,
+    MIN_TOKEN,
+    Bound,
+    Cell,
+    Deletion,
+    Partition,
+    RangeTombstone,
+    ReadCommand,
+    Row,
+    Slice,
+)
+from agora.storage.memory import MemoryEngine
+from agora.storage.rocks import RocksEngine
+
+TA = b"\xaa" * 16
+TB = b"\xbb" * 16
+SUBPROCESS_DEADLINE_S = 30.0  # generous: a loaded CI machine may start Python slowly
+
+
+@pytest.fixture(params=["memory", "rocks"])
+def engine(request, tmp_path):
+    e = MemoryEngine() if request.param == "memory" else RocksEngine(str(tmp_path / "db"))
+    yield e
+    e.close()
+
+
+def row(ckey: bytes, marker=None, deletion=None, **cells) -> Row:
+    return Row((ckey,), marker, deletion, {(n, b""): c for n, c in cells.items()})
+
+
+def write(engine, key: bytes, table: bytes = TA, sync: bool = False, **kw) -> None:
+    engine.apply([Partition(table, key, **kw)], sync=sync)
+
+
+def read(engine, key: bytes, table: bytes = TA, slices=None, columns=None):
+    return engine.read(ReadCommand(table, key, slices, columns))
+
+
+# ---- the shared suite ---------------------------------------------------------------------
+
+
+def test_write_merge_read(engine):
+    assert read(engine, b"k") is None
+    write(engine, b"k", rows={b"a": row(b"a", Cell(1, b""), v=Cell(1, b"one"))})
+    write(engine, b"k", rows={b"a": row(b"a", v=Cell(2, b"two"), w=Cell(1, b"w")),
+                              b"b": row(b"b", v=Cell(1, b"b"))})
+    write(engine, b"k", rows={b"a": row(b"a", v=Cell(1, b"stale"))})
+    got = read(engine, b"k")
+    assert got.rows[b"a"] == row(b"a", Cell(1, b""), v=Cell(2, b"two"), w=Cell(1, b"w"))
+    assert list(got.rows) == [b"a", b"b"]
+    assert read(engine, b"other") is None
+
+
+def test_one_batch_may_carry_many_partitions_and_fragments(engine):
+    engine.apply([
+        Partition(TA, b"k1", rows={b"a": row(b"a", v=Cell(1, b"x"))}),
+        Partition(TA, b"k2", static=Row((), None, None, {("s", b""): Cell(1, b"s")})),
+        Partition(TA, b"k1", rows={b"a": row(b"a", v=Cell(2, b"y"))}),
+        Partition(TB, b"k1", deletion=Deletion(5, 50)),
+    ])
+    assert read(engine, b"k1").rows[b"a"].cells[("v", b"")] == Cell(2, b"y")
+    assert read(engine, b"k2").static.cells[("s", b"")] == Cell(1, b"s")
+    assert read(engine, b"k1", TB) == Partition(TB, b"k1", deletion=Deletion(5, 50))
+
+
+def test_tombstones_of_every_kind_are_stored_and_shadow(engine):
+    write(engine, b"k", static=Row((), None, None, {("s", b""): Cell(1, b"s")}),
+          rows={ck: row(ck, Cell(1, b""), v=Cell(1, b"x"), w=Cell(1, b"y"))
+                for ck in (b"a", b"b", b"c", b"d")})
+    write(engine, b"k", rows={b"a": row(b"a", v=Cell(2, None, 0, 10))})  # cell tombstone
+    write(engine, b"k", rows={b"b": row(b"b", deletion=Deletion(2, 10))})  # row tombstone
+    rt = RangeTombstone(Bound(b"c"), Bound(b"c"), Deletion(2, 10))
+    write(engine, b"k", range_tombstones=[rt])
+    got = read(engine, b"k")
+    assert got.rows[b"a"].cells[("v", b"")] == Cell(2, None, 0, 10)
+    assert got.rows[b"b"] == row(b"b", deletion=Deletion(2, 10))
+    assert b"c" not in got.rows and got.range_tombstones == [rt]
+    assert got.rows[b"d"].cells[("v", b"")] == Cell(1, b"x")
+    write(engine, b"k", deletion=Deletion(3, 10))  # partition tombstone
+    assert read(engine, b"k") == Partition(TA, b"k", deletion=Deletion(3, 10))
+    # Writes newer than the deletion show again; older ones stay shadowed.
+    write(engine, b"k", rows={b"e": row(b"e", v=Cell(4, b"new")),
+                              b"f": row(b"f", v=Cell(3, b"old"))})
+    assert list(read(engine, b"k").rows) == [b"e"]
+
+
+def test_slices_and_columns(engine):
+    rows = {ck: row(ck, Cell(1, b""), v=Cell(1, ck), w=Cell(1, b"w"))
+            for ck in (b"a", b"ab", b"b", b"ba", b"c")}
+    write(engine, b"k", rows=rows, static=Row((), None, None, {("s", b""): Cell(1, b"s")}))
+
+    def ckeys(*slices, columns=None):
+        got = read(engine, b"k", slices=tuple(slices), columns=columns)
+        return [] if got is None else list(got.rows)
+
+    assert ckeys(Slice(Bound(b"a", False), Bound(b"b", True))) == [b"b", b"ba"]
+    assert ckeys(Slice(Bound(b"a"), Bound(b"b", False))) == [b"a", b"ab"]
+    assert ckeys(Slice(Bound(b"b"), Bound(b"")), Slice(Bound(b""), Bound(b"a"))) \
+        == [b"a", b"ab", b"b", b"ba", b"c"]
+    assert ckeys(Slice(Bound(b"bz"), Bound(b"bzz"))) == []
+    got = read(engine, b"k", slices=(Slice(Bound(b"c"), Bound(b"c")),), columns=("v", "s"))
+    assert got.rows[b"c"] == row(b"c", Cell(1, b""), v=Cell(1, b"c"))
+    assert got.static.cells == {("s", b""): Cell(1, b"s")}
+
+
+def test_returned_partitions_are_copies(engine):
+    mine = Partition(TA, b"k", rows={b"a": row(b"a", v=Cell(1, b"x"))})
+    engine.apply([mine])
+    mine.rows[b"a"].cells.clear()
+    got = read(engine, b"k")
+    got.rows[b"a"].cells.clear()
+    assert read(engine, b"k").rows[b"a"].cells == {("v", b""): Cell(1, b"x")}
+
+
+def _fill(engine, count: int, table: bytes = TA) -> list[tuple[int, bytes]]:
+    keys = [b"key%d" % i for i in range(count)]
+    engine.apply([Partition(table, k, static=Row((), None, None, {("s", b""): Cell(1, k)}),
+                            rows={b"r": row(b"r", v=Cell(1, k))}) for k in keys])
+    return sorted((token_for_key(k), k) for k in keys)
+
+
+def test_scan_in_token_order_with_whole_partitions(engine):
+    expected = _fill(engine, 40)
+    _fill(engine, 5, TB)
+    got = list(engine.scan(TA, MIN_TOKEN, MAX_TOKEN))
+    assert [(t, p.key) for t, p in got] == expected
+    for token, p in got:
+        assert p.rows[b"r"].cells[("v", b"")] == Cell(1, p.key)
+        assert p.static.cells[("s", b"")] == Cell(1, p.key)
+
+
+def test_scan_ranges_and_wrap_around(engine):
+    expected = _fill(engine, 40)
+    tokens = [t for t, _ in expected]
+    lo, hi = tokens[10], tokens[30]
+    assert [t for t, _ in engine.scan(TA, lo, hi)] == tokens[11:31]  # (lo, hi]
+    # start >= end wraps: (hi, MAX] then (MIN, lo].
+    assert [t for t, _ in engine.scan(TA, hi, lo)] == tokens[31:] + tokens[:11]
+    assert [t for t, _ in engine.scan(TA, lo, lo)] == tokens[11:] + tokens[:11]
+    assert list(engine.scan(TA, tokens[-1], MAX_TOKEN)) == []
+    assert list(engine.scan(b"\xcc" * 16, MIN_TOKEN, MAX_TOKEN)) == []
+
+
+def test_meta(engine):
+    assert engine.get_meta("schema/t") is None
+    engine.put_meta("schema/t", b"1")
+    engine.put_meta("schema/a", b"2")
+    engine.put_meta("tokens", b"3")
+    engine.put_meta("schema/t", b"4")
+    assert engine.get_meta("schema/t") == b"4"
+    assert engine.meta_items("schema/") == [("schema/a", b"2"), ("schema/t", b"4")]
+    assert len(engine.meta_items("")) == 3
+
+
+def test_drop_table(engine):
+    _fill(engine, 10)
+    kept = _fill(engine, 10, TB)
+    engine.drop_table(TA)
+    assert list(engine.scan(TA, MIN_TOKEN, MAX_TOKEN)) == []
+    assert read(engine, b"key1") is None
+    assert [(t, p.key) for t, p in engine.scan(TB, MIN_TOKEN, MAX_TOKEN)] == kept
+
+
+def test_drop_table_with_all_ones_id(engine):
+    ones = b"\xff" * 16
+    _fill(engine, 3, ones)
+    engine.drop_table(ones)
+    assert list(engine.scan(ones, MIN_TOKEN, MAX_TOKEN)) == []
+
+
+def test_load_bytes_and_sync(engine):
+    _fill(engine, 20)
+    engine.flush_wal()
+    engine.sync()
+    assert engine.load_bytes() > 0
+
+
+# ---- memory engine: crash model -----------------------------------------------------------
+
+
+def test_memory_crash_drops_only_unsynced_writes():
+    e = MemoryEngine()
+    write(e, b"synced", sync=True, rows={b"a": row(b"a", v=Cell(1, b"x"))})
+    write(e, b"later-synced", rows={b"a": row(b"a", v=Cell(1, b"x"))})
+    e.sync()
+    write(e, b"synced", rows={b"a": row(b"a", v=Cell(2, b"unsynced update"))})
+    write(e, b"synced-by-meta", rows={b"a": row(b"a", v=Cell(1, b"x"))})
+    e.put_meta("m", b"v")  # metadata is synced, and so syncs what came before it
+    write(e, b"lost2", rows={b"a": row(b"a", v=Cell(1, b"x"))})
+    assert e.unsynced_count() == 1
+    e.crash()
+    assert read(e, b"synced").rows[b"a"].cells[("v", b"")] == Cell(2, b"unsynced update")
+    assert read(e, b"later-synced") is not None and read(e, b"synced-by-meta") is not None
+    assert read(e, b"lost2") is None
+    assert e.get_meta("m") == b"v"
+
+    write(e, b"gone", rows={b"a": row(b"a", v=Cell(1, b"x"))})
+    write(e, b"synced", rows={b"a": row(b"a", v=Cell(3, b"gone too"))})
+    e.crash()
+    assert read(e, b"gone") is None
+    assert read(e, b"synced").rows[b"a"].cells[("v", b"")] == Cell(2, b"unsynced update")
+
+
+# ---- RocksDB engine: persistence ----------------------------------------------------------
+
+
+def test_rocks_reopen_keeps_data_and_meta(tmp_path):
+    path = str(tmp_path / "db")
+    e = RocksEngine(path)
+    expected = _fill(e, 10)
+    e.put_meta("m", b"v")
+    e.close()
+    e = RocksEngine(path)
+    assert [(t, p.key) for t, p in e.scan(TA, MIN_TOKEN, MAX_TOKEN)] == expected
+    assert e.get_meta("m") == b"v"
+    e.close()
+
+
+def test_rocks_shadowed_rows_on_disk_are_dropped_on_read(tmp_path):
+    e = RocksEngine(str(tmp_path / "db"))
+    write(e, b"k", rows={b"a": row(b"a", v=Cell(1, b"x")), b"b": row(b"b", v=Cell(5, b"y"))})
+    write(e, b"k", deletion=Deletion(2, 0))  # does not rewrite the stored rows
+    assert list(read(e, b"k").rows) == [b"b"]
+    assert [list(p.rows) for _, p in e.scan(TA, MIN_TOKEN, MAX_TOKEN)] == [[b"b"]]
+    e.close()
+
+
+_KILLED_WRITER = textwrap.dedent("""
+    import sys, time
+    from agora.core.types import Cell, Partition, Row
+    from agora.storage.rocks import RocksEngine
+    e = RocksEngine(sys.argv[1])
+    for batch in range(5):
+        e.apply([Partition(b"\\xaa" * 16, b"key%d-%d" % (batch, i),
+                           rows={b"r": Row((b"r",), None, None, {("v", b""): Cell(1, b"x")})})
+                 for i in range(100)], sync=False)
+    print("applied", flush=True)
+    time.sleep(600)
+""")
+
+
+def _wait_for_line(proc: subprocess.Popen, deadline: float, errors) -> bytes:
+    out = b""
+    while b"\n" not in out:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"writer never reported; stderr: {errors.read_text()!r}"
+        ready, _, _ = select.select([proc.stdout], [], [], remaining)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, f"writer exited early; stderr: {errors.read_text()!r}"
+            out += chunk
+    return out
+
+
+def test_rocks_write_survives_sigkill_after_apply_returns(tmp_path):
+    path = str(tmp_path / "db")
+    errors = tmp_path / "stderr.txt"
+    with open(errors, "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, path],
+                                stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        line = _wait_for_line(proc, time.monotonic() + SUBPROCESS_DEADLINE_S, errors)
+        assert line == b"applied\n"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=SUBPROCESS_DEADLINE_S)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    e = RocksEngine(path)
+    found = list(e.scan(TA, MIN_TOKEN, MAX_TOKEN))
+    assert len(found) == 500
+    assert all(reconcile.live_view(p, 0).rows for _, p in found)
+    e.close()
