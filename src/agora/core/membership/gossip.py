@@ -102,6 +102,7 @@ MAX_KNOWN_ENDPOINTS = MAX_GOSSIP_ENDPOINTS
 STATUS_KEY = "STATUS"
 # `newer_than` argument that selects a whole state: every version is > -1.
 _WHOLE_STATE = -1
+FANOUT = 2
 
 
 class Gossiper:
@@ -218,9 +219,9 @@ class Gossiper:
         targets: list[NodeId] = []
         gossiped_to_seed = False
         if live:
-            peer = live[self.rng.randrange(len(live))]
-            targets.append(peer)
-            gossiped_to_seed = peer in self.seeds
+            for peer in self.rng.sample(live, min(FANOUT, len(live))):
+                targets.append(peer)
+                gossiped_to_seed = gossiped_to_seed or peer in self.seeds
         if unreachable and self.rng.random() < len(unreachable) / (len(live) + 1):
             targets.append(unreachable[self.rng.randrange(len(unreachable))])
         if not gossiped_to_seed or len(live) < len(self.seeds):

@@ -59,7 +59,6 @@ import datetime
 import functools
 import ipaddress
 import re
-import socket
 import struct
 import uuid
 from collections import namedtuple
@@ -969,7 +968,7 @@ def _inet_to_bytes(v: Any) -> bytes:
 
 
 def _inet_from_bytes(data: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(data) == 4 else socket.AF_INET6, data)
+    return str(ipaddress.ip_address(data))
 
 
 def _duration_to_bytes(v: Any) -> bytes:
