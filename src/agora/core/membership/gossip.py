@@ -9,14 +9,16 @@ messages are encoded (`messages.py` + the codec) or how phi is computed
 
 Rules come from Cassandra's `gms/Gossiper.java` (GossipTask, examineGossiper,
 applyStateLocally, handleMajorStateChange, applyNewStates, notifyFailureDetector,
-doStatusCheck) and the three verb handlers `GossipDigest{Syn,Ack,Ack2}VerbHandler.java`:
+doStatusCheck, stop, markAsShutdown) and the verb handlers
+`GossipDigest{Syn,Ack,Ack2}VerbHandler.java` and `GossipShutdownVerbHandler.java`:
 
 - Every `interval_ms` (1 s) a round bumps the local heartbeat, sends a SYN (a digest
   (endpoint, generation, max version) of every known endpoint) to one random live peer; to one
   random unreachable peer with probability unreachable / (live + 1); and, if the live peer was
   not a seed or fewer peers are live than there are seeds, to a random seed (always while no
   peer is live, else with probability seeds / (live + unreachable)). Then every known peer is
-  interpreted by the phi-accrual detector and convicted (marked DOWN) if phi > threshold.
+  interpreted by the phi-accrual detector (`failure_detector.py`: the paper's normal model,
+  not Cassandra's exponential one) and convicted (marked DOWN) if phi > threshold.
 - SYN -> the receiver compares digests: it requests what it lacks (a newer generation or
   version) and sends, in its ACK, state with versions newer than the SYN sender's. ACK -> the
   SYN sender applies that state and answers the requests with an ACK2. ACK2 -> applied.
@@ -25,6 +27,16 @@ doStatusCheck) and the three verb handlers `GossipDigest{Syn,Ack,Ack2}VerbHandle
   merges the heartbeat and every application state whose version is newer; an older
   generation is ignored. A newer heartbeat (or a new or restarted node) is a heartbeat
   arrival for the failure detector, whoever relayed it.
+- Shutdown (Cassandra's Gossiper.stop and markAsShutdown). `shutdown()` sets the local STATUS
+  to "shutdown", sends `GossipShutdown` to every live peer and stops gossip: no more rounds,
+  and every later gossip message is ignored (Cassandra's handlers drop messages while the
+  gossiper is disabled). The receiver marks the node DOWN at once, without waiting for phi,
+  and records STATUS "shutdown" in its copy of the node's state at SHUTDOWN_VERSION, above any
+  version the incarnation can have reached, on its heartbeat as well (Cassandra's
+  forceHighestPossibleVersionUnsafe). So the mark outlives any in-flight ACK or relay of that
+  incarnation, and it spreads by ordinary gossip to nodes that missed the announcement. A node
+  whose current incarnation has STATUS "shutdown" is never UP and none of its state counts as
+  a heartbeat; it comes back through the normal path: a new generation, then an ACK from it.
 
 Where we differ from Cassandra, and why:
 
@@ -45,15 +57,22 @@ Where we differ from Cassandra, and why:
   largest version of any state, a quirk).
 - A requested state whose generation changed since the request is sent whole, never as a
   version delta of a different incarnation.
+- Our GossipShutdown names the endpoint and its generation (Cassandra's has no payload): a
+  farewell must come from the node it names, and one from an older incarnation is ignored.
+  One from a newer incarnation than we know marks the node DOWN but records nothing: we hold
+  no state of that incarnation to put the mark on.
+- A node that learns of a shutdown by gossip (the mark relayed from a peer that received the
+  announcement) marks the node DOWN at once too; Cassandra waits for the conviction.
 - Not here (yet): Cassandra's MAX_GENERATION_DIFFERENCE sanity check (it needs wall time),
-  dead states (LEFT, removed, hibernate, shutdown) and the GOSSIP_SHUTDOWN verb, eviction of
-  long-dead endpoints, quarantine of removed ones.
+  the other dead states (LEFT, removed, hibernate), eviction of long-dead endpoints,
+  quarantine of removed ones.
 
 Events (agora.core.effects.Event): "node_joined" NodeId; "node_state" (NodeId, key, value)
 for each application state we learn or that changes, STATUS first then by key, emitted after
 the whole state is applied (a handler reading TOKENS on a STATUS change sees the new tokens);
-"status_change" (NodeId, "UP" | "DOWN"); "node_restarted" NodeId. `set_local_state` returns a
-"node_state" event for the local node too.
+"status_change" (NodeId, "UP" | "DOWN"); "node_restarted" NodeId. `set_local_state` and
+`shutdown` return a "node_state" event for the local node too. A received shutdown gives
+"status_change" (node, "DOWN") (if it was UP) then "node_state" (node, "STATUS", "shutdown").
 
 Determinism: every choice uses the injected `rng` over sorted lists; sets and dicts of node ids
 are only ever iterated sorted.
@@ -64,7 +83,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from agora.core.effects import Event, Log, Send, SetTimer
+from agora.core.effects import CancelTimer, Event, Log, Send, SetTimer
 from agora.core.membership.failure_detector import DEFAULT_PHI_CONVICT_THRESHOLD, PhiAccrualDetector
 from agora.core.membership.messages import (
     MAX_APP_STATE_KEY_CHARS,
@@ -78,6 +97,7 @@ from agora.core.membership.messages import (
     GossipDigestAck,
     GossipDigestAck2,
     GossipDigestSyn,
+    GossipShutdown,
     HeartbeatState,
     VersionedValue,
 )
@@ -91,6 +111,8 @@ EVENT_STATUS_CHANGE = "status_change"
 EVENT_NODE_RESTARTED = "node_restarted"
 STATUS_UP = "UP"
 STATUS_DOWN = "DOWN"
+# The STATUS value of a node that announced a clean shutdown (Cassandra's VersionedValue.SHUTDOWN).
+STATUS_SHUTDOWN = "shutdown"
 
 # Gossip round period (Cassandra: Gossiper.intervalInMillis).
 DEFAULT_INTERVAL_MS = 1000
@@ -102,7 +124,10 @@ MAX_KNOWN_ENDPOINTS = MAX_GOSSIP_ENDPOINTS
 STATUS_KEY = "STATUS"
 # `newer_than` argument that selects a whole state: every version is > -1.
 _WHOLE_STATE = -1
-FANOUT = 2
+# The version a receiver gives the STATUS "shutdown" and the heartbeat it records for a node
+# that announced its shutdown: the largest the wire allows, so nothing that incarnation said
+# before can supersede the mark (Cassandra: HeartBeatState.forceHighestPossibleVersionUnsafe).
+SHUTDOWN_VERSION = MAX_COUNTER
 
 
 class Gossiper:
@@ -127,6 +152,7 @@ class Gossiper:
             local: EndpointState(HeartbeatState(generation, self._next_version()))}
         self._up: set[NodeId] = set()
         self._last_probe_ms: dict[NodeId, int] = {}
+        self._shut_down = False
 
     # ---- local state ----------------------------------------------------------------------
 
@@ -158,12 +184,31 @@ class Gossiper:
 
     def start(self, now_ms: int) -> list:
         """Arm the round timer; the first round runs one interval from now."""
+        if self._shut_down:
+            raise RuntimeError("gossip was shut down; a restart is a new Gossiper with a new generation")
         return [SetTimer(ROUND_TIMER, self.interval_ms)]
+
+    def shutdown(self, now_ms: int) -> list:
+        """Leave cleanly (Cassandra's Gossiper.stop): set the local STATUS to "shutdown", tell
+        every live peer with a GossipShutdown, and stop gossiping for good. The driver should
+        give the sends a moment to leave before it closes the connections (Cassandra waits
+        shutdown_announce_in_ms, 2 s). A second call does nothing."""
+        if self._shut_down:
+            return []
+        out = self.set_local_state(STATUS_KEY, STATUS_SHUTDOWN)
+        self._shut_down = True
+        farewell = GossipShutdown(self.local, self._states[self.local].generation)
+        out.extend(Send(peer, farewell) for peer in sorted(self._up))
+        out.append(CancelTimer(ROUND_TIMER))
+        out.append(Log("info", f"gossip: announced shutdown to {len(self._up)} live peers"))
+        return out
 
     def on_timer(self, timer_id: Any, now_ms: int) -> list:
         """One gossip round (Cassandra's GossipTask.run), then re-arm the timer."""
         if timer_id != ROUND_TIMER:
             raise ValueError(f"not a gossip timer: {timer_id!r}")
+        if self._shut_down:
+            return []
         self._bump_heartbeat()
         syn = self._make_syn()
         out: list = [Send(target, syn) for target in self._round_targets()]
@@ -174,12 +219,16 @@ class Gossiper:
     def on_message(self, source: NodeId, msg: Any, now_ms: int) -> list:
         if source == self.local:
             return [Log("warning", f"gossip: ignoring {type(msg).__name__} from ourselves")]
+        if self._shut_down:
+            return [Log("debug", f"gossip: ignoring {type(msg).__name__} from {source}: shut down")]
         if isinstance(msg, GossipDigestSyn):
             return self._on_syn(source, msg)
         if isinstance(msg, GossipDigestAck):
             return self._on_ack(source, msg, now_ms)
         if isinstance(msg, GossipDigestAck2):
             return self._on_ack2(source, msg, now_ms)
+        if isinstance(msg, GossipShutdown):
+            return self._on_shutdown(source, msg)
         raise TypeError(f"gossip: not a gossip message: {type(msg).__name__}")
 
     # ---- queries --------------------------------------------------------------------------
@@ -195,6 +244,11 @@ class Gossiper:
 
     def is_alive(self, node: NodeId) -> bool:
         return node == self.local or node in self._up
+
+    @property
+    def is_shut_down(self) -> bool:
+        """Whether `shutdown()` was called: this gossiper no longer runs rounds or answers."""
+        return self._shut_down
 
     def app_state(self, node: NodeId, key: str) -> str | None:
         state = self._states.get(node)
@@ -219,9 +273,9 @@ class Gossiper:
         targets: list[NodeId] = []
         gossiped_to_seed = False
         if live:
-            for peer in self.rng.sample(live, min(FANOUT, len(live))):
-                targets.append(peer)
-                gossiped_to_seed = gossiped_to_seed or peer in self.seeds
+            peer = live[self.rng.randrange(len(live))]
+            targets.append(peer)
+            gossiped_to_seed = peer in self.seeds
         if unreachable and self.rng.random() < len(unreachable) / (len(live) + 1):
             targets.append(unreachable[self.rng.randrange(len(unreachable))])
         if not gossiped_to_seed or len(live) < len(self.seeds):
@@ -305,9 +359,44 @@ class Gossiper:
         return out
 
     def _on_answer(self, source: NodeId, now_ms: int, out: list) -> None:
-        """An ACK or ACK2 from `source` closes a round trip we opened: it is alive."""
-        if source in self._states and source not in self._up:
+        """An ACK or ACK2 from `source` closes a round trip we opened: it is alive -- unless
+        its current incarnation announced its shutdown (this answer was overtaken by the
+        announcement on the way; it comes back as a new generation)."""
+        state = self._states.get(source)
+        if state is not None and source not in self._up and not _is_shut_down(state):
             self._mark_up(source, now_ms, out)
+
+    # ---- shutdown ---------------------------------------------------------------------------
+
+    def _on_shutdown(self, source: NodeId, msg: GossipShutdown) -> list:
+        """Cassandra's GossipShutdownVerbHandler -> markAsShutdown."""
+        if msg.endpoint != source:
+            return [Log("warning", f"gossip: ignoring a shutdown of {msg.endpoint} sent by {source}")]
+        state = self._states.get(source)
+        if state is None:
+            return [Log("debug", f"gossip: ignoring a shutdown of unknown node {source}")]
+        if msg.generation < state.generation:
+            return [Log("debug", f"gossip: ignoring a shutdown of {source}'s older generation {msg.generation}")]
+        out: list = [Log("info", f"gossip: node {source} announced its shutdown")]
+        if msg.generation > state.generation:
+            # A restart we have not heard of yet, already over: down, but no state to mark.
+            if source in self._up:
+                self._mark_down(source, out)
+            return out
+        self._mark_shut_down(source, state, out)
+        return out
+
+    def _mark_shut_down(self, endpoint: NodeId, state: EndpointState, out: list) -> None:
+        """Record STATUS "shutdown" at SHUTDOWN_VERSION, and mark `endpoint` DOWN."""
+        states = state.as_dict()
+        changed = states.get(STATUS_KEY, VersionedValue("", 0)).value != STATUS_SHUTDOWN
+        states[STATUS_KEY] = VersionedValue(STATUS_SHUTDOWN, SHUTDOWN_VERSION)
+        self._states[endpoint] = EndpointState.build(HeartbeatState(state.generation, SHUTDOWN_VERSION), states)
+        self.detector.remove(endpoint)  # that incarnation's cadence is history
+        if endpoint in self._up:
+            self._mark_down(endpoint, out)
+        if changed:
+            self._announce(endpoint, ((STATUS_KEY, states[STATUS_KEY]),), out)
 
     # ---- applying remote state ------------------------------------------------------------
 

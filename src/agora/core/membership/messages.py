@@ -1,13 +1,14 @@
 """Gossip wire messages and the endpoint state they carry.
 
-Owns: `HeartbeatState`, `VersionedValue`, `EndpointState`, `GossipDigest` and the three
-gossip verbs `GossipDigestSyn` (20), `GossipDigestAck` (21) and `GossipDigestAck2` (22), with
-their strict wire validation. It deliberately knows nothing of how gossip rounds run, of
+Owns: `HeartbeatState`, `VersionedValue`, `EndpointState`, `GossipDigest` and the four
+gossip verbs `GossipDigestSyn` (20), `GossipDigestAck` (21), `GossipDigestAck2` (22) and
+`GossipShutdown` (23), with their strict wire validation. It deliberately knows nothing of how gossip rounds run, of
 liveness or of what the application-state keys mean; that is `gossip.py`.
 
 The shapes are Cassandra's (`gms/HeartBeatState.java`, `VersionedValue.java`,
 `EndpointState.java`, `GossipDigest.java`, `GossipDigestSyn.java`, `GossipDigestAck.java`,
-`GossipDigestAck2.java`): a node's state is its heartbeat (generation = incarnation, bumped on
+`GossipDigestAck2.java`, and `GossipShutdownVerbHandler.java` for the shutdown announcement,
+Verb.GOSSIP_SHUTDOWN): a node's state is its heartbeat (generation = incarnation, bumped on
 every restart; version = a per-incarnation counter bumped every gossip round) plus application
 states key -> (value, version). Heartbeat and application-state versions come from one
 counter per incarnation, so "the largest version in a state" orders everything a node said.
@@ -21,6 +22,7 @@ Wire forms (lists of msgpack-native values, see `agora.core.wire`):
     GossipDigestSyn  [cluster_name, [digest, ...]]
     GossipDigestAck  [[digest, ...], [[endpoint, endpoint_state], ...]]
     GossipDigestAck2 [[[endpoint, endpoint_state], ...]]
+    GossipShutdown   [endpoint, generation]
 
 Every `from_wire` checks types, sizes (the named limits below) and uniqueness and raises
 `ProtocolError` on anything else; a peer's bad bytes never become an exception of another kind.
@@ -292,4 +294,25 @@ class GossipDigestAck2(Message):
         return cls(_states_from_wire(states))
 
 
-GOSSIP_MESSAGES: tuple[type[Message], ...] = (GossipDigestSyn, GossipDigestAck, GossipDigestAck2)
+@dataclass(frozen=True, slots=True)
+class GossipShutdown(Message):
+    """A node's farewell: `endpoint` (the sender itself) is shutting down cleanly and will not
+    answer again in incarnation `generation` (Cassandra's GOSSIP_SHUTDOWN). Cassandra's carries
+    no payload and trusts the connection's peer; ours names the endpoint, to be checked against
+    the sender, and the generation, so that a farewell delayed past a restart is recognised as
+    stale."""
+
+    VERB: ClassVar[int] = 23
+    endpoint: NodeId
+    generation: int
+
+    def to_wire(self) -> list:
+        return [self.endpoint, self.generation]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> GossipShutdown:
+        endpoint, generation = _check_fields(fields, "GossipShutdown", 2)
+        return cls(check_endpoint(endpoint), _check_counter(generation, "shutdown generation"))
+
+
+GOSSIP_MESSAGES: tuple[type[Message], ...] = (GossipDigestSyn, GossipDigestAck, GossipDigestAck2, GossipShutdown)
