@@ -16,7 +16,7 @@ from rich.console import Console
 from agora.runtime.admin_client import AdminError
 from agora.runtime.cluster import LocalCluster, parse_dc_layout, wait_until
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 KS = "demo"
 
 
