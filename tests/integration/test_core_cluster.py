@@ -163,3 +163,19 @@ def test_g_speculative_retry_around_a_paused_replica(cluster3):
           f"max {latencies[-1] * 1000:.1f} ms, {retries} speculative retries (read timeout 5000 ms)")
     assert retries >= 1
     assert latencies[-1] < 1.0
+
+
+def test_f_graceful_stop_is_announced(cluster3):
+    """A graceful stop tells its peers (gossip shutdown), so they mark it down at once instead
+    of waiting for the failure detector."""
+    ensure_all_up(cluster3)
+    t0 = time.monotonic()
+    cluster3.stop("node3")
+    wait_until(lambda: sees(cluster3, "node1", "node3", up=False) and sees(cluster3, "node2", "node3", up=False),
+               20, "node3 marked down")
+    assert time.monotonic() - t0 < 3.0
+    with cluster3.client("node1") as c1:  # its tokens stay in the ring: ALL is Unavailable, not rerouted
+        with pytest.raises(AdminError) as err:
+            write(c1, "f-all", "x", cl="ALL")
+        assert err.value.kind == "Unavailable"
+    cluster3.start(["node3"])

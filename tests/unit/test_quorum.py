@@ -18,33 +18,33 @@ NTS_RF = {"us": 3, "eu": 3, "asia": 1}
                                        (CL.QUORUM, 2), (CL.ALL, 3), (CL.LOCAL_ONE, 1),
                                        (CL.LOCAL_QUORUM, 2), (CL.EACH_QUORUM, 2)])
 def test_simple_strategy_rf3(cl, needed):
-    req = requirement(cl, R3, dc_of, "us", None)
+    req = requirement(cl, 3, "us", None)
     assert req.total == needed
     assert not req.satisfied(req.reached(map(dc_of, ["a1"] * (needed - 1))))
     assert req.satisfied(req.reached(map(dc_of, R3[:needed])))
 
 
 def test_quorum_is_a_majority_of_all_replicas_across_dcs():
-    req = requirement(CL.QUORUM, NTS, dc_of, "us", NTS_RF)
+    req = requirement(CL.QUORUM, 7, "us", NTS_RF)
     assert req.total == 4  # 7 // 2 + 1
     assert req.satisfied(req.reached(map(dc_of, ["b1", "b2", "c1", "a1"])))
 
 
 def test_local_quorum_counts_only_the_local_dc():
-    req = requirement(CL.LOCAL_QUORUM, NTS, dc_of, "eu", NTS_RF)
+    req = requirement(CL.LOCAL_QUORUM, 7, "eu", NTS_RF)
     assert req.per_dc == {"eu": 2}
     assert not req.satisfied(req.reached(map(dc_of, ["a1", "a2", "a3", "b1"])))
     assert req.satisfied(req.reached(map(dc_of, ["b1", "b3"])))
 
 
 def test_local_one_needs_a_local_replica():
-    req = requirement(CL.LOCAL_ONE, NTS, dc_of, "asia", NTS_RF)
+    req = requirement(CL.LOCAL_ONE, 7, "asia", NTS_RF)
     assert not req.satisfied(req.reached(map(dc_of, ["a1", "b1"])))
     assert req.satisfied(req.reached(map(dc_of, ["c1"])))
 
 
 def test_each_quorum_needs_a_majority_everywhere():
-    req = requirement(CL.EACH_QUORUM, NTS, dc_of, "us", NTS_RF)
+    req = requirement(CL.EACH_QUORUM, 7, "us", NTS_RF)
     assert req.per_dc == {"asia": 1, "eu": 2, "us": 2}
     assert not req.satisfied(req.reached(map(dc_of, ["a1", "a2", "b1", "b2"])))
     assert req.satisfied(req.reached(map(dc_of, ["a1", "a2", "b1", "b2", "c1"])))
@@ -54,10 +54,18 @@ def test_w_plus_r_greater_than_n_overlaps_for_every_choice():
     """The seed's quorum math: any W replicas and any R replicas share one when W + R > N."""
     from itertools import combinations
     for w_cl, r_cl in [(CL.QUORUM, CL.QUORUM), (CL.ALL, CL.ONE), (CL.ONE, CL.ALL)]:
-        w = requirement(w_cl, R3, dc_of, "us", None).total
-        r = requirement(r_cl, R3, dc_of, "us", None).total
+        w = requirement(w_cl, 3, "us", None).total
+        r = requirement(r_cl, 3, "us", None).total
         assert w + r > 3
         assert all(set(ws) & set(rs) for ws in combinations(R3, w) for rs in combinations(R3, r))
-    w = requirement(CL.ONE, R3, dc_of, "us", None).total
-    r = requirement(CL.ONE, R3, dc_of, "us", None).total
+    w = requirement(CL.ONE, 3, "us", None).total
+    r = requirement(CL.ONE, 3, "us", None).total
     assert any(not (set(ws) & set(rs)) for ws in combinations(R3, w) for rs in combinations(R3, r))
+
+
+def test_requirement_comes_from_the_replication_factor_not_the_known_replicas():
+    """A coordinator that knows fewer replicas than RF (just restarted, ring incomplete) must
+    still need a majority of RF: 2 of 3, which one known replica cannot give."""
+    req = requirement(CL.QUORUM, 3, "us", None)
+    assert req.total == 2
+    assert not req.satisfied(req.reached(["us"]))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 import uuid
+
+import msgpack
 from dataclasses import dataclass
 
 from agora.core.config import NodeConfig
@@ -25,12 +27,15 @@ from agora.core.membership import messages as gm
 from agora.core.messages import (MutationReq, MutationRsp, ReadReq, ReadRsp, SchemaPullReq,
                                  SchemaPush)
 from agora.core.replica.replica import Replica
+from agora.core.ring.partitioner import token_for_key
 from agora.core.ring.strategies import strategy_from_options
 from agora.core.ring.token_ring import NodeInfo, TokenRing
-from agora.core.schema.agreement import SchemaKeeper
+from agora.core.schema.agreement import SCHEMA_META_KEY, SchemaKeeper
 from agora.core.schema.model import Schema
 from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand
 
+PEERS_META_KEY = "peers"  # the ring as last known: {node: [dc, rack, tokens]}
+GENERATION_META_KEY = "generation"  # the last gossip generation this node used
 RELEASE_VERSION = "5.0.0"  # what drivers and cqlsh expect to see (cql-compat.md 2.1)
 HOUSEKEEPING_INTERVAL_MS = 1_000  # schema agreement checks, load gossip
 LATENCY_EWMA_WEIGHT = 0.2  # weight of the newest sample in a replica's latency score
@@ -46,7 +51,8 @@ class LocalIdentity:
 
 
 class Node:
-    def __init__(self, cfg: NodeConfig, identity: LocalIdentity, schema: Schema, rng: random.Random):
+    def __init__(self, cfg: NodeConfig, identity: LocalIdentity, schema: Schema, rng: random.Random,
+                 saved_peers: dict[NodeId, NodeInfo] | None = None):
         self.cfg = cfg
         self.local: NodeId = cfg.local_id
         self.local_dc = cfg.dc
@@ -59,7 +65,11 @@ class Node:
         self.replica = Replica(self._knows_table, sync_writes=cfg.commitlog_sync == "batch")
         self.writes = WriteCoordinator(self, cfg.write_request_timeout)
         self.reads = ReadCoordinator(self, cfg.read_request_timeout)
-        self._infos: dict[NodeId, NodeInfo] = {self.local: NodeInfo(cfg.dc, cfg.rack, identity.tokens)}
+        # peers known from the last run: the ring is whole from the first request on, even
+        # before gossip has reached them (they count as down until it does)
+        self._saved_peers = {n: i for n, i in (saved_peers or {}).items() if n != self.local}
+        self._infos: dict[NodeId, NodeInfo] = {**self._saved_peers,
+                                               self.local: NodeInfo(cfg.dc, cfg.rack, identity.tokens)}
         self.ring = TokenRing(dict(self._infos))
         self._strategies: dict[str, tuple] = {}
         self._next_req = 1
@@ -93,8 +103,7 @@ class Node:
         if table is None:
             raise InvalidRequest(f"unknown table id {table_id.hex()}")
         strategy, per_dc = self._strategy(table.keyspace)
-        from agora.core.ring.partitioner import token_for_key
-        return strategy.replicas(self.ring, token_for_key(key)), per_dc
+        return strategy.replicas(self.ring, token_for_key(key)), per_dc, strategy.total_rf()
 
     def _strategy(self, keyspace: str):
         ks = self.schema.schema.keyspace(keyspace)
@@ -135,6 +144,10 @@ class Node:
             g.set_local_state(key, value)
         return [*g.start(now_ms), SetTimer(("node", "housekeeping"), HOUSEKEEPING_INTERVAL_MS)]
 
+    def shutdown(self, now_ms: int) -> list:
+        """A graceful stop: tell live peers we are going, so they mark us down at once."""
+        return self.gossiper.shutdown(now_ms)
+
     # ---- inputs --------------------------------------------------------------------
 
     def on_message(self, source: NodeId, msg, now_ms: int) -> list:
@@ -146,7 +159,7 @@ class Node:
             return self.replica.on_read(source, msg)
         if isinstance(msg, ReadRsp):
             return self.reads.on_response(source, msg, now_ms)
-        if isinstance(msg, (gm.GossipDigestSyn, gm.GossipDigestAck, gm.GossipDigestAck2)):
+        if isinstance(msg, (gm.GossipDigestSyn, gm.GossipDigestAck, gm.GossipDigestAck2, gm.GossipShutdown)):
             return self._after_gossip(self.gossiper.on_message(source, msg, now_ms), now_ms)
         if isinstance(msg, SchemaPush):
             return self.schema.on_push(source, msg) + self._schema_gossip()
@@ -213,24 +226,32 @@ class Node:
                     out.extend(self.schema.on_peer_version(node, value, self.is_alive(node), now_ms))
         if ring_changed:
             before = set(self._infos)
-            self._rebuild_ring()
+            if self._rebuild_ring():
+                out.append(self._persist_peers())
             for node in sorted(set(self._infos) - before):
                 out.append(Event("topology_change", ("NEW_NODE", node)))
         return out
 
-    def _rebuild_ring(self) -> None:
-        infos = {self.local: NodeInfo(self.cfg.dc, self.cfg.rack, self.identity.tokens)}
+    def _persist_peers(self) -> PersistMeta:
+        peers = {n: [i.dc, i.rack, list(i.tokens)] for n, i in sorted(self._infos.items()) if n != self.local}
+        return PersistMeta(PEERS_META_KEY, msgpack.packb(peers, use_bin_type=True))
+
+    def _rebuild_ring(self) -> bool:
+        infos = {**self._saved_peers, self.local: NodeInfo(self.cfg.dc, self.cfg.rack, self.identity.tokens)}
         g = self.gossiper
         for node in g.known_nodes():
-            if node == self.local or g.app_state(node, "STATUS") != "NORMAL":
+            # a node that shut down cleanly keeps its tokens (as in Cassandra): it is down, not gone
+            if node == self.local or g.app_state(node, "STATUS") not in ("NORMAL", "shutdown"):
                 continue
             tokens, dc, rack = g.app_state(node, "TOKENS"), g.app_state(node, "DC"), g.app_state(node, "RACK")
             if not tokens or not dc or not rack:
                 continue
             infos[node] = NodeInfo(dc, rack, tuple(int(t) for t in tokens.split(",")))
-        if infos != self._infos:
-            self._infos = infos
-            self.ring = TokenRing(dict(infos))
+        if infos == self._infos:
+            return False
+        self._infos = infos
+        self.ring = TokenRing(dict(infos))
+        return True
 
     def _housekeeping(self, now_ms: int) -> list:
         out: list = [SetTimer(("node", "housekeeping"), HOUSEKEEPING_INTERVAL_MS)]
@@ -241,6 +262,33 @@ class Node:
         if g.app_state(self.local, "LOAD") != str(self.load_bytes):
             g.set_local_state("LOAD", str(self.load_bytes))
         return out
+
+
+def restore(cfg: NodeConfig, meta: dict[str, bytes], now_s: int, rng: random.Random) -> tuple[Node, list]:
+    """Build a node from what its last run persisted (`meta`: the storage engine's metadata),
+    as both drivers do at boot. Returns the node and the metadata to persist before it starts.
+
+    The gossip generation is max(now, last + 1), so a node restarted within the same second
+    (or with a clock that went backwards) still announces a newer incarnation (Cassandra keeps
+    it in system.local for the same reason)."""
+    last = meta.get(GENERATION_META_KEY)
+    generation = max(now_s, (int(last) if last else 0) + 1)
+    persist: list = [PersistMeta(GENERATION_META_KEY, str(generation).encode())]
+    host_id, tokens = meta.get("host_id"), meta.get("tokens")
+    if host_id and tokens:
+        identity = LocalIdentity(host_id.decode(), tuple(int(t) for t in tokens.decode().split(",")), generation)
+    else:
+        identity = new_identity(cfg, rng, generation)
+        persist += identity_meta(identity)
+    raw_schema = meta.get(SCHEMA_META_KEY)
+    schema = Schema() if raw_schema is None else Schema.from_plain(
+        msgpack.unpackb(raw_schema, raw=False, strict_map_key=False))
+    peers = {}
+    raw_peers = meta.get(PEERS_META_KEY)
+    if raw_peers:
+        for node, (dc, rack, toks) in msgpack.unpackb(raw_peers, raw=False).items():
+            peers[node] = NodeInfo(dc, rack, tuple(toks))
+    return Node(cfg, identity, schema, rng, peers), persist
 
 
 def new_identity(cfg: NodeConfig, rng: random.Random, generation: int) -> LocalIdentity:

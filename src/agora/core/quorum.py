@@ -10,11 +10,10 @@ replication factor, counting as Cassandra does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agora.core.types import ConsistencyLevel as CL
-from agora.core.types import NodeId
 
 # ConsistencyLevel -> how the requirement is computed.
 #   ("fixed", n): n replies from any replica;  ("quorum", "all"): majority of all replicas;
@@ -65,14 +64,17 @@ class Requirement:
         return got
 
 
-def requirement(cl: CL, replicas: list[NodeId], dc_of: Callable[[NodeId], str],
-                local_dc: str, per_dc_rf: dict[str, int] | None) -> Requirement:
-    """The replies `cl` needs from this replica list. `per_dc_rf` is the keyspace's
-    NetworkTopologyStrategy factors, or None for SimpleStrategy."""
+def requirement(cl: CL, rf: int, local_dc: str, per_dc_rf: dict[str, int] | None) -> Requirement:
+    """The replies `cl` needs for a keyspace of total replication factor `rf`. `per_dc_rf` is
+    the keyspace's NetworkTopologyStrategy factors, or None for SimpleStrategy.
+
+    The count comes from the replication factor, never from how many replicas this node's
+    ring currently lists: a node that has just restarted and not yet heard of its peers must
+    answer Unavailable, not serve QUORUM from itself (Cassandra's blockFor does the same)."""
     if cl not in RULES:
         raise ValueError(f"{cl.name} is not supported for this operation")
     rule, arg = RULES[cl]
-    n = len(replicas)
+    n = rf
     if rule == "fixed":
         return Requirement({None: arg})
     if rule == "all":

@@ -31,6 +31,7 @@ VERBS: tuple[Verb, ...] = (
     Verb(g.GossipDigestSyn.VERB, g.GossipDigestSyn, "oneway", None),
     Verb(g.GossipDigestAck.VERB, g.GossipDigestAck, "oneway", None),
     Verb(g.GossipDigestAck2.VERB, g.GossipDigestAck2, "oneway", None),
+    Verb(g.GossipShutdown.VERB, g.GossipShutdown, "oneway", None),
     Verb(m.ClientReq.VERB, m.ClientReq, "request", "request_timeout"),
     Verb(m.ClientRsp.VERB, m.ClientRsp, "response", None),
 )

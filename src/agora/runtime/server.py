@@ -19,23 +19,20 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import msgpack
-
 from agora.core import codec
 from agora.core.config import NodeConfig
 from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
                                 StorageGet, StorageGetDone, StoragePut, StoragePutDone)
 from agora.core.errors import AgoraError, ProtocolError
 from agora.core.messages import ClientReq
-from agora.core.node import LocalIdentity, Node, identity_meta, new_identity
-from agora.core.schema.agreement import SCHEMA_META_KEY
-from agora.core.schema.model import Schema
+from agora.core.node import restore
 from agora.core.types import ConsistencyLevel, Partition, ReadCommand
 from agora.runtime.transport import Transport
 from agora.storage.rocks import RocksEngine
 
 log = logging.getLogger("agora.node")
 
+SHUTDOWN_ANNOUNCE_S = 0.2  # time for the shutdown announcement to leave before sockets close
 LOAD_REFRESH_S = 10.0  # how often the on-disk size is re-measured for gossip and status
 
 
@@ -47,7 +44,10 @@ class NodeRuntime:
     def __init__(self, cfg: NodeConfig):
         self.cfg = cfg
         self.engine = RocksEngine(cfg.data_directory)
-        self.node = Node(cfg, self._load_identity(), self._load_schema(), random.Random())
+        meta = dict(self.engine.meta_items(""))
+        self.node, persist = restore(cfg, meta, now_ms() // 1000, random.Random())
+        for item in persist:
+            self.engine.put_meta(item.key, item.value)
         self.transport = Transport(cfg.local_id, cfg.listen_address, cfg.storage_port,
                                    cfg.cluster_name, self._on_frame)
         self._queue: collections.deque = collections.deque()
@@ -61,25 +61,6 @@ class NodeRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.event_listeners: list = []
         self.admin = None  # set by start(): the admin verb handler
-
-    # ---- persistent identity and schema --------------------------------------------
-
-    def _load_identity(self) -> LocalIdentity:
-        generation = int(time.time())
-        host_id = self.engine.get_meta("host_id")
-        tokens = self.engine.get_meta("tokens")
-        if host_id and tokens:
-            return LocalIdentity(host_id.decode(), tuple(int(t) for t in tokens.decode().split(",")), generation)
-        identity = new_identity(self.cfg, random.Random(), generation)
-        for meta in identity_meta(identity):
-            self.engine.put_meta(meta.key, meta.value)
-        return identity
-
-    def _load_schema(self) -> Schema:
-        raw = self.engine.get_meta(SCHEMA_META_KEY)
-        if raw is None:
-            return Schema()
-        return Schema.from_plain(msgpack.unpackb(raw, raw=False, strict_map_key=False))
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -99,6 +80,8 @@ class NodeRuntime:
                  self.cfg.rack, len(self.node.identity.tokens))
 
     async def close(self) -> None:
+        self._run(self.node.shutdown(now_ms()))
+        await asyncio.sleep(SHUTDOWN_ANNOUNCE_S)  # let the farewell reach the peers
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()

@@ -14,9 +14,9 @@ class Placement(Protocol):
     local: NodeId
     local_dc: str
 
-    def replicas_for(self, table_id: bytes, key: bytes) -> tuple[tuple[NodeId, ...], dict[str, int] | None]:
-        """(replicas in ring order, the keyspace's per-DC factors or None for SimpleStrategy).
-        Raises InvalidRequest for an unknown table."""
+    def replicas_for(self, table_id: bytes, key: bytes) -> tuple[tuple[NodeId, ...], dict[str, int] | None, int]:
+        """(replicas in ring order, the keyspace's per-DC factors or None for SimpleStrategy,
+        the total replication factor). Raises InvalidRequest for an unknown table."""
 
     def dc_of(self, node: NodeId) -> str: ...
 

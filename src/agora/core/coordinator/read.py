@@ -62,8 +62,8 @@ class ReadCoordinator:
                 raise InvalidRequest("ANY ConsistencyLevel is only supported for writes")
             if cl in (ConsistencyLevel.SERIAL, ConsistencyLevel.LOCAL_SERIAL):
                 raise InvalidRequest(f"{cl.name} reads are not supported")
-            replicas, per_dc = p.replicas_for(command.table_id, command.key)
-            req = requirement(cl, list(replicas), p.dc_of, p.local_dc, per_dc)
+            replicas, per_dc, rf = p.replicas_for(command.table_id, command.key)
+            req = requirement(cl, rf, p.local_dc, per_dc)
             alive = sorted((r for r in replicas if p.is_alive(r) and req.counts(p.dc_of(r)) is not False),
                            key=p.proximity)
             reached = req.reached(p.dc_of(r) for r in alive)
@@ -171,8 +171,10 @@ class ReadCoordinator:
         self.stats["digest_mismatch"] += 1
         rd.phase = "resolve"
         rd.req_id = self._rekey(rd)
-        rd.waiting = set(rd.digests)
+        rd.waiting = set(rd.digests)  # those that sent only a digest now send their data
         rd.digests.clear()
+        if not rd.waiting:  # every answer so far carried data (e.g. after a speculative retry)
+            return self._resolve(rd, now_ms)
         return [Send(n, ReadReq(rd.req_id, rd.command, False)) for n in sorted(rd.waiting)]
 
     def _resolve(self, rd: _Read, now_ms: int) -> list:

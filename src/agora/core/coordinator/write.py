@@ -62,8 +62,8 @@ class WriteCoordinator:
         plans = []
         try:
             for part in partitions:
-                replicas, per_dc = p.replicas_for(part.table_id, part.key)
-                req = requirement(cl, list(replicas), p.dc_of, p.local_dc, per_dc)
+                replicas, per_dc, rf = p.replicas_for(part.table_id, part.key)
+                req = requirement(cl, rf, p.local_dc, per_dc)
                 alive = [r for r in replicas if p.is_alive(r)]
                 if not req.satisfied(req.reached(p.dc_of(r) for r in alive)):
                     counted = sum(req.reached(p.dc_of(r) for r in alive).values())
@@ -71,6 +71,8 @@ class WriteCoordinator:
                 plans.append((part, replicas, alive, req))
         except (Unavailable, InvalidRequest) as exc:
             return [Reply(client_id, exc)]
+        if not plans:  # an empty batch is a no-op that succeeds, as in Cassandra
+            return [Reply(client_id, None)]
         cw = _ClientWrite(client_id, cl, {}, write_type, remaining=len(plans))
         effects: list = []
         for part, replicas, alive, req in plans:

@@ -17,9 +17,17 @@ window seeding and local-pause rule (`gms/FailureDetector.java`, CASSANDRA-9183)
 - Not Cassandra's exponential simplification (CASSANDRA-2597: phi = t / (mean * ln 10)). That
   model ignores the spread of the intervals, so threshold 8 means a silence of
   8 * ln(10) = 18.4 mean intervals: 15..28 s under 1 s gossip rounds, whether the heartbeats
-  were metronomic or ragged. The normal model convicts after mean + ~5 standard deviations of
-  the intervals actually seen: a few seconds for gossip at 1 s rounds (see
-  `tests/unit/test_gossip.py`), longer on its own wherever the arrivals are ragged.
+  were metronomic or ragged. The normal model convicts after mean + pause + 5.23 standard
+  deviations of the intervals actually seen, so it is fast where arrivals are regular and
+  patient, by itself, where they are ragged.
+- What that gives under gossip. Heartbeats reach an observer relayed, a round or more late,
+  and the relay lag varies: observed intervals spread over 0..2 s in a 3-node cluster
+  (deviation ~450 ms) and 0..5 s in a 9-node one (deviation ~900 ms). The slowest observer
+  convicts a killed node after ~4..8 s in 3-node clusters and ~10..14 s in 9-node ones (the
+  virtual-time network of `tests/unit/test_gossip.py`, which records the figures); part of it
+  is the killed node's last heartbeats still being relayed for a few seconds after its death.
+  Faster than that at threshold 8 needs fresher liveness news than fanout-1 gossip carries
+  (direct probes of suspects, a larger fanout), not a different formula.
 - F is Akka's logistic approximation of the normal CDF,
   1 - F(t) = 1 / (1 + e^z), z = y * (1.5976 + 0.070566 * y^2), y = (t - mean') / std'.
   We compute phi = log10(1 + e^z) as a stable softplus, the same function as Akka's two
@@ -44,8 +52,8 @@ window seeding and local-pause rule (`gms/FailureDetector.java`, CASSANDRA-9183)
   convicts nobody for the next MAX_LOCAL_PAUSE_MS (CASSANDRA-9183), and so do we.
 
 Time is milliseconds as integers from the caller; the window keeps exact integer sums of the
-intervals and of their squares, so mean, variance and phi are the same on every run and every
-machine.
+intervals and of their squares, so mean and variance are exact, and phi (a few libm calls on
+them) is the same on every run.
 """
 
 from __future__ import annotations
@@ -63,18 +71,19 @@ WINDOW_SIZE = 1000
 # The interval assumed for a node's first heartbeat: two gossip rounds (Cassandra:
 # FD_INITIAL_VALUE_MS = 2 * intervalInMillis). Erring high avoids false convictions.
 INITIAL_INTERVAL_MS = 2 * GOSSIP_INTERVAL_MS
-# Floor under the window's standard deviation (Akka: min-std-deviation, 100 ms by default for
-# direct heartbeats). Ours are relayed by gossip and arrive on round boundaries, so real spreads
-# are 400..900 ms; the floor matters for a fresh window (one seed sample, deviation 0) and for a
-# node whose heartbeats were metronomic and then hit one slow relay. 300 ms: a window that saw
-# only exact 1 s intervals convicts after 1000 + 5.23 * 300 ~ 2.6 s of silence, more than two
-# missed rounds, instead of the ~1.5 s a 100 ms floor would allow.
+# Floor under the window's standard deviation, in ms (Akka: min-std-deviation, 100 ms for its
+# direct heartbeats). Ours are relayed by gossip, whose real spreads are 400..900 ms, so the
+# floor only acts on a fresh window (one seed sample, deviation 0) and on a node whose
+# heartbeats were metronomic (a 2-node cluster, a window of exact 1 s intervals). There,
+# 300 ms tolerates one missed round beyond the pause: a silence of mean + 1 s + 5.23 * 300 ms
+# ~ 3.6 s; 100 ms would convict after ~2.5 s, 500 ms would slow 3-node clusters by a second.
 MIN_STD_DEVIATION_MS = 300
-# Silence tolerated on top of the mean before phi starts to grow in earnest (Akka:
-# acceptable-heartbeat-pause, 3 s for cluster heartbeats). Gossip's own spread already covers
-# the ordinary jitter; this covers a monitored node's short stall (a GC pause, a slow disk
-# flush holding its event loop) that its history has never shown. 1 s = one missed round,
-# bought with one second of detection time.
+# Silence tolerated on top of the mean, in ms (Akka: acceptable-heartbeat-pause, 3 s for
+# cluster heartbeats). The window's deviation covers the jitter it has seen; this covers what
+# it has not: a monitored node's short stall (a GC pause, a slow disk flush holding its event
+# loop), and the rare relay gap longer than any in the window. Measured: with 0 or 500 ms,
+# 10-minute healthy 9-node runs saw false DOWNs; with 1000 ms none did (20 seeds each for 3,
+# 5, 7 and 9 nodes). One round of detection time buys it.
 ACCEPTABLE_PAUSE_MS = 1000
 # A gap this long between two interpret() calls means we, not the peers, were stalled
 # (Cassandra: cassandra.max_local_pause_in_ms, default 5000 ms).

@@ -425,11 +425,13 @@ class Gossiper:
             out.append(Log("warning", f"gossip: ignoring {endpoint}: already {MAX_KNOWN_ENDPOINTS} endpoints"))
             return False
         self._states[endpoint] = remote
-        self.detector.heartbeat(endpoint, now_ms)
+        alive = not _is_shut_down(remote)
+        if alive:
+            self.detector.heartbeat(endpoint, now_ms)
         out.append(Event(EVENT_NODE_JOINED, endpoint))
         out.append(Log("info", f"gossip: node {endpoint} is now part of the cluster"))
         self._announce(endpoint, remote.app_states, out)
-        return True
+        return alive
 
     def _learn_restart(self, endpoint: NodeId, remote: EndpointState, now_ms: int, out: list) -> bool:
         """Cassandra's handleMajorStateChange for a known node: replace its whole state."""
@@ -440,14 +442,16 @@ class Gossiper:
             self._mark_down(endpoint, out)
         # A new incarnation: relearn its heartbeat cadence from scratch.
         self.detector.remove(endpoint)
-        self.detector.heartbeat(endpoint, now_ms)
+        alive = not _is_shut_down(remote)
+        if alive:
+            self.detector.heartbeat(endpoint, now_ms)
         self._announce(endpoint, remote.app_states, out)
-        return True
+        return alive
 
     def _merge(self, endpoint: NodeId, local: EndpointState, remote: EndpointState,
                now_ms: int, out: list) -> bool:
         """Same incarnation (Cassandra's applyNewStates): keep the newer of each piece.
-        Returns whether the heartbeat advanced."""
+        Returns whether the heartbeat advanced (and is news of life: a shutdown mark is not)."""
         advanced = remote.heartbeat.version > local.heartbeat.version
         states = local.as_dict()
         changed: list[tuple[str, VersionedValue]] = []
@@ -461,8 +465,13 @@ class Gossiper:
         if not advanced and not changed:
             return False
         heartbeat = remote.heartbeat if advanced else local.heartbeat
-        self._states[endpoint] = EndpointState.build(heartbeat, states)
-        if advanced:
+        merged = self._states[endpoint] = EndpointState.build(heartbeat, states)
+        if _is_shut_down(merged):  # it announced its shutdown; we hear of it second-hand
+            self.detector.remove(endpoint)
+            if endpoint in self._up:
+                self._mark_down(endpoint, out)
+            advanced = False
+        elif advanced:
             self.detector.heartbeat(endpoint, now_ms)
         self._announce(endpoint, tuple(changed), out)
         return advanced
@@ -495,3 +504,9 @@ class Gossiper:
         self._up.discard(endpoint)
         out.append(Event(EVENT_STATUS_CHANGE, (endpoint, STATUS_DOWN)))
         out.append(Log("info", f"gossip: node {endpoint} is now DOWN"))
+
+
+def _is_shut_down(state: EndpointState) -> bool:
+    """Whether this incarnation announced its shutdown (its STATUS says so)."""
+    status = state.get(STATUS_KEY)
+    return status is not None and status.value == STATUS_SHUTDOWN

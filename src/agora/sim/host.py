@@ -1,0 +1,361 @@
+"""One simulated machine: a node process (the pure `agora.core.node.Node`) plus its disk (a
+`MemoryEngine` that outlives the process), driven on virtual time.
+
+Owns: executing effects with exactly the semantics of the real driver,
+`agora.runtime.server.NodeRuntime` (which the simulator must not import, DESIGN.md
+section 3); any difference between the two is a bug in one of them:
+
+- `Send` to another node goes through the simulated network as encoded bytes; `Send` to
+  ourselves is delivered locally as a later event at the same millisecond (the runtime's
+  `call_soon`), without the network.
+- `SetTimer` arms or re-arms a timer; `CancelTimer` disarms it; a firing timer is forgotten
+  before the node sees it.
+- `StoragePut`s issued before the next flush event go to the engine as one batch (group
+  commit; the runtime flushes with `call_soon`). A batch with a synced put is applied and
+  acknowledged `fsync_ms` later (the runtime's fsync thread); otherwise at once. Then every
+  put's `StoragePutDone` is fed back and the resulting effects run.
+- `StorageGet` reads the engine at once and feeds `StorageGetDone` back in the same drain.
+- `PersistMeta` goes to the engine's durable metadata; `Reply` completes the client's
+  future; `Event` and `Log` go to the cluster's records.
+- An `AgoraError` raised by an input is logged and the input dropped (the runtime's `_feed`).
+- Identity (host id, tokens) and schema are loaded from the engine's metadata at boot, as
+  `NodeRuntime._load_identity` / `_load_schema` do; a fresh disk gets a new identity.
+- Periodic fsync every `commitlog_sync_period` (periodic mode) and a load refresh every
+  LOAD_REFRESH_MS, as the runtime's background callbacks.
+
+And the process lifecycle: `stop` (a graceful stop, as `NodeRuntime.close`: announce the
+shutdown, keep serving for SHUTDOWN_ANNOUNCE_MS, then flush pending puts, sync and exit), `crash` (the process dies: timers, queued inputs, unflushed puts and
+client requests vanish; the engine keeps what was applied, or, with `lose_unsynced`, only
+what was synced), `boot` after a crash (a new `Node` with the same identity and a higher
+generation), `pause`/`resume` (SIGSTOP/SIGCONT: nothing runs, inputs queue up, due timers
+fire on resume).
+
+Every input to the node goes through `_input`, which drops events meant for an earlier
+incarnation and queues them while paused; that one gate is what keeps crashed and paused
+nodes honest.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+
+from agora.core import codec
+from agora.core.config import NodeConfig
+from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
+                                StorageGet, StorageGetDone, StoragePut, StoragePutDone)
+from agora.core.errors import AgoraError
+from agora.core.node import Node, restore
+from agora.core.types import NodeId
+from agora.sim.results import ConnectionLost, SimFuture
+from agora.storage.memory import MemoryEngine
+
+if TYPE_CHECKING:
+    from agora.sim.cluster import SimCluster
+
+LOAD_REFRESH_MS = 10_000  # as the runtime's LOAD_REFRESH_S: re-measure the data size for gossip
+SHUTDOWN_ANNOUNCE_MS = 200  # as the runtime's SHUTDOWN_ANNOUNCE_S: the farewell's head start
+MAX_DEFERRED_INPUTS = 100_000  # inputs a paused node may queue before we call the test broken
+
+
+def payload_digest(payload: bytes) -> str:
+    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+
+
+class SimHost:
+    def __init__(self, cluster: SimCluster, index: int, cfg: NodeConfig) -> None:
+        self.cluster = cluster
+        self.index = index
+        self.cfg = cfg
+        self.id: NodeId = cfg.local_id
+        self.engine = MemoryEngine()
+        self.node: Node | None = None
+        self.incarnation = 0  # bumped at every boot; events carry the one they were made for
+        self.generation = 0  # the last gossip generation used
+        self.clock_offset_ms = 0  # this machine's clock error (skew), added to virtual time
+        self.paused = False
+        self._deferred: list[Callable[[], None]] = []
+        self._timers: dict[Any, Any] = {}  # timer id -> SimEvent
+        self._queue: collections.deque = collections.deque()
+        self._draining = False
+        self._puts: list[StoragePut] = []
+        self._flush_scheduled = False
+        self._futures: dict[int, SimFuture] = {}
+        self._next_client = 1
+
+    # ---- time -------------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self.node is not None
+
+    def clock_ms(self) -> int:
+        """This machine's wall clock: what its node is told `now_ms` is."""
+        return self.cluster.epoch_ms + self.cluster.scheduler.now_ms + self.clock_offset_ms
+
+    def _schedule(self, delay_ms: int, action: Callable[[], None], label: str):
+        """An input for this incarnation, `delay_ms` from now, through the gate."""
+        inc = self.incarnation
+        return self.cluster.scheduler.schedule(delay_ms, lambda: self._input(inc, action),
+                                               f"{label} {self.id}")
+
+    def _input(self, incarnation: int, action: Callable[[], None]) -> None:
+        if self.node is None or incarnation != self.incarnation:
+            return  # meant for a process that has since died
+        if self.paused:
+            assert len(self._deferred) < MAX_DEFERRED_INPUTS, f"{self.id} paused for too long"
+            self._deferred.append(action)
+            return
+        action()
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Start a node process on this machine's disk (first start or restart)."""
+        assert self.node is None, f"{self.id} is already running"
+        self.incarnation += 1
+        rng = random.Random(f"{self.cluster.seed_label}/node/{self.index}/incarnation/{self.incarnation}")
+        meta = dict(self.engine.meta_items(""))
+        if "host_id" not in meta:  # a fresh disk: this node's identity comes from its own seed
+            rng_identity = random.Random(f"{self.cluster.seed_label}/identity/{self.index}")
+            _, persist = restore(self.cfg, meta, self.clock_ms() // 1000, rng_identity)
+            for item in persist:
+                self.engine.put_meta(item.key, item.value)
+            meta = dict(self.engine.meta_items(""))
+        self.node, persist = restore(self.cfg, meta, self.clock_ms() // 1000, rng)
+        for item in persist:
+            self.engine.put_meta(item.key, item.value)
+        self.generation = self.node.identity.generation
+        self.node.load_bytes = self.engine.load_bytes()
+        self._next_client = 1
+        native = f"{self.cfg.listen_address}:{self.cfg.native_transport_port}"
+        self.cluster.record(f"boot {self.id} incarnation={self.incarnation} generation={self.generation}")
+        self._run(self.node.start(self.clock_ms(), native))
+        if self.cfg.commitlog_sync == "periodic":
+            self._schedule(self.cfg.commitlog_sync_period, self._periodic_sync, "sync")
+        self._schedule(LOAD_REFRESH_MS, self._refresh_load, "load")
+
+    def crash(self, lose_unsynced: bool = False) -> None:
+        """The process dies now. With `lose_unsynced`, so does the power: the disk keeps
+        only what was synced."""
+        assert self.node is not None, f"{self.id} is not running"
+        if lose_unsynced:
+            self.engine.crash()
+        self._exit(f"crash {self.id} lose_unsynced={lose_unsynced}")
+
+    def _exit(self, why: str) -> None:
+        """The process is gone: its timers, queued inputs, unflushed puts and client
+        requests with it. The disk stays."""
+        self.node = None
+        for event in self._timers.values():
+            event.cancel()
+        self._timers.clear()
+        self._queue.clear()
+        self._draining = False
+        self._puts.clear()  # a batch not yet handed to the engine is lost with the process
+        self._flush_scheduled = False
+        self._deferred.clear()
+        self.paused = False
+        futures, self._futures = self._futures, {}
+        now = self.cluster.scheduler.now_ms
+        for client_id in sorted(futures):
+            fut = futures[client_id]
+            fut._complete(now, error=ConnectionLost(f"{self.id} went down"))
+            self.cluster.record(f"reply {self.id} client#{client_id} {fut.error!r}")
+        self.cluster.record(why)
+
+    def stop(self) -> None:
+        """A graceful stop, as `NodeRuntime.close`: the node announces it is leaving, keeps
+        running while the farewell gets out, then flushes, syncs and exits."""
+        assert self.node is not None, f"{self.id} is not running"
+        self.cluster.record(f"stop {self.id}")
+        self._run(self.node.shutdown(self.clock_ms()))
+        self._schedule(SHUTDOWN_ANNOUNCE_MS, self._close, "close")
+
+    def _close(self) -> None:
+        for event in self._timers.values():
+            event.cancel()
+        self._timers.clear()
+        puts, self._puts = self._puts, []
+        if puts:  # the runtime flushes what is queued before it closes the engine
+            self._puts_done(puts, self._apply([p for put in puts for p in put.partitions], True))
+        self.engine.sync()
+        self._exit(f"exit {self.id}")
+
+    def pause(self) -> None:
+        assert self.node is not None and not self.paused, f"{self.id} cannot be paused"
+        self.paused = True
+        self.cluster.record(f"pause {self.id}")
+
+    def resume(self) -> None:
+        assert self.paused, f"{self.id} is not paused"
+        self.paused = False
+        deferred, self._deferred = self._deferred, []
+        self.cluster.record(f"resume {self.id} queued={len(deferred)}")
+        for action in deferred:  # in arrival order, each its own event, all due now
+            self._schedule(0, action, "queued input")
+
+    def _periodic_sync(self) -> None:
+        self.engine.sync()
+        self._schedule(self.cfg.commitlog_sync_period, self._periodic_sync, "sync")
+
+    def _refresh_load(self) -> None:
+        self.node.load_bytes = self.engine.load_bytes()
+        self._schedule(LOAD_REFRESH_MS, self._refresh_load, "load")
+
+    # ---- inputs -----------------------------------------------------------------------
+
+    def receive(self, source: NodeId, message: Any, payload: bytes) -> None:
+        """A message arrived from the network (already decoded); called through the gate."""
+        self.cluster.record(f"msg {source}>{self.id} {type(message).__name__} {payload_digest(payload)}")
+        self._feed(lambda t: self.node.on_message(source, message, t))
+
+    def _feed(self, step: Callable[[int], list]) -> None:
+        """Run one input through the node and execute the effects it returns."""
+        try:
+            effects = step(self.clock_ms())
+        except AgoraError as exc:
+            self._log("warning", f"rejected input: {exc}")
+            return
+        self._run(effects)
+
+    def _run(self, effects: list) -> None:
+        self._queue.extend(effects)
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue and self.node is not None:
+                self._execute(self._queue.popleft())
+        finally:
+            self._draining = False
+
+    def _execute(self, eff) -> None:
+        if isinstance(eff, Send):
+            self._send(eff)
+        elif isinstance(eff, Reply):
+            self._reply(eff)
+        elif isinstance(eff, SetTimer):
+            old = self._timers.pop(eff.timer_id, None)
+            if old is not None:
+                old.cancel()
+            self._arm(eff.timer_id, eff.delay_ms)
+        elif isinstance(eff, CancelTimer):
+            old = self._timers.pop(eff.timer_id, None)
+            if old is not None:
+                old.cancel()
+        elif isinstance(eff, StoragePut):
+            self._puts.append(eff)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._schedule(0, self._flush_puts, "flush")
+        elif isinstance(eff, StorageGet):
+            self._storage_get(eff)
+        elif isinstance(eff, PersistMeta):
+            self.engine.put_meta(eff.key, eff.value)
+        elif isinstance(eff, Log):
+            self._log(eff.level, eff.text)
+        elif isinstance(eff, Event):
+            self.cluster.on_event(self.id, eff)
+        else:
+            raise AssertionError(f"unknown effect {eff!r}")
+
+    def _log(self, level: str, text: str) -> None:
+        self.cluster.on_log(self.id, level, text)
+
+    # ---- effects ----------------------------------------------------------------------
+
+    def _send(self, eff: Send) -> None:
+        message = eff.message
+        if eff.target == self.id:
+            digest = payload_digest(codec.encode(message))  # for the trace only
+            def local() -> None:
+                self.cluster.record(f"self {self.id} {type(message).__name__} {digest}")
+                self._feed(lambda t: self.node.on_message(self.id, message, t))
+            self._schedule(0, local, "local delivery")
+        else:
+            self.cluster.network_send(self.id, eff.target, message)
+
+    def _reply(self, eff: Reply) -> None:
+        fut = self._futures.pop(eff.client_id, None)
+        self.cluster.record(f"reply {self.id} client#{eff.client_id} {eff.result!r}")
+        if fut is None or fut.done:
+            return
+        now = self.cluster.scheduler.now_ms
+        if isinstance(eff.result, BaseException):
+            fut._complete(now, error=eff.result)
+        else:
+            fut._complete(now, value=eff.result)
+
+    def _arm(self, timer_id: Any, delay_ms: int) -> None:
+        holder: list = []
+
+        def fire() -> None:
+            if self._timers.get(timer_id) is not holder[0]:
+                return  # re-armed or cancelled while this firing was queued behind a pause
+            del self._timers[timer_id]
+            self._feed(lambda t: self.node.on_timer(timer_id, t))
+
+        holder.append(self._schedule(delay_ms, fire, f"timer {timer_id!r}"))
+        self._timers[timer_id] = holder[0]
+
+    def _storage_get(self, eff: StorageGet) -> None:
+        try:
+            part = self.engine.read(eff.command)
+            done = StorageGetDone(eff.op_id, part)
+        except Exception as exc:  # a storage failure answers this read, not the node
+            self._log("error", f"read failed: {exc!r}")
+            done = StorageGetDone(eff.op_id, None, f"storage error: {exc}")
+        self._queue.extend(self.node.on_storage_done(done, self.clock_ms()))
+
+    def _flush_puts(self) -> None:
+        """Group commit: all mutations issued since the last flush go down as one batch."""
+        self._flush_scheduled = False
+        puts, self._puts = self._puts, []
+        if not puts:
+            return
+        partitions = [part for p in puts for part in p.partitions]
+        if any(p.sync for p in puts):
+            def synced() -> None:
+                self._puts_done(puts, self._apply(partitions, True))
+            self._schedule(self.cluster.fsync_ms, synced, "fsync")
+            return
+        self._puts_done(puts, self._apply(partitions, False))
+
+    def _apply(self, partitions: list, sync: bool) -> str | None:
+        try:
+            self.engine.apply(partitions, sync)
+            return None
+        except Exception as exc:
+            self._log("error", f"write batch failed: {exc!r}")
+            return f"storage error: {exc}"
+
+    def _puts_done(self, puts: list[StoragePut], error: str | None) -> None:
+        t = self.clock_ms()
+        effects: list = []
+        for p in puts:
+            effects.extend(self.node.on_storage_done(StoragePutDone(p.op_id, error), t))
+        self._run(effects)
+
+    # ---- client calls -----------------------------------------------------------------
+
+    def client_call(self, op: str, start: Callable[[int, int], list],
+                    transform: Callable[[Any], Any] | None = None) -> SimFuture:
+        """Submit a client request; `start(client_id, now_ms)` returns the node's effects."""
+        now = self.cluster.scheduler.now_ms
+        fut = SimFuture(op, self.id, now, transform)
+        if self.node is None:
+            fut._complete(now, error=ConnectionLost(f"{self.id} is down"))
+            self.cluster.record(f"refused {self.id} {op}: down")
+            return fut
+        client_id = self._next_client
+        self._next_client += 1
+        fut.client_id = client_id
+        self._futures[client_id] = fut
+        self.cluster.record(f"client {self.id} client#{client_id} {op}")
+        self._input(self.incarnation, lambda: self._feed(lambda t: start(client_id, t)))
+        return fut
