@@ -32,7 +32,7 @@ KEY = b"pk"
 ALPHABET = [b"\x00", b"\x01", b"\xff"]
 CKEYS = [a + b for a in ALPHABET for b in ALPHABET]  # full clustering keys: 2 bytes
 PREFIXES = [b""] + ALPHABET + CKEYS
-PATHS = [("a", b""), ("b", b""), ("m", b"\x01"), ("m", b"\x02")]
+PATHS = [("a", b""), ("b", b""), ("m", b""), ("m", b"\x01"), ("m", b"\x02")]  # ("m", b"") tombstones are collection deletions
 
 timestamps = st.integers(0, 4)
 ldts = st.integers(0, 4)
@@ -306,3 +306,26 @@ def test_purge_keeps_the_live_view(p, gc_before_s, later_s):
     assert r.live_view(purged, now_s) == r.live_view(p, now_s)
     assert purged == r.canonical(purged)
     assert r.purge_tombstones(p, 0) == r.canonical(p)  # every ldt_s here is >= 0
+
+
+# ---- collections: a tombstone at path b"" deletes the column's elements up to its ts --------
+
+
+def _row_with(cells):
+    p = Partition(b"t" * 16, b"k")
+    p.rows[b"r"] = Row((b"r",), None, None, dict(cells))
+    return p
+
+
+def test_collection_tombstone_shadows_older_elements_only():
+    overwrite = _row_with({("m", b""): Cell(9, None, 0, 1), ("m", b"\x03b"): Cell(10, b"new")})
+    older = _row_with({("m", b"\x03a"): Cell(5, b"old"), ("m", b"\x03c"): Cell(12, b"later")})
+    for merged in (r.merge_partitions(overwrite, older), r.merge_partitions(older, overwrite)):
+        cells = merged.rows[b"r"].cells
+        assert ("m", b"\x03a") not in cells  # written before the overwrite: gone
+        assert cells[("m", b"\x03b")].value == b"new" and cells[("m", b"\x03c")].value == b"later"
+        live = r.live_view(merged, 0).rows[b"r"].cells
+        assert set(live) == {("m", b"\x03b"), ("m", b"\x03c")}
+    # the live view honours it even on a non-canonical fragment
+    raw = _row_with({("m", b""): Cell(9, None, 0, 1), ("m", b"\x03a"): Cell(5, b"old")})
+    assert not r.live_view(raw, 0).rows

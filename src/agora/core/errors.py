@@ -87,3 +87,25 @@ class AlreadyExists(SchemaError):
         if self.table:
             return f"Cannot add already existing table \"{self.table}\" to keyspace \"{self.keyspace}\""
         return f"Cannot add existing keyspace \"{self.keyspace}\""
+
+
+class CqlSyntaxError(AgoraError):
+    """The statement text does not parse (CQL error 0x2000)."""
+
+
+class ConfigurationError(InvalidRequest):
+    """A schema statement that is valid CQL but not a valid configuration (CQL 0x2300)."""
+
+
+@dataclass
+class Unprepared(AgoraError):
+    """EXECUTE of a statement id this node does not know (CQL 0x2500); the driver re-prepares."""
+
+    statement_id: bytes
+
+    def __str__(self) -> str:
+        return f"Prepared query with ID {self.statement_id.hex()} not found"
+
+
+class Overloaded(AgoraError):
+    """Too much in flight: only for real overload (the driver then tries every other node)."""

@@ -200,9 +200,26 @@ def _clean_row(clustering: tuple[bytes, ...], marker: Cell | None, deletion: Del
         if marker is not None and marker.ts <= cover_ts:
             marker = None
         cells = {path: c for path, c in cells.items() if c.ts > cover_ts}
+    cells = _drop_shadowed_elements(cells)
     if marker is None and deletion is None and not cells:
         return None
     return Row(clustering, marker, deletion, cells)
+
+
+def _collection_deletions(cells: dict[CellPath, Cell]) -> dict[str, int]:
+    """column -> ts of its collection-wide tombstone. A tombstone at path b"" of a column
+    whose other cells have element paths deletes every element written at or before it:
+    Cassandra's complex deletion, written when a non-frozen collection is overwritten or
+    deleted. (Element paths are never empty, so b"" is free for this.)"""
+    return {col: c.ts for (col, path), c in cells.items() if not path and c.value is None}
+
+
+def _drop_shadowed_elements(cells: dict[CellPath, Cell]) -> dict[CellPath, Cell]:
+    deleted = _collection_deletions(cells)
+    if not deleted:
+        return cells
+    return {(col, path): c for (col, path), c in cells.items()
+            if not path or col not in deleted or c.ts > deleted[col]}
 
 
 def _merge_rows(x: Row | None, y: Row | None, cover_ts: int | None) -> Row | None:
@@ -371,8 +388,10 @@ def _live_row(row: Row | None, cover_ts: int | None, now_s: int,
         return None
     if row.deletion is not None and (cover_ts is None or row.deletion.ts > cover_ts):
         cover_ts = row.deletion.ts
+    deleted = _collection_deletions(row.cells)
     cells = {path: c for path, c in row.cells.items()
-             if c.is_live(now_s) and (cover_ts is None or c.ts > cover_ts)}
+             if c.is_live(now_s) and (cover_ts is None or c.ts > cover_ts)
+             and (not path[1] or path[0] not in deleted or c.ts > deleted[path[0]])}
     marker = row.marker
     if marker is not None and not (marker.is_live(now_s)
                                    and (cover_ts is None or marker.ts > cover_ts)):

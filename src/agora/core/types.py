@@ -149,3 +149,25 @@ class ReadCommand:
     key: bytes
     slices: tuple[Slice, ...] | None = None
     columns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeCommand:
+    """Read the partitions of one table whose position lies after `start` and up to
+    `end_token` (inclusive), in ring order: a token-range scan (full-table SELECT, token()
+    restrictions, paging across partitions).
+
+    start: (token, key) of the last partition already returned, exclusive; key None means
+           "every partition with token > start token". `end_token` wraps like Cassandra ranges
+           when it is <= the start token. `limit_rows` bounds live rows returned (0 = no limit);
+           `per_partition_limit` likewise per partition. `slices`/`columns` as in ReadCommand.
+    """
+
+    table_id: bytes
+    start_token: Token
+    start_key: bytes | None
+    end_token: Token
+    slices: tuple[Slice, ...] | None = None
+    columns: tuple[str, ...] | None = None
+    limit_rows: int = 0
+    per_partition_limit: int = 0
