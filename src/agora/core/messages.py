@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agora.core.plain import (partition_from_plain, partition_to_plain, read_command_from_plain,
-                              read_command_to_plain)
-from agora.core.types import Partition, ReadCommand
+from agora.core.plain import (MAX_INT64, MIN_INT64, partition_from_plain, partition_to_plain,
+                              range_command_from_plain, range_command_to_plain,
+                              read_command_from_plain, read_command_to_plain)
+from agora.core.types import Partition, RangeCommand, ReadCommand, Token
 from agora.core.wire import Message, expect
 
 
@@ -114,6 +115,58 @@ class ReadRsp(Message):
         expect(digest is None or type(digest) is bytes, "digest must be bytes or nil")
         part = None if plain is None else partition_from_plain(plain)
         return cls(_int(req_id, "req_id"), part, digest, _opt_str(error, "error"))
+
+
+@dataclass(frozen=True, slots=True)
+class RangeReadReq(Message):
+    """Read the partitions `command` names from the receiving replica's storage (one
+    sub-range of a token-range scan; never a digest: range reads always move data)."""
+
+    VERB = 5
+    req_id: int
+    command: RangeCommand
+
+    def to_wire(self) -> list:
+        return [self.req_id, range_command_to_plain(self.command)]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, cmd = _fields(fields, 2, "RangeReadReq")
+        return cls(_int(req_id, "req_id"), range_command_from_plain(cmd))
+
+
+@dataclass(frozen=True, slots=True)
+class RangeReadRsp(Message):
+    """The replica's partitions of the range, in position order, sliced, with tombstones.
+    `more`: the replica stopped early (a size bound or the command's row limit); its answer
+    is then complete only up to and including position (last_token, last_key), and the
+    coordinator asks again from there. `error` when the replica could not serve it."""
+
+    VERB = 6
+    req_id: int
+    partitions: tuple[Partition, ...]
+    more: bool = False
+    last_token: Token | None = None
+    last_key: bytes | None = None
+    error: str | None = None
+
+    def to_wire(self) -> list:
+        return [self.req_id, [partition_to_plain(p) for p in self.partitions], self.more,
+                self.last_token, self.last_key, self.error]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, parts, more, last_token, last_key, error = _fields(fields, 6, "RangeReadRsp")
+        expect(isinstance(parts, list), "RangeReadRsp.partitions must be a list")
+        expect(type(more) is bool, "more must be a bool")
+        if more:
+            expect(type(last_token) is int and MIN_INT64 <= last_token <= MAX_INT64,
+                   "last_token must be a token")
+            expect(type(last_key) is bytes, "last_key must be bytes")
+        else:
+            expect(last_token is None and last_key is None, "no last position without more")
+        return cls(_int(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts), more,
+                   last_token, last_key, _opt_str(error, "error"))
 
 
 # ---- schema --------------------------------------------------------------------------

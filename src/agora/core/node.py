@@ -4,8 +4,8 @@ effects. It has no protocol logic of its own beyond that routing and the small a
 glue between gossip and the ring (DESIGN.md section 3: "node.py routes inputs").
 
 Inputs: `start`, `on_message`, `on_timer`, `on_storage_done`, and the client entry points
-`client_write`, `client_read`, `client_schema_change` that the CQL server and the admin
-verbs call. Outputs: effects (agora.core.effects).
+`client_write`, `client_read`, `client_read_range`, `client_schema_change` that the CQL
+server and the admin verbs call. Outputs: effects (agora.core.effects).
 """
 
 from __future__ import annotations
@@ -17,22 +17,23 @@ import msgpack
 from dataclasses import dataclass
 
 from agora.core.config import NodeConfig
+from agora.core.coordinator.range_read import RangeReadCoordinator
 from agora.core.coordinator.read import ReadCoordinator
 from agora.core.coordinator.write import WriteCoordinator
 from agora.core.effects import (Event, PersistMeta, Reply, SetTimer, StorageGetDone,
-                                StoragePutDone)
+                                StoragePutDone, StorageScanDone)
 from agora.core.errors import InvalidRequest
 from agora.core.membership.gossip import Gossiper
 from agora.core.membership import messages as gm
-from agora.core.messages import (MutationReq, MutationRsp, ReadReq, ReadRsp, SchemaPullReq,
-                                 SchemaPush)
+from agora.core.messages import (MutationReq, MutationRsp, RangeReadReq, RangeReadRsp, ReadReq,
+                                 ReadRsp, SchemaPullReq, SchemaPush)
 from agora.core.replica.replica import Replica
 from agora.core.ring.partitioner import token_for_key
 from agora.core.ring.strategies import strategy_from_options
 from agora.core.ring.token_ring import NodeInfo, TokenRing
 from agora.core.schema.agreement import SCHEMA_META_KEY, SchemaKeeper
 from agora.core.schema.model import Schema
-from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand
+from agora.core.types import ConsistencyLevel, NodeId, Partition, RangeCommand, ReadCommand, Token
 
 PEERS_META_KEY = "peers"  # the ring as last known: {node: [dc, rack, tokens]}
 GENERATION_META_KEY = "generation"  # the last gossip generation this node used
@@ -65,6 +66,7 @@ class Node:
         self.replica = Replica(self._knows_table, sync_writes=cfg.commitlog_sync == "batch")
         self.writes = WriteCoordinator(self, cfg.write_request_timeout)
         self.reads = ReadCoordinator(self, cfg.read_request_timeout)
+        self.range_reads = RangeReadCoordinator(self, cfg.read_request_timeout)
         # peers known from the last run: the ring is whole from the first request on, even
         # before gossip has reached them (they count as down until it does)
         self._saved_peers = {n: i for n, i in (saved_peers or {}).items() if n != self.local}
@@ -104,6 +106,16 @@ class Node:
             raise InvalidRequest(f"unknown table id {table_id.hex()}")
         strategy, per_dc = self._strategy(table.keyspace)
         return strategy.replicas(self.ring, token_for_key(key)), per_dc, strategy.total_rf()
+
+    def ring_replicas(self, table_id: bytes) -> tuple[tuple[Token, ...], tuple[tuple[NodeId, ...], ...],
+                                                     dict[str, int] | None, int]:
+        """For range reads: the ring's sorted tokens, the replicas of each ring position,
+        the keyspace's per-DC factors (None for SimpleStrategy) and its total RF."""
+        table = self.schema.schema.table_by_id(table_id)
+        if table is None:
+            raise InvalidRequest(f"unknown table id {table_id.hex()}")
+        strategy, per_dc = self._strategy(table.keyspace)
+        return self.ring.sorted_tokens, strategy.replica_table(self.ring), per_dc, strategy.total_rf()
 
     def _strategy(self, keyspace: str):
         ks = self.schema.schema.keyspace(keyspace)
@@ -154,11 +166,16 @@ class Node:
         if isinstance(msg, MutationReq):
             return self.replica.on_mutation(source, msg)
         if isinstance(msg, MutationRsp):
-            return self.writes.on_response(source, msg) + self.reads.on_repair_ack(source, msg, now_ms)
+            return (self.writes.on_response(source, msg) + self.reads.on_repair_ack(source, msg, now_ms)
+                    + self.range_reads.on_repair_ack(source, msg, now_ms))
         if isinstance(msg, ReadReq):
             return self.replica.on_read(source, msg)
         if isinstance(msg, ReadRsp):
             return self.reads.on_response(source, msg, now_ms)
+        if isinstance(msg, RangeReadReq):
+            return self.replica.on_range_read(source, msg)
+        if isinstance(msg, RangeReadRsp):
+            return self.range_reads.on_response(source, msg, now_ms)
         if isinstance(msg, (gm.GossipDigestSyn, gm.GossipDigestAck, gm.GossipDigestAck2, gm.GossipShutdown)):
             return self._after_gossip(self.gossiper.on_message(source, msg, now_ms), now_ms)
         if isinstance(msg, SchemaPush):
@@ -173,6 +190,8 @@ class Node:
             return self.writes.on_timeout(timer_id[1])
         if kind in ("read", "speculate"):
             return self.reads.on_timer(timer_id, now_ms)
+        if kind == "range":
+            return self.range_reads.on_timer(timer_id, now_ms)
         if kind == "gossip":
             return self._after_gossip(self.gossiper.on_timer(timer_id, now_ms), now_ms)
         if kind == "node":
@@ -182,6 +201,8 @@ class Node:
     def on_storage_done(self, done, now_ms: int) -> list:
         if isinstance(done, StoragePutDone):
             return self.replica.on_put_done(done)
+        if isinstance(done, StorageScanDone):
+            return self.replica.on_scan_done(done, now_ms)
         assert isinstance(done, StorageGetDone)
         return self.replica.on_get_done(done, now_ms)
 
@@ -193,6 +214,10 @@ class Node:
 
     def client_read(self, client_id: int, command: ReadCommand, cl: ConsistencyLevel, now_ms: int) -> list:
         return self.reads.start(client_id, command, cl, now_ms)
+
+    def client_read_range(self, client_id: int, command: RangeCommand, cl: ConsistencyLevel,
+                          now_ms: int) -> list:
+        return self.range_reads.start(client_id, command, cl, now_ms)
 
     def client_schema_change(self, client_id: int, change, now_ms: int) -> list:
         """`change(schema, ts_us) -> Schema` builds the new schema or raises InvalidRequest."""

@@ -17,6 +17,9 @@ It deliberately knows nothing of framing, verbs or key layout; the model is
                      [ckey, row, ckey, row, ...]]
     ReadCommand     [table_id, key, [start_prefix, start_inclusive, end_prefix,
                      end_inclusive, ...]|None, [column, ...]|None]
+    RangeCommand    [table_id, start_token, start_key|None, end_token, slices|None
+                     (as in ReadCommand), [column, ...]|None, limit_rows,
+                     per_partition_limit]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from agora.core.types import (
     Cell,
     Deletion,
     Partition,
+    RangeCommand,
     RangeTombstone,
     ReadCommand,
     Row,
@@ -38,6 +42,7 @@ MAX_PARTITION_KEY_BYTES = 0xFFFF  # as Cassandra: keys are length-prefixed by an
 MIN_INT64 = -(2**63)  # timestamps and deletion times are Cassandra longs
 MAX_INT64 = 2**63 - 1
 MAX_TTL_S = 2**31 - 1  # Cassandra's TTL is a signed 32-bit int of seconds
+MAX_ROW_LIMIT = 2**31 - 1  # CQL's LIMIT and PER PARTITION LIMIT are signed 32-bit ints
 
 _CELL_FIELDS = 6  # column, path, ts, value, ttl_s, ldt_s in a row's flat cell array
 _RT_FIELDS = 6
@@ -209,14 +214,18 @@ def partition_from_plain(obj: object) -> Partition:
 # ---- read commands ------------------------------------------------------------------------
 
 
+def _slices_to_plain(slices: tuple[Slice, ...] | None) -> list | None:
+    if slices is None:
+        return None
+    flat: list = []
+    for s in slices:
+        flat.extend((s.start.prefix, s.start.inclusive, s.end.prefix, s.end.inclusive))
+    return flat
+
+
 def read_command_to_plain(cmd: ReadCommand) -> list:
-    slices = None
-    if cmd.slices is not None:
-        slices = []
-        for s in cmd.slices:
-            slices.extend((s.start.prefix, s.start.inclusive, s.end.prefix, s.end.inclusive))
     columns = None if cmd.columns is None else list(cmd.columns)
-    return [cmd.table_id, cmd.key, slices, columns]
+    return [cmd.table_id, cmd.key, _slices_to_plain(cmd.slices), columns]
 
 
 def _slices_from_plain(flat: object) -> tuple[Slice, ...] | None:
@@ -234,16 +243,45 @@ def _slices_from_plain(flat: object) -> tuple[Slice, ...] | None:
     return tuple(slices)
 
 
+def _columns_from_plain(columns: object) -> tuple[str, ...] | None:
+    if columns is None:
+        return None
+    if not _is_array(columns):
+        raise _bad("columns")
+    for column in columns:
+        if type(column) is not str:
+            raise _bad("column name")
+    return tuple(columns)
+
+
 def read_command_from_plain(obj: object) -> ReadCommand:
     if not _is_array(obj) or len(obj) != 4:
         raise _bad("read command")
     table_id, key, slices, columns = obj
     _check_partition_id(table_id, key)
-    if columns is not None:
-        if not _is_array(columns):
-            raise _bad("columns")
-        for column in columns:
-            if type(column) is not str:
-                raise _bad("column name")
-        columns = tuple(columns)
-    return ReadCommand(table_id, key, _slices_from_plain(slices), columns)
+    return ReadCommand(table_id, key, _slices_from_plain(slices), _columns_from_plain(columns))
+
+
+def range_command_to_plain(cmd: RangeCommand) -> list:
+    columns = None if cmd.columns is None else list(cmd.columns)
+    return [cmd.table_id, cmd.start_token, cmd.start_key, cmd.end_token,
+            _slices_to_plain(cmd.slices), columns, cmd.limit_rows, cmd.per_partition_limit]
+
+
+def _check_token(token: object) -> None:
+    if type(token) is not int or not MIN_INT64 <= token <= MAX_INT64:
+        raise _bad("token")
+
+
+def range_command_from_plain(obj: object) -> RangeCommand:
+    if not _is_array(obj) or len(obj) != 8:
+        raise _bad("range command")
+    table_id, start_token, start_key, end_token, slices, columns, limit, per_partition = obj
+    _check_partition_id(table_id, b"" if start_key is None else start_key)
+    _check_token(start_token)
+    _check_token(end_token)
+    for n in (limit, per_partition):
+        if type(n) is not int or not 0 <= n <= MAX_ROW_LIMIT:
+            raise _bad("row limit")
+    return RangeCommand(table_id, start_token, start_key, end_token, _slices_from_plain(slices),
+                        _columns_from_plain(columns), limit, per_partition)

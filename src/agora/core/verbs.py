@@ -26,6 +26,8 @@ VERBS: tuple[Verb, ...] = (
     Verb(m.MutationRsp.VERB, m.MutationRsp, "response", None),
     Verb(m.ReadReq.VERB, m.ReadReq, "request", "read_request_timeout"),
     Verb(m.ReadRsp.VERB, m.ReadRsp, "response", None),
+    Verb(m.RangeReadReq.VERB, m.RangeReadReq, "request", "read_request_timeout"),
+    Verb(m.RangeReadRsp.VERB, m.RangeReadRsp, "response", None),
     Verb(m.SchemaPush.VERB, m.SchemaPush, "oneway", None),
     Verb(m.SchemaPullReq.VERB, m.SchemaPullReq, "request", "request_timeout"),
     Verb(g.GossipDigestSyn.VERB, g.GossipDigestSyn, "oneway", None),

@@ -4,7 +4,7 @@ real TCP between nodes, RocksDB on disk and the wall clock.
 Owns: executing effects — sending frames, arming timers, applying storage batches
 (group commit: every StoragePut issued during one event-loop pass goes to RocksDB as one
 WriteBatch), periodic or per-batch fsync per `commitlog_sync`, and turning client calls
-(`write`, `read`, `schema_change`) into awaitables. It has no protocol logic; everything it
+(`write`, `read`, `read_range`, `schema_change`) into awaitables. It has no protocol logic; everything it
 decides is about I/O.
 """
 
@@ -22,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from agora.core import codec
 from agora.core.config import NodeConfig
 from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
-                                StorageGet, StorageGetDone, StoragePut, StoragePutDone)
+                                StorageGet, StorageGetDone, StoragePut, StoragePutDone,
+                                StorageScan, StorageScanDone)
 from agora.core.errors import AgoraError, ProtocolError
 from agora.core.messages import ClientReq
 from agora.core.node import restore
-from agora.core.types import ConsistencyLevel, Partition, ReadCommand
+from agora.core.types import ConsistencyLevel, Partition, RangeCommand, ReadCommand
 from agora.runtime.transport import Transport
 from agora.storage.rocks import RocksEngine
 
@@ -163,6 +164,8 @@ class NodeRuntime:
                 self._loop.call_soon(self._flush_puts)
         elif isinstance(eff, StorageGet):
             self._storage_get(eff)
+        elif isinstance(eff, StorageScan):
+            self._storage_scan(eff)
         elif isinstance(eff, PersistMeta):
             self.engine.put_meta(eff.key, eff.value)
         elif isinstance(eff, Log):
@@ -186,6 +189,14 @@ class NodeRuntime:
         except Exception as exc:  # a storage failure answers this read, not the node
             log.exception("read failed")
             done = StorageGetDone(eff.op_id, None, f"storage error: {exc}")
+        self._queue.extend(self.node.on_storage_done(done, now_ms()))
+
+    def _storage_scan(self, eff: StorageScan) -> None:
+        try:
+            done = eff.collect(self.engine.scan(eff.table_id, *eff.token_range()))
+        except Exception as exc:  # a storage failure answers this scan, not the node
+            log.exception("scan failed")
+            done = StorageScanDone(eff.op_id, (), True, f"storage error: {exc}")
         self._queue.extend(self.node.on_storage_done(done, now_ms()))
 
     def _flush_puts(self) -> None:
@@ -226,11 +237,15 @@ class NodeRuntime:
         self._feed(lambda t: start(client_id, t))
         return fut
 
-    def write(self, partitions: list[Partition], cl: ConsistencyLevel) -> asyncio.Future:
-        return self._client_call(lambda cid, t: self.node.client_write(cid, partitions, cl, t))
+    def write(self, partitions: list[Partition], cl: ConsistencyLevel, write_type: str = "SIMPLE") -> asyncio.Future:
+        return self._client_call(lambda cid, t: self.node.client_write(cid, partitions, cl, t, write_type))
 
     def read(self, command: ReadCommand, cl: ConsistencyLevel) -> asyncio.Future:
         return self._client_call(lambda cid, t: self.node.client_read(cid, command, cl, t))
+
+    def read_range(self, command: RangeCommand, cl: ConsistencyLevel) -> asyncio.Future:
+        """A token-range read: the result is a list of live partitions in ring order."""
+        return self._client_call(lambda cid, t: self.node.client_read_range(cid, command, cl, t))
 
     def schema_change(self, change) -> asyncio.Future:
         return self._client_call(lambda cid, t: self.node.client_schema_change(cid, change, t))

@@ -4,7 +4,7 @@ byte (DESIGN.md section 2).
 
 Owns: building the nodes (config, addresses 127.0.0.x:7000, seeds, per-node randomness
 derived from the seed), routing network deliveries to them, the client API
-(`write`/`read`/`schema_change` on partitions and read commands, plus row-level helpers over
+(`write`/`read`/`read_range`/`schema_change` on partitions and read commands, plus row-level helpers over
 `agora.core.rowmaps` and `agora.core.schema.ddl`), the faults (`stop`, `crash`, `restart`, `pause`,
 `resume`, `partition`, `isolate`, `heal`), ways to run (`run_for`, `run_until`, `wait`),
 and the trace: one line per delivered message, client request and reply, drop and fault,
@@ -33,7 +33,7 @@ from agora.core.config import config_from_dict
 from agora.core.effects import Event, Reply
 from agora.core.errors import AgoraError, InvalidRequest
 from agora.core.schema import ddl
-from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand
+from agora.core.types import ConsistencyLevel, NodeId, Partition, RangeCommand, ReadCommand
 from agora.sim.host import SimHost
 from agora.sim.network import Envelope, Network
 from agora.sim.results import NotDone, SimFuture
@@ -263,6 +263,14 @@ class SimCluster:
         level = _cl(cl)
         return self.host(via).client_call(
             f"read {level.name}", lambda cid, t: self.host(via).node.client_read(cid, command, level, t))
+
+    def read_range(self, via: Via, command: RangeCommand,
+                   cl: ConsistencyLevel | str = "QUORUM") -> SimFuture:
+        """A token-range read; the result is a list of live partitions in ring order."""
+        level = _cl(cl)
+        return self.host(via).client_call(
+            f"read_range {level.name}",
+            lambda cid, t: self.host(via).node.client_read_range(cid, command, level, t))
 
     def schema_change(self, via: Via, change) -> SimFuture:
         """`change(schema, ts_us) -> Schema`, e.g. from `agora.core.schema.ddl`."""

@@ -14,7 +14,9 @@ section 3); any difference between the two is a bug in one of them:
   commit; the runtime flushes with `call_soon`). A batch with a synced put is applied and
   acknowledged `fsync_ms` later (the runtime's fsync thread); otherwise at once. Then every
   put's `StoragePutDone` is fed back and the resulting effects run.
-- `StorageGet` reads the engine at once and feeds `StorageGetDone` back in the same drain.
+- `StorageGet` reads the engine at once and feeds `StorageGetDone` back in the same drain;
+  `StorageScan` likewise scans it (`eff.collect(engine.scan(...))`) and feeds
+  `StorageScanDone` back.
 - `PersistMeta` goes to the engine's durable metadata; `Reply` completes the client's
   future; `Event` and `Log` go to the cluster's records.
 - An `AgoraError` raised by an input is logged and the input dropped (the runtime's `_feed`).
@@ -47,7 +49,8 @@ from typing import TYPE_CHECKING, Any
 from agora.core import codec
 from agora.core.config import NodeConfig
 from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
-                                StorageGet, StorageGetDone, StoragePut, StoragePutDone)
+                                StorageGet, StorageGetDone, StoragePut, StoragePutDone,
+                                StorageScan, StorageScanDone)
 from agora.core.errors import AgoraError
 from agora.core.node import Node, restore
 from agora.core.types import NodeId
@@ -255,6 +258,8 @@ class SimHost:
                 self._schedule(0, self._flush_puts, "flush")
         elif isinstance(eff, StorageGet):
             self._storage_get(eff)
+        elif isinstance(eff, StorageScan):
+            self._storage_scan(eff)
         elif isinstance(eff, PersistMeta):
             self.engine.put_meta(eff.key, eff.value)
         elif isinstance(eff, Log):
@@ -310,6 +315,14 @@ class SimHost:
         except Exception as exc:  # a storage failure answers this read, not the node
             self._log("error", f"read failed: {exc!r}")
             done = StorageGetDone(eff.op_id, None, f"storage error: {exc}")
+        self._queue.extend(self.node.on_storage_done(done, self.clock_ms()))
+
+    def _storage_scan(self, eff: StorageScan) -> None:
+        try:
+            done = eff.collect(self.engine.scan(eff.table_id, *eff.token_range()))
+        except Exception as exc:  # a storage failure answers this scan, not the node
+            self._log("error", f"scan failed: {exc!r}")
+            done = StorageScanDone(eff.op_id, (), True, f"storage error: {exc}")
         self._queue.extend(self.node.on_storage_done(done, self.clock_ms()))
 
     def _flush_puts(self) -> None:

@@ -1,10 +1,17 @@
 """The replica side of the data path: applies mutations and serves data and digest reads
-through storage effects (Cassandra's MutationVerbHandler and ReadCommandVerbHandler).
+and token-range reads through storage effects (Cassandra's MutationVerbHandler and
+ReadCommandVerbHandler, the latter also serving PartitionRangeReadCommand).
 
 Owns: the bookkeeping between a request from a coordinator, the storage operation it
 causes and the response. It answers a mutation only after storage reports it applied
 (house habit 2), so an acknowledgement always means "on this replica's disk (WAL)".
 It does not know about consistency levels or about other replicas.
+
+A range read is answered in bounded pieces: storage returns whole partitions up to
+RANGE_RSP_MAX_ROWS stored rows, and the replica stops earlier once it holds the command's
+`limit_rows` live rows by its own account. Either way it says so (`more`) and names the last
+partition it looked at, so the coordinator can go on from there. Partitions are never split,
+so one partition larger than the bound travels whole.
 """
 
 from __future__ import annotations
@@ -12,9 +19,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agora.core import reconcile
-from agora.core.effects import Send, StorageGet, StorageGetDone, StoragePut, StoragePutDone
-from agora.core.messages import MutationReq, MutationRsp, ReadReq, ReadRsp
-from agora.core.types import NodeId
+from agora.core.effects import (Send, StorageGet, StorageGetDone, StoragePut, StoragePutDone,
+                                StorageScan, StorageScanDone)
+from agora.core.messages import (MutationReq, MutationRsp, RangeReadReq, RangeReadRsp, ReadReq,
+                                 ReadRsp)
+from agora.core.types import NodeId, Partition, ReadCommand
+
+# Stored rows (tombstoned ones included; a partition counts at least 1) one range-read
+# answer carries at most, before slicing: bounds the storage scan, the memory and the frame
+# one request costs a replica whatever the table holds (Cassandra bounds range answers by
+# the command's limits and its page size; 1000 rows of typical size is well under 1 MiB).
+RANGE_RSP_MAX_ROWS = 1_000
+
+
+def live_row_count(view: Partition, per_partition_limit: int = 0) -> int:
+    """The rows a client sees in a live view, as CQL LIMIT counts them: its clustering rows,
+    or 1 for a partition that has only a live static row; at most `per_partition_limit`
+    (when set). The range-read coordinator counts its limits with the same rule."""
+    n = len(view.rows) if view.rows else (1 if view.static is not None else 0)
+    return min(n, per_partition_limit) if per_partition_limit else n
 
 
 class Replica:
@@ -23,7 +46,7 @@ class Replica:
         self.sync_writes = sync_writes
         self._next_op = 1
         self._pending: dict[int, tuple] = {}  # op_id -> (source, request)
-        self.stats = {"mutations": 0, "reads": 0, "digest_reads": 0}
+        self.stats = {"mutations": 0, "reads": 0, "digest_reads": 0, "range_reads": 0}
 
     def _op(self) -> int:
         op = self._next_op
@@ -65,3 +88,39 @@ class Replica:
         if req.digest_only:
             return [Send(source, ReadRsp(req.req_id, None, reconcile.digest(part)))]
         return [Send(source, ReadRsp(req.req_id, part, None))]
+
+    def on_range_read(self, source: NodeId, req: RangeReadReq) -> list:
+        cmd = req.command
+        if not self.knows_table(cmd.table_id):
+            err = f"unknown table id {cmd.table_id.hex()}"
+            return [Send(source, RangeReadRsp(req.req_id, (), error=err))]
+        op = self._op()
+        self._pending[op] = (source, req)
+        self.stats["range_reads"] += 1
+        return [StorageScan(op, cmd.table_id, cmd.start_token, cmd.start_key, cmd.end_token,
+                            RANGE_RSP_MAX_ROWS)]
+
+    def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
+        source, req = self._pending.pop(done.op_id)
+        if done.error is not None:
+            return [Send(source, RangeReadRsp(req.req_id, (), error=done.error))]
+        assert done.partitions or done.exhausted, "a scan stopped before its first partition"
+        cmd, now_s = req.command, now_ms // 1000
+        found: list[Partition] = []
+        live = 0
+        more = not done.exhausted
+        last = None
+        for i, (token, stored) in enumerate(done.partitions):
+            last = (token, stored.key)
+            read = ReadCommand(cmd.table_id, stored.key, cmd.slices, cmd.columns)
+            part = reconcile.slice_partition(reconcile.expire(stored, now_s), read)
+            if reconcile.is_empty(part):
+                continue
+            found.append(part)
+            live += live_row_count(reconcile.live_view(part, now_s), cmd.per_partition_limit)
+            if cmd.limit_rows and live >= cmd.limit_rows:
+                more = more or i + 1 < len(done.partitions)
+                break
+        if not more:
+            return [Send(source, RangeReadRsp(req.req_id, tuple(found)))]
+        return [Send(source, RangeReadRsp(req.req_id, tuple(found), True, last[0], last[1]))]

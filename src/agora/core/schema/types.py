@@ -1315,3 +1315,34 @@ def udt_field_index(path: bytes) -> int:
     if len(path) != 2:
         raise ProtocolError(f"malformed UDT field path {path.hex()}")
     return int.from_bytes(path, "big")
+
+
+# ---- multi-cell values: whole serialized values <-> their elements ------------------------
+
+
+def split_collection(t: CqlType, data: bytes) -> list:
+    """A serialized list/set value -> its element bytes; a map -> [(key, value)]; a UDT ->
+    its field bytes (None for null fields), padded to the type's field count."""
+    if isinstance(t, MapType):
+        items = _read_collection(t, data, 2)
+        return list(zip(items[0::2], items[1::2]))
+    if isinstance(t, (ListType, SetType)):
+        return _read_collection(t, data, 1)
+    if isinstance(t, UserType):
+        fields = _read_fields(t, data, len(t.field_types))
+        return fields + [None] * (len(t.field_types) - len(fields))
+    raise InvalidRequest(f"{t.cql_name()} is not a collection")
+
+
+def join_collection(t: CqlType, elements: list) -> bytes:
+    """The inverse of split_collection: elements (as it returns them) -> a serialized value."""
+    if isinstance(t, MapType):
+        return _write_items([b for kv in elements for b in kv], len(elements))
+    if isinstance(t, (ListType, SetType)):
+        return _write_items(list(elements), len(elements))
+    if isinstance(t, UserType):
+        fields = list(elements)
+        while fields and fields[-1] is None:
+            fields.pop()
+        return _write_fields(fields)
+    raise InvalidRequest(f"{t.cql_name()} is not a collection")

@@ -1,0 +1,282 @@
+"""INSERT, UPDATE, DELETE and BATCH: from a parsed statement and its bound values to the
+partition fragments the coordinator writes (Cassandra's ModificationStatement and
+BatchStatement).
+
+Owns: the statement-level rules — which key columns must be given, USING TTL / TIMESTAMP
+(and the table's default_time_to_live), the client's timestamp, IN on keys, what each kind
+of assignment or deletion does to cells (via `writes.PartitionWrite`), and merging a batch's
+fragments per partition. Lightweight transactions (IF ...) are refused with a clear error.
+List operations that address elements by position read the current list first, as
+Cassandra does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agora.core import reconcile
+from agora.core.errors import InvalidRequest
+from agora.core.schema import types as T
+from agora.core.types import Bound, ReadCommand, Slice
+from agora.cql import ast
+from agora.cql.requests import UNSET
+from agora.cql.terms import TermContext, collection_elements, evaluate, int_value
+from agora.cql.where import analyze
+from agora.cql.writes import PartitionWrite, WriteClock
+
+MAX_TTL_S = 20 * 365 * 86_400  # Cassandra's MAX_TTL: 20 years
+
+
+@dataclass
+class ModContext:
+    terms: TermContext
+    default_ts: int  # the client's timestamp, or a fresh one from the coordinator
+    now_s: int
+    uniq: bytes
+    read_list: object = None  # async (table, key, clustering, column) -> [(path, cell)]
+
+
+def _clock(stmt, table, ctx: ModContext, batch_ts: int | None) -> WriteClock:
+    ts = int_value(stmt.timestamp, ctx.terms, "timestamp") if stmt.timestamp is not None else None
+    if ts is None:
+        ts = batch_ts if batch_ts is not None else ctx.default_ts
+    ttl = None
+    if getattr(stmt, "ttl", None) is not None:
+        ttl = int_value(stmt.ttl, ctx.terms, "ttl")
+        if ttl is not None and ttl < 0:
+            raise InvalidRequest(f"A TTL must be greater or equal to 0, but was {ttl}")
+        if ttl is not None and ttl > MAX_TTL_S:
+            raise InvalidRequest(f"ttl is too large. requested ({ttl}) maximum ({MAX_TTL_S})")
+    if ttl is None:
+        ttl = int(table.option("default_time_to_live") or 0)
+    return WriteClock(ts, ttl, ctx.now_s, ctx.uniq)
+
+
+def _refuse_conditions(stmt) -> None:
+    if getattr(stmt, "if_exists", False) or getattr(stmt, "if_not_exists", False) or getattr(stmt, "conditions", ()):
+        raise InvalidRequest("Conditional updates (IF ...) need lightweight transactions, which Agora does not provide")
+
+
+def _key_value(col, term, ctx: ModContext) -> bytes:
+    value = evaluate(term, col.type, ctx.terms)
+    if value is None or value is UNSET:
+        raise InvalidRequest(f"Invalid null value in condition for column {col.name}"
+                             if value is None else f"Invalid unset value for column {col.name}")
+    return value
+
+
+async def insert(stmt: ast.Insert, table, ctx: ModContext, batch_ts: int | None = None) -> list:
+    _refuse_conditions(stmt)
+    if len(stmt.columns) != len(stmt.values):
+        raise InvalidRequest("Unmatched column names/values")
+    cols = []
+    for name in stmt.columns:
+        col = table.column(name)
+        if col is None:
+            raise InvalidRequest(f"Undefined column name {name} in table {table.keyspace}.{table.name}")
+        cols.append(col)
+    given = dict(zip([c.name for c in cols], zip(cols, stmt.values)))
+    from agora.core.ring.partitioner import compose_partition_key
+    pk = []
+    for c in table.partition_key_columns:
+        if c.name not in given:
+            raise InvalidRequest(f"Some partition key parts are missing: {c.name}")
+        pk.append(_key_value(c, given[c.name][1], ctx))
+    clustering = []
+    for c in table.clustering_columns:
+        if c.name not in given:
+            raise InvalidRequest(f"Some clustering keys are missing: {c.name}")
+        clustering.append(_key_value(c, given[c.name][1], ctx))
+    pw = PartitionWrite(table, compose_partition_key(pk), _clock(stmt, table, ctx, batch_ts))
+    clustering = tuple(clustering)
+    only_static = not any(c.kind == "regular" for c, _ in given.values()) and any(
+        c.kind == "static" for c, _ in given.values())
+    if not (only_static and table.clustering_columns and not clustering):
+        pw.marker(clustering)
+    for col, term in given.values():
+        if col.kind in ("partition_key", "clustering"):
+            continue
+        value = evaluate(term, col.type, ctx.terms)
+        if value is UNSET:
+            continue
+        pw.set(pw.target(col, clustering), col, value)
+    return [pw.build()]
+
+
+def _targets(stmt, table, ctx: ModContext, for_delete: bool):
+    """(partition keys, clustering prefixes, restrictions) of an UPDATE/DELETE's WHERE."""
+    r = analyze(table, stmt.where, ctx.terms, for_select=False)
+    if r.filters or r.token_lower is not None or r.token_upper is not None:
+        raise InvalidRequest("Non PRIMARY KEY columns found in where clause" if r.filters
+                             else "The token function cannot be used in a modification statement")
+    if len(r.pk) != len(table.partition_key_columns):
+        missing = [c.name for c in table.partition_key_columns if c.name not in r.pk]
+        raise InvalidRequest(f"Some partition key parts are missing: {', '.join(missing)}")
+    if not for_delete and (r.ck_lower or r.ck_upper or len(r.ck_eq) != len(table.clustering_columns)):
+        missing = [c.name for c in table.clustering_columns[len(r.ck_eq):]]
+        if missing or r.ck_lower or r.ck_upper:
+            raise InvalidRequest(f"Some clustering keys are missing: {', '.join(missing) or 'slice'}")
+    return r.partition_keys(), r.clustering_prefixes(), r
+
+
+async def update(stmt: ast.Update, table, ctx: ModContext, batch_ts: int | None = None) -> list:
+    _refuse_conditions(stmt)
+    keys, prefixes, _ = _targets(stmt, table, ctx, for_delete=False)
+    out = []
+    for key in keys:
+        pw = PartitionWrite(table, key, _clock(stmt, table, ctx, batch_ts))
+        for clustering in prefixes:
+            for asg in stmt.assignments:
+                await _assign(pw, table, clustering, asg, ctx)
+        out.append(pw.build())
+    return out
+
+
+async def _assign(pw: PartitionWrite, table, clustering, asg, ctx: ModContext) -> None:
+    col = table.column(asg.column)
+    if col is None:
+        raise InvalidRequest(f"Undefined column name {asg.column} in table {table.keyspace}.{table.name}")
+    if col.kind in ("partition_key", "clustering"):
+        raise InvalidRequest(f"PRIMARY KEY part {col.name} found in SET part")
+    if col.kind == "static" and not table.clustering_columns:
+        pass
+    row = pw.target(col, clustering)
+    t = col.type
+    if isinstance(asg, ast.SetColumn):
+        value = evaluate(asg.value, t, ctx.terms)
+        if value is not UNSET:
+            pw.set(row, col, value)
+    elif isinstance(asg, (ast.AddTo, ast.PrependTo, ast.RemoveFrom)):
+        _require_multicell(col, asg)
+        if isinstance(asg, ast.RemoveFrom) and isinstance(t, T.MapType):
+            keys = collection_elements(asg.value, T.SetType(t.key), ctx.terms)
+            pw.remove(row, col, keys)
+        elif isinstance(asg, ast.RemoveFrom) and isinstance(t, T.ListType):
+            doomed = set(collection_elements(asg.value, t, ctx.terms))
+            for path, cell in await _current_list(pw, table, clustering, col, ctx):
+                if cell.value in doomed:
+                    pw.set_list_path(row, col, path, None)
+        elif isinstance(asg, ast.RemoveFrom):
+            pw.remove(row, col, collection_elements(asg.value, t, ctx.terms))
+        elif isinstance(asg, ast.PrependTo):
+            pw.prepend(row, col, collection_elements(asg.value, t, ctx.terms))
+        else:
+            pw.add(row, col, collection_elements(asg.value, t, ctx.terms))
+    elif isinstance(asg, ast.SetElement):
+        await _set_element(pw, table, clustering, row, col, asg.key, asg.value, ctx)
+    elif isinstance(asg, ast.SetField):
+        _field_op(pw, row, col, asg.field, asg.value, ctx)
+    else:
+        raise InvalidRequest(f"Unsupported assignment {type(asg).__name__}")
+
+
+def _require_multicell(col, asg) -> None:
+    if not T.is_multicell(col.type):
+        raise InvalidRequest(f"Invalid operation ({col.name} = {col.name} + ...) for non list/set/map "
+                             f"or frozen column {col.name}")
+
+
+async def _set_element(pw, table, clustering, row, col, key_term, value_term, ctx: ModContext) -> None:
+    t = col.type
+    if isinstance(t, T.MapType) and T.is_multicell(t):
+        key = _key_value_typed(t.key, key_term, ctx, col)
+        value = None if value_term is None else evaluate(value_term, t.value, ctx.terms)
+        if value is not UNSET:
+            pw.put_entry(row, col, key, value)
+    elif isinstance(t, T.ListType) and T.is_multicell(t):
+        index = int_value(key_term, ctx.terms, "index")
+        current = await _current_list(pw, table, clustering, col, ctx)
+        if index is None or not 0 <= index < len(current):
+            raise InvalidRequest(f"List index {index} out of bound, list has size {len(current)}")
+        value = None if value_term is None else evaluate(value_term, t.element, ctx.terms)
+        if value is not UNSET:
+            pw.set_list_path(row, col, current[index][0], value)
+    else:
+        raise InvalidRequest(f"Invalid operation ({col.name}[?] = ?) for non list/map or frozen column {col.name}")
+
+
+def _key_value_typed(t, term, ctx: ModContext, col) -> bytes:
+    value = evaluate(term, t, ctx.terms)
+    if value is None or value is UNSET:
+        raise InvalidRequest(f"Invalid null map key for column {col.name}")
+    return value
+
+
+def _field_op(pw, row, col, field: str, value_term, ctx: ModContext) -> None:
+    t = col.type
+    if not isinstance(t, T.UserType) or not T.is_multicell(t):
+        raise InvalidRequest(f"Invalid operation ({col.name}.{field} = ?) for non-UDT or frozen column {col.name}")
+    if field not in t.field_names:
+        raise InvalidRequest(f"UDT column {col.name} does not have a field named {field}")
+    i = t.field_names.index(field)
+    value = None if value_term is None else evaluate(value_term, t.field_types[i], ctx.terms)
+    if value is not UNSET:
+        pw.put_entry(row, col, T.udt_field_path(i), value)
+
+
+async def _current_list(pw, table, clustering, col, ctx: ModContext) -> list:
+    if ctx.read_list is None:
+        raise InvalidRequest("List operations by position are not supported here")
+    return await ctx.read_list(table, pw.key, clustering, col)
+
+
+async def delete(stmt: ast.Delete, table, ctx: ModContext, batch_ts: int | None = None) -> list:
+    _refuse_conditions(stmt)
+    keys, prefixes, r = _targets(stmt, table, ctx, for_delete=True)
+    full = r.has_full_clustering() or not table.clustering_columns
+    out = []
+    for key in keys:
+        pw = PartitionWrite(table, key, _clock(stmt, table, ctx, batch_ts))
+        if stmt.deletions:
+            if not full and any(table.column(d.column) is None or table.column(d.column).kind != "static"
+                                for d in stmt.deletions):
+                raise InvalidRequest("Range deletions are not supported for specific columns")
+            for clustering in (prefixes if full else [()]):
+                for d in stmt.deletions:
+                    await _delete_part(pw, table, clustering, d, ctx)
+        elif not r.ck_eq and r.ck_lower is None and r.ck_upper is None:
+            pw.delete_partition()
+        elif full:
+            for clustering in prefixes:
+                pw.delete_row(clustering)
+        else:
+            for s in r.slices() or (Slice(),):
+                pw.delete_range(s.start, s.end)
+        out.append(pw.build())
+    return out
+
+
+async def _delete_part(pw, table, clustering, d, ctx: ModContext) -> None:
+    col = table.column(d.column)
+    if col is None:
+        raise InvalidRequest(f"Undefined column name {d.column} in table {table.keyspace}.{table.name}")
+    if col.kind in ("partition_key", "clustering"):
+        raise InvalidRequest(f"Invalid identifier {col.name} for deletion (should not be a PRIMARY KEY part)")
+    row = pw.target(col, clustering)
+    if isinstance(d, ast.DeleteColumn):
+        pw.delete_column(row, col)
+    elif isinstance(d, ast.DeleteElement):
+        t = col.type
+        if isinstance(t, T.MapType) and T.is_multicell(t):
+            pw.remove(row, col, [_key_value_typed(t.key, d.key, ctx, col)])
+        elif isinstance(t, T.SetType) and T.is_multicell(t):
+            pw.remove(row, col, [_key_value_typed(t.element, d.key, ctx, col)])
+        else:
+            await _set_element(pw, table, clustering, row, col, d.key, None, ctx)
+    else:
+        _field_op(pw, row, col, d.field, None, ctx)
+
+
+def merge_by_partition(partitions: list) -> list:
+    """One fragment per (table, key): what a batch sends, in first-seen order."""
+    merged: dict[tuple[bytes, bytes], object] = {}
+    for p in partitions:
+        k = (p.table_id, p.key)
+        merged[k] = p if k not in merged else reconcile.merge_partitions(merged[k], p)
+    return list(merged.values())
+
+
+def list_read_command(table, key: bytes, clustering: tuple[bytes, ...], column: str) -> ReadCommand:
+    ckey = T.encode_ckey(table.ckey_types(), list(clustering)) if clustering else b""
+    slices = (Slice(Bound(ckey, True), Bound(ckey, True)),) if clustering else None
+    return ReadCommand(table.id.bytes, key, slices, (column,))

@@ -1,0 +1,270 @@
+"""WHERE clauses against a table: which partitions, which clustering slices, which token range,
+and which leftover conditions need filtering (Cassandra's StatementRestrictions, simplified).
+
+Owns: the rules for what a WHERE clause may restrict — partition key columns by = or IN (or a
+token() range instead), clustering columns as an equality prefix followed by at most one
+slice or IN, multi-column (tuple) slices, and everything else only with ALLOW FILTERING — and
+turning restrictions into partition keys and `Slice`s over encoded clustering keys. Values
+are evaluated through `terms.evaluate` so bind markers and literals behave alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from agora.core.errors import InvalidRequest
+from agora.core.ring.partitioner import compose_partition_key
+from agora.core.schema import types as T
+from agora.core.types import MAX_TOKEN, MIN_TOKEN, Bound, Slice
+from agora.cql import ast
+from agora.cql.requests import UNSET
+from agora.cql.terms import TermContext, evaluate
+
+MAX_CARTESIAN_KEYS = 10_000  # IN lists multiply; past this the statement is refused (as Cassandra's limit)
+_RANGE_OPS = (ast.Operator.GT, ast.Operator.GTE, ast.Operator.LT, ast.Operator.LTE)
+
+
+@dataclass
+class Filter:
+    """A condition checked row by row (ALLOW FILTERING): column op value(s). With column
+    None it is a multi-column IN over clustering columns: `values` are the allowed tuples of
+    serialized values and `key` the 2-byte index of the first clustering column they cover."""
+
+    column: object  # ColumnDef, or None (multi-column IN)
+    op: ast.Operator
+    values: list  # serialized values (one, or several for IN)
+    key: bytes | None = None  # m[key] = value
+
+
+@dataclass
+class Restrictions:
+    table: object
+    pk: dict[str, list[bytes]] = field(default_factory=dict)  # column -> candidate values
+    ck_eq: list[list[bytes]] = field(default_factory=list)  # equality prefix: candidates per column
+    ck_lower: tuple[list[bytes], bool] | None = None  # (values of a prefix, inclusive) after ck_eq
+    ck_upper: tuple[list[bytes], bool] | None = None
+    token_lower: tuple[int, bool] | None = None
+    token_upper: tuple[int, bool] | None = None
+    filters: list[Filter] = field(default_factory=list)
+    empty: bool = False  # a contradiction (e.g. IN ()): nothing can match
+
+    @property
+    def single_partitions(self) -> bool:
+        return len(self.pk) == len(self.table.partition_key_columns) and self.token_lower is None \
+            and self.token_upper is None
+
+    def partition_keys(self) -> list[bytes]:
+        cols = self.table.partition_key_columns
+        combos = _product([self.pk[c.name] for c in cols])
+        return list(dict.fromkeys(compose_partition_key(list(c)) for c in combos))
+
+    def clustering_prefixes(self) -> list[tuple[bytes, ...]]:
+        return [tuple(c) for c in _product(self.ck_eq)]
+
+    def has_full_clustering(self) -> bool:
+        return len(self.ck_eq) == len(self.table.clustering_columns) and self.ck_lower is None \
+            and self.ck_upper is None
+
+    def slices(self) -> tuple[Slice, ...] | None:
+        """The clustering slices, or None for the whole partition."""
+        if not self.ck_eq and self.ck_lower is None and self.ck_upper is None:
+            return None
+        types = self.table.ckey_types()
+        out = []
+        for prefix in self.clustering_prefixes():
+            base = T.encode_ckey(types, list(prefix))
+            start, end = Bound(base, True), Bound(base, True)
+            depth = len(prefix)
+            for bound, is_lower in ((self.ck_lower, True), (self.ck_upper, False)):
+                if bound is None:
+                    continue
+                values, inclusive = bound
+                encoded = T.encode_ckey(types, list(prefix) + values)
+                descending = types[depth][1]
+                if is_lower != descending:  # a lower bound in byte order
+                    start = Bound(encoded, inclusive)
+                else:
+                    end = Bound(encoded, inclusive)
+            out.append(Slice(start, end))
+        return tuple(sorted(out, key=lambda s: s.start.prefix))
+
+    def token_range(self) -> tuple[int, int]:
+        """(start exclusive, end inclusive) over the ring for a range scan."""
+        start, end = MIN_TOKEN, MAX_TOKEN
+        if self.token_lower is not None:
+            value, inclusive = self.token_lower
+            start = value - 1 if inclusive else value
+        if self.token_upper is not None:
+            value, inclusive = self.token_upper
+            end = value if inclusive else value - 1
+        return max(start, MIN_TOKEN), end
+
+
+def _product(lists: list[list[bytes]]) -> list[tuple[bytes, ...]]:
+    total = 1
+    for values in lists:
+        total *= max(1, len(values))
+    if total > MAX_CARTESIAN_KEYS:
+        raise InvalidRequest(f"IN restrictions would select {total} keys; at most {MAX_CARTESIAN_KEYS} are allowed")
+    return list(itertools.product(*lists))
+
+
+def _values(rel_value, t, ctx: TermContext, op: ast.Operator) -> list[bytes]:
+    """The serialized value(s) of a relation's right-hand side."""
+    if op == ast.Operator.IN:
+        if isinstance(rel_value, ast.InValues):
+            items = [evaluate(item, t, ctx) for item in rel_value.items]
+        else:  # IN ? binds a list
+            raw = evaluate(rel_value, T.ListType(t), ctx)
+            items = [] if raw is None or raw is UNSET else T.split_collection(T.ListType(t), raw)
+    else:
+        items = [evaluate(rel_value, t, ctx)]
+    if any(v is None or v is UNSET for v in items):
+        raise InvalidRequest("Invalid null value in condition for column")
+    return items
+
+
+def analyze(table, where: tuple, ctx: TermContext, for_select: bool = True) -> Restrictions:
+    r = Restrictions(table)
+    ck_names = [c.name for c in table.clustering_columns]
+    ck_rel: dict[str, list] = {}
+    for rel in where:
+        if isinstance(rel, ast.TokenRelation):
+            _token_relation(r, rel, ctx)
+        elif isinstance(rel, ast.MultiColumnRelation):
+            _multi_relation(r, rel, ctx, ck_names)
+        else:
+            col = table.column(rel.column)
+            if col is None:
+                raise InvalidRequest(f"Undefined column name {rel.column} in table {table.keyspace}.{table.name}")
+            if col.kind == "partition_key" and rel.op in (ast.Operator.EQ, ast.Operator.IN):
+                if col.name in r.pk:
+                    raise InvalidRequest(f"{col.name} cannot be restricted by more than one relation if it includes an Equal")
+                r.pk[col.name] = _values(rel.value, col.type, ctx, rel.op)
+                r.empty |= not r.pk[col.name]
+            elif col.kind == "clustering" and rel.op in (ast.Operator.EQ, ast.Operator.IN, *_RANGE_OPS):
+                ck_rel.setdefault(col.name, []).append(rel)
+            else:
+                r.filters.append(_filter(col, rel, ctx))
+    _clustering(r, ck_rel, ck_names, ctx)
+    if r.pk and len(r.pk) != len(table.partition_key_columns):
+        missing = [c.name for c in table.partition_key_columns if c.name not in r.pk]
+        if for_select:  # a partial partition key can only be filtered
+            for name in list(r.pk):
+                col = table.column(name)
+                r.filters.append(Filter(col, ast.Operator.IN, r.pk.pop(name)))
+        else:
+            raise InvalidRequest(f"Some partition key parts are missing: {', '.join(missing)}")
+    return r
+
+
+def _filter(col, rel: ast.ColumnRelation, ctx: TermContext) -> Filter:
+    op = rel.op
+    if op in (ast.Operator.CONTAINS, ast.Operator.CONTAINS_KEY):
+        t = col.type
+        inner = t.key if (op == ast.Operator.CONTAINS_KEY or not isinstance(t, T.MapType)) and isinstance(t, T.MapType) \
+            else (t.value if isinstance(t, T.MapType) else getattr(t, "element", None))
+        if inner is None:
+            raise InvalidRequest(f"Cannot use {op.value} on non-collection column {col.name}")
+        return Filter(col, op, [evaluate(rel.value, inner, ctx)])
+    if rel.key is not None:
+        if not isinstance(col.type, T.MapType):
+            raise InvalidRequest(f"Column {col.name} is not a map")
+        return Filter(col, op, [evaluate(rel.value, col.type.value, ctx)], evaluate(rel.key, col.type.key, ctx))
+    if op == ast.Operator.LIKE:
+        raise InvalidRequest("LIKE restrictions are only supported on SASI indexes")
+    return Filter(col, op, _values(rel.value, col.type, ctx, op))
+
+
+def _token_relation(r: Restrictions, rel: ast.TokenRelation, ctx: TermContext) -> None:
+    names = tuple(c.name for c in r.table.partition_key_columns)
+    if tuple(rel.columns) != names:
+        raise InvalidRequest(f"The token function arguments must be the partition key columns in order: token({', '.join(names)})")
+    raw = evaluate(rel.value, T.BIGINT, ctx)
+    if raw is None or raw is UNSET:
+        raise InvalidRequest("Invalid null value for token")
+    value = T.deserialize(T.BIGINT, raw)
+    if rel.op in (ast.Operator.GT, ast.Operator.GTE):
+        r.token_lower = (value, rel.op == ast.Operator.GTE)
+    elif rel.op in (ast.Operator.LT, ast.Operator.LTE):
+        r.token_upper = (value, rel.op == ast.Operator.LTE)
+    elif rel.op == ast.Operator.EQ:
+        r.token_lower, r.token_upper = (value, True), (value, True)
+    else:
+        raise InvalidRequest(f"Unsupported operator {rel.op.value} on token()")
+
+
+def _multi_relation(r: Restrictions, rel: ast.MultiColumnRelation, ctx: TermContext, ck_names: list[str]) -> None:
+    cols = list(rel.columns)
+    start = len(r.ck_eq)
+    if cols != ck_names[start:start + len(cols)]:
+        raise InvalidRequest("Clustering columns must appear in the PRIMARY KEY order in multi-column relations")
+    table = r.table
+    types = [table.column(c).type for c in cols]
+    tuple_t = T.TupleType(tuple(types))
+
+    def tuple_values(term) -> list[bytes]:
+        raw = evaluate(term, tuple_t, ctx)
+        if raw is None or raw is UNSET:
+            raise InvalidRequest("Invalid null value in multi-column relation")
+        fields = _tuple_fields(tuple_t, raw)
+        if any(f is None for f in fields):
+            raise InvalidRequest("Invalid null value in multi-column relation")
+        return fields
+    if rel.op == ast.Operator.EQ:
+        r.ck_eq.extend([v] for v in tuple_values(rel.value))
+    elif rel.op == ast.Operator.IN:
+        items = rel.value.items if isinstance(rel.value, ast.InValues) else ()
+        if not isinstance(rel.value, ast.InValues):
+            raise InvalidRequest("IN ? over multiple columns is not supported")
+        combos = [tuple_values(item) for item in items]
+        if len(cols) != len(ck_names) - start:
+            raise InvalidRequest("Multi-column IN must restrict every remaining clustering column")
+        r.ck_eq.extend([list(dict.fromkeys(c[i] for c in combos)) for i in range(len(cols))])
+        r.filters.append(Filter(None, ast.Operator.IN, [tuple(c) for c in combos], key=start.to_bytes(2, "big")))
+    elif rel.op in _RANGE_OPS:
+        orders = {table.column(c).clustering_order for c in cols}
+        if len(orders) > 1:
+            raise InvalidRequest("Multi-column slices over clustering columns of mixed order are not supported")
+        values = tuple_values(rel.value)
+        if rel.op in (ast.Operator.GT, ast.Operator.GTE):
+            r.ck_lower = (values, rel.op == ast.Operator.GTE)
+        else:
+            r.ck_upper = (values, rel.op == ast.Operator.LTE)
+    else:
+        raise InvalidRequest(f"Unsupported operator {rel.op.value} in multi-column relation")
+
+
+def _tuple_fields(t: T.TupleType, raw: bytes) -> list[bytes | None]:
+    value = T.deserialize(t, raw)
+    return [None if v is None else T.serialize(et, v) for v, et in zip(value, t.elements)]
+
+
+def _clustering(r: Restrictions, ck_rel: dict[str, list], ck_names: list[str], ctx: TermContext) -> None:
+    table = r.table
+    sliced = False
+    for name in ck_names[len(r.ck_eq):]:
+        rels = ck_rel.pop(name, None)
+        if not rels:
+            break
+        col = table.column(name)
+        eq = [x for x in rels if x.op in (ast.Operator.EQ, ast.Operator.IN)]
+        if eq:
+            if len(rels) > 1:
+                raise InvalidRequest(f"{name} cannot be restricted by more than one relation if it includes an Equal")
+            r.ck_eq.append(_values(eq[0].value, col.type, ctx, eq[0].op))
+            r.empty |= not r.ck_eq[-1]
+            continue
+        for rel in rels:
+            value = _values(rel.value, col.type, ctx, rel.op)
+            if rel.op in (ast.Operator.GT, ast.Operator.GTE):
+                r.ck_lower = (value, rel.op == ast.Operator.GTE)
+            else:
+                r.ck_upper = (value, rel.op == ast.Operator.LTE)
+        sliced = True
+        break
+    for name, rels in ck_rel.items():  # restrictions after a gap or a slice: filtering only
+        if sliced or name in ck_names:
+            for rel in rels:
+                r.filters.append(_filter(table.column(name), rel, ctx))
