@@ -43,7 +43,8 @@ SEEDS = [
     "INSERT INTO t (a) VALUES ($$dollar ' string$$)",
 ]
 
-ALPHABET = st.sampled_from(list("abcxyzSELCTFROMWHR_019 \n\t'\"$-/*();:,.?=<>!{}[]+@#é\x00"))
+ALPHABET = st.sampled_from(list("abcxyzSELCTFROMWHR_019hmsdP \n\t'\"$-/*();:,.?=<>!{}[]+@#é\x00")
+                           + ["µ", "μ", "Μ", "ſ", "K", "İ", "٣", "\u00a0", "\u2028"])
 EXPECTED = (CqlSyntaxError, InvalidRequest)
 FAST = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -135,6 +135,19 @@ def test_keywords_are_names_where_a_keyword_cannot_stand():
                  ).columns[1].name == "type"
 
 
+def test_names_that_compete_with_a_keyword_follow_the_next_token():
+    s = parse("SELECT json, distinct FROM t WHERE key CONTAINS KEY 'k'")
+    assert [x.expr for x in s.selectors] == [ColumnRef("json"), ColumnRef("distinct")]
+    assert s.where == (ColumnRelation("key", Operator.CONTAINS_KEY, lit("k")),)
+    assert parse("SELECT JSON json FROM t").json
+    assert parse("SELECT DISTINCT distinct FROM t").selectors == (Selector(ColumnRef("distinct")),)
+    assert parse("DROP KEYSPACE if") == DropKeyspace("if")
+    assert parse("DESCRIBE KEYSPACE with") == Describe(DescribeKind.KEYSPACE, "with")
+    assert parse("DESCRIBE types") == Describe(DescribeKind.TYPES)
+    assert parse("DESCRIBE types.x") == Describe(DescribeKind.NAME, "types", "x")
+    assert parse("TRUNCATE table") == Truncate(None, "table")
+
+
 def test_comments_and_whitespace_anywhere():
     text = """
         -- leading comment

@@ -163,18 +163,26 @@ def accepts(tables: Tables, stack: list[int], terminal: str) -> bool:
     action = tables.actions[stack[-1]].get(terminal)
     if action is None:
         return False
-    if action[0] is not None:
-        return True
+    return action[0] is not None or shifted(tables, stack, terminal) is not None
+
+
+def shifted(tables: Tables, stack: list[int], terminal: str) -> list[int] | None:
+    """The state stack after the parser reads `terminal` from `stack` (a copy; `stack` is
+    left alone), or None if it cannot."""
     states = stack[:]
-    while action[0] is None:
+    while True:
+        action = tables.actions[states[-1]].get(terminal)
+        if action is None:
+            return None
+        if action[0] is not None:
+            states.append(action[0])
+            return states
         size, origin, _ = action[1]
         if size:
             del states[-size:]
         states.append(tables.gotos[states[-1]][origin])
-        action = tables.actions[states[-1]].get(terminal)
-        if action is None:
-            return False
-    return True
+        if states[-1] == tables.end:  # only the end of input gets here: accepted
+            return states
 
 
 def run(tables: Tables, tokens: Iterable[Any], stack: list[int]) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 
 from agora.core.errors import CqlSyntaxError, InvalidRequest
 from agora.cql.ast import BindMarker, Duration, Literal, LiteralKind
-from agora.cql.parse_lalr import Tables, accepts
+from agora.cql.parse_lalr import END, Tables, accepts, shifted
 
 MAX_NESTING_DEPTH = 64  # open ( [ { at once; real statements nest 3 or 4, deeper is an attack
 MAX_BIND_MARKERS = 65535  # values travel with a [short] count in QUERY/EXECUTE (spec 4.1.4)
@@ -41,15 +41,15 @@ _TOKEN = re.compile(r"""\s*(?:
 | (?P<quoted>"(?:[^"]|"")+")
 | (?P<uuid>[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}""" + _WORD_END + r""")
 | (?P<hex>0[xX][0-9A-Fa-f]*""" + _WORD_END + r""")
-| (?P<duration>-?(?:[0-9]+(?i:mo|ms|us|µs|ns|y|w|d|h|m|s))+""" + _WORD_END + r""")
+| (?P<duration>-?(?:[0-9]+(?:(?i:mo|ms|us|ns|y|w|d|h|m|s)|µs|µS))+""" + _WORD_END + r""")
 | (?P<float>-?[0-9]+(?:\.[0-9]*(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))
 | (?P<integer>-?[0-9]+)
 | (?P<negword>-(?i:nan|infinity)""" + _WORD_END + r""")
 | (?P<word>[A-Za-z][A-Za-z0-9_]*)
 | (?P<colon>:)
 | (?P<punct><=|>=|!=|[()\[\]{},;.*=<>+\-?])
-| (?P<end>\Z))""", re.S | re.X)
-_SPACE = re.compile(r"\s*")
+| (?P<end>\Z))""", re.S | re.X | re.A)
+_SPACE = re.compile(r"\s*", re.A)
 _NAME_AFTER_COLON = re.compile(r'\s*(?:([A-Za-z][A-Za-z0-9_]*)|"((?:[^"]|"")+)")')
 
 PUNCTUATION = {
@@ -71,16 +71,16 @@ WORD_LITERALS: dict[str, tuple[str, Literal]] = {
 
 # Duration units in the order Cassandra requires them, with their size.
 _MONTH, _DAY, _NANO = 0, 1, 2
-DURATION_UNITS: dict[str, tuple[int, int]] = {  # unit -> (order, (field, multiplier))
+DURATION_UNITS: dict[str, tuple[int, tuple[int, int]]] = {  # unit -> (order, (field, size))
     "y": (0, (_MONTH, 12)), "mo": (1, (_MONTH, 1)), "w": (2, (_DAY, 7)), "d": (3, (_DAY, 1)),
     "h": (4, (_NANO, 3600 * 10**9)), "m": (5, (_NANO, 60 * 10**9)),
     "s": (6, (_NANO, 10**9)), "ms": (7, (_NANO, 10**6)), "us": (8, (_NANO, 10**3)),
-    "µs": (8, (_NANO, 10**3)), "ns": (9, (_NANO, 1)),
+    "µs": (8, (_NANO, 10**3)), "µS": (8, (_NANO, 10**3)), "ns": (9, (_NANO, 1)),
 }
-_DURATION_PART = re.compile(r"([0-9]+)(mo|ms|us|µs|ns|y|w|d|h|m|s)", re.I)
+_DURATION_PART = re.compile(r"([0-9]+)((?i:mo|ms|us|ns|y|w|d|h|m|s)|µs|µS)", re.A)
 _ISO_DURATION = re.compile(
-    r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", re.I)
-_ISO_WEEKS = re.compile(r"P(\d+)W", re.I)
+    r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", re.I | re.A)
+_ISO_WEEKS = re.compile(r"P(\d+)W", re.I | re.A)
 
 
 class Tok:
@@ -144,7 +144,7 @@ def duration_literal(raw: str) -> Literal:
     else:
         last = -1
         for number, unit in _DURATION_PART.findall(body):
-            order, (index, size) = DURATION_UNITS[unit.lower()]
+            order, (index, size) = DURATION_UNITS[unit if unit[0] == "µ" else unit.lower()]
             if order <= last:
                 raise InvalidRequest(f"Invalid duration {raw}: unit '{unit}' is repeated "
                                      "or out of order (y, mo, w, d, h, m, s, ms, us, ns)")
@@ -210,7 +210,7 @@ def tokens(text: str, tables: Tables, stack: list[int],
             return
         raw, start, pos = m.group(kind), m.start(kind), m.end()
         if kind == "word":
-            yield _word(raw, tables, stack, start, pos)
+            yield _word(raw, tables, stack, start, pos, text)
         elif kind == "punct":
             if raw == "?":
                 yield Tok("QMARK", _new_marker(markers, None), start, pos)
@@ -247,10 +247,13 @@ def _new_marker(markers: list[BindMarker], name: str | None) -> BindMarker:
     return marker
 
 
-def _word(raw: str, tables: Tables, stack: list[int], start: int, end: int) -> Tok:
-    """A keyword `_K_<WORD>` if the parser takes it here, else a literal word, else IDENT."""
+def _word(raw: str, tables: Tables, stack: list[int], start: int, end: int, text: str) -> Tok:
+    """A keyword `_K_<WORD>` if the parser takes it here, else a literal word, else IDENT.
+    Where both the keyword and a name fit, the next token decides: the keyword unless only
+    a name can be followed by it (so `SELECT json FROM t` selects a column named json)."""
     keyword = "_K_" + raw.upper()
-    if accepts(tables, stack, keyword):
+    if accepts(tables, stack, keyword) and not _only_a_name_fits(tables, stack, keyword, text,
+                                                                   end):
         return Tok(keyword, raw, start, end)
     lower = raw.lower()
     literal = WORD_LITERALS.get(lower)
@@ -259,3 +262,44 @@ def _word(raw: str, tables: Tables, stack: list[int], start: int, end: int) -> T
     if raw[0] in "Pp" and accepts(tables, stack, "DURATION") and is_iso_duration(raw):
         return Tok("DURATION", duration_literal(raw), start, end)
     return Tok("IDENT", lower, start, end)
+
+
+def _only_a_name_fits(tables: Tables, stack: list[int], keyword: str, text: str,
+                      pos: int) -> bool:
+    """True when an identifier fits here and can be followed by the next token, but the
+    keyword cannot (one token of lookahead, only where keyword and name compete)."""
+    if "IDENT" not in tables.actions[stack[-1]]:
+        return False
+    as_name = shifted(tables, stack, "IDENT")
+    if as_name is None:
+        return False
+    following = _next_terminals(text, pos)
+    as_keyword = shifted(tables, stack, keyword)
+    assert as_keyword is not None
+    return (not any(accepts(tables, as_keyword, t) for t in following)
+            and any(accepts(tables, as_name, t) for t in following))
+
+
+def _next_terminals(text: str, pos: int) -> tuple[str, ...]:
+    """The terminals the token at pos could become (without side effects)."""
+    while True:
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            return ()
+        kind = m.lastgroup
+        if kind != "comment":
+            break
+        pos = m.end()
+    raw = m.group(kind)
+    if kind == "end":
+        return (END,)
+    if kind == "word":
+        literal = WORD_LITERALS.get(raw.lower())
+        return ("_K_" + raw.upper(), "IDENT", "DURATION") + ((literal[0],) if literal else ())
+    if kind == "punct":
+        return (PUNCTUATION[raw],)
+    if kind == "colon":
+        return ("_COLON", "NAMED_MARKER")
+    if kind == "quoted":
+        return ("IDENT",)
+    return (_LITERAL_TOKENS[kind][0],)

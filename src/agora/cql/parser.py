@@ -36,7 +36,7 @@ PARSE_CACHE_ENTRIES = 2048  # distinct statement texts kept parsed; a client's w
 PARSE_CACHE_MAX_TEXT_CHARS = 8192  # longer texts (big batches, bulk literals) are not cached:
 #                                    they rarely repeat and would crowd out the rest
 MAX_EXPECTED_LISTED = 4  # name the expected tokens in an error when there are at most this many
-ERROR_CONTEXT_CHARS = 40  # statement text shown before the offending token
+ERROR_CONTEXT_CHARS = 40  # statement text shown before (and of) the offending token
 
 # Valid CQL (Cassandra 4/5) that Agora refuses, by leading words: InvalidRequest, not a
 # syntax error, when such a statement fails to parse.
@@ -164,6 +164,8 @@ def _syntax_error(text: str, e: ParseFailure) -> CqlSyntaxError:
         pos, shown = len(text.rstrip()), "<EOF>"
     else:
         pos, shown = token.start_pos, text[token.start_pos:token.end_pos]
+        if len(shown) > ERROR_CONTEXT_CHARS:
+            shown = shown[:ERROR_CONTEXT_CHARS] + "..."
     expected = sorted(_display(t) for t in e.expected)
     if 0 < len(expected) <= MAX_EXPECTED_LISTED:
         what = f"mismatched input '{shown}' expecting {' or '.join(expected)}"

@@ -266,14 +266,21 @@ def _install_uvloop() -> None:
 
 
 async def _serve(cfg: NodeConfig) -> None:
+    from agora.cql.processor import Processor
+    from agora.runtime.cql_backend import RuntimeBackend
+    from agora.runtime.cql_server import CqlServer
+
     runtime = NodeRuntime(cfg)
     await runtime.start()
+    cql = CqlServer(Processor(RuntimeBackend(runtime)), runtime, cfg.listen_address, cfg.native_transport_port)
+    await cql.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("node %s stopping", cfg.local_id)
+    await cql.close()
     await runtime.close()
 
 

@@ -102,3 +102,161 @@ def drop_table(args: dict):
             raise InvalidRequest(f"Table '{ks}.{name}' doesn't exist")
         return schema.drop_table(ks, name, _ts(schema, ts))
     return change
+
+
+def alter_keyspace(args: dict):
+    """ALTER KEYSPACE name WITH replication = {...} [AND durable_writes = b]."""
+    name = _name(args, "name")
+
+    def change(schema, ts):
+        old = schema.keyspace(name)
+        if old is None:
+            raise InvalidRequest(f"Keyspace '{name}' does not exist")
+        replication = dict(old.replication)
+        if args.get("replication"):
+            replication = replication_options(dict(args["replication"]))
+            strategy_from_options(replication)
+        durable = bool(args["durable_writes"]) if "durable_writes" in args else old.durable_writes
+        return schema.with_keyspace(KeyspaceDef(name, replication, durable), _ts(schema, ts))
+    return change
+
+
+def _table_or_fail(schema, ks: str, name: str):
+    table = schema.table(ks, name)
+    if table is None:
+        raise InvalidRequest(f"Table '{ks}.{name}' doesn't exist")
+    return table
+
+
+def _replace_table(schema, old, columns, options, ts):
+    from agora.core.schema.model import TableDef
+    return schema.with_table(TableDef(old.keyspace, old.name, old.id, tuple(columns), options), _ts(schema, ts))
+
+
+def alter_table_add(args: dict):
+    """ALTER TABLE t ADD col type [STATIC], ... (args: keyspace, name, columns [[n, type, static]])."""
+    ks, name = _name(args, "keyspace"), _name(args, "name")
+
+    def change(schema, ts):
+        from agora.core.schema.model import ColumnDef
+        old = _table_or_fail(schema, ks, name)
+        columns = list(old.columns)
+        udts = lambda n: (schema.type(ks, n).user_type() if schema.type(ks, n) else None)  # noqa: E731
+        for col, type_text, static in args.get("columns") or []:
+            col = identifier(col)
+            if old.column(col) is not None:
+                raise InvalidRequest(f"Column with name '{col}' already exists")
+            if static and not old.clustering_columns:
+                raise InvalidRequest(f"Static columns are not allowed in tables with no clustering columns")
+            columns.append(ColumnDef(col, parse_type(type_text, udts), "static" if static else "regular"))
+        return _replace_table(schema, old, columns, old.options, ts)
+    return change
+
+
+def alter_table_drop(args: dict):
+    ks, name = _name(args, "keyspace"), _name(args, "name")
+    doomed = [identifier(c) for c in args.get("columns") or []]
+
+    def change(schema, ts):
+        old = _table_or_fail(schema, ks, name)
+        for col in doomed:
+            c = old.column(col)
+            if c is None:
+                raise InvalidRequest(f"Column {col} was not found in table {name}")
+            if c.is_primary_key:
+                raise InvalidRequest(f"Cannot drop PRIMARY KEY part {col}")
+        return _replace_table(schema, old, [c for c in old.columns if c.name not in doomed], old.options, ts)
+    return change
+
+
+def alter_table_rename(args: dict):
+    """Only primary-key columns may be renamed, as in Cassandra."""
+    ks, name = _name(args, "keyspace"), _name(args, "name")
+    renames = [(identifier(a), identifier(b)) for a, b in args.get("renames") or []]
+
+    def change(schema, ts):
+        from dataclasses import replace
+        old = _table_or_fail(schema, ks, name)
+        mapping = dict(renames)
+        for a, b in renames:
+            c = old.column(a)
+            if c is None:
+                raise InvalidRequest(f"Column {a} was not found in table {name}")
+            if not c.is_primary_key:
+                raise InvalidRequest(f"Cannot rename non PRIMARY KEY column {a}")
+            if old.column(b) is not None and b not in mapping:
+                raise InvalidRequest(f"Cannot rename column {a} to {b} in table {name}; another column with that name exists")
+        columns = [replace(c, name=mapping.get(c.name, c.name)) for c in old.columns]
+        return _replace_table(schema, old, columns, old.options, ts)
+    return change
+
+
+def alter_table_with(args: dict):
+    ks, name = _name(args, "keyspace"), _name(args, "name")
+
+    def change(schema, ts):
+        old = _table_or_fail(schema, ks, name)
+        return _replace_table(schema, old, old.columns, {**old.options, **dict(args.get("options") or {})}, ts)
+    return change
+
+
+def create_type(args: dict):
+    ks, name = _name(args, "keyspace"), _name(args, "name")
+    if_not_exists = bool(args.get("if_not_exists"))
+
+    def change(schema, ts):
+        from agora.core.schema.model import TypeDef
+        if schema.keyspace(ks) is None:
+            raise InvalidRequest(f"Keyspace '{ks}' does not exist")
+        if schema.type(ks, name) is not None:
+            if if_not_exists:
+                return schema
+            raise InvalidRequest(f"A user type with name '{name}' already exists")
+        udts = lambda n: (schema.type(ks, n).user_type() if schema.type(ks, n) else None)  # noqa: E731
+        fields = [(identifier(f), parse_type(t, udts)) for f, t in args.get("fields") or []]
+        typedef = TypeDef(ks, name, tuple(f for f, _ in fields), tuple(t for _, t in fields))
+        return schema.with_type(typedef, _ts(schema, ts))
+    return change
+
+
+def alter_type(args: dict):
+    """ALTER TYPE: add a field ("add": [name, type]) or rename fields ("renames")."""
+    ks, name = _name(args, "keyspace"), _name(args, "name")
+
+    def change(schema, ts):
+        from agora.core.schema.model import TypeDef
+        old = schema.type(ks, name)
+        if old is None:
+            raise InvalidRequest(f"No user type named {name} exists.")
+        names, types = list(old.field_names), list(old.field_types)
+        if args.get("add"):
+            field_name, type_text = args["add"]
+            field_name = identifier(field_name)
+            if field_name in names:
+                raise InvalidRequest(f"Cannot add new field {field_name} to type {name}: a field of the same name already exists")
+            udts = lambda n: (schema.type(ks, n).user_type() if schema.type(ks, n) else None)  # noqa: E731
+            names.append(field_name)
+            types.append(parse_type(type_text, udts))
+        for a, b in args.get("renames") or []:
+            a, b = identifier(a), identifier(b)
+            if a not in names:
+                raise InvalidRequest(f"Unknown field {a} in type {name}")
+            names[names.index(a)] = b
+        return schema.with_type(TypeDef(ks, name, tuple(names), tuple(types)), _ts(schema, ts))
+    return change
+
+
+def drop_type(args: dict):
+    ks, name = _name(args, "keyspace"), _name(args, "name")
+    if_exists = bool(args.get("if_exists"))
+
+    def change(schema, ts):
+        if schema.type(ks, name) is None:
+            if if_exists:
+                return schema
+            raise InvalidRequest(f"No user type named {name} exists.")
+        users = schema.tables_using_type(ks, name)
+        if users:
+            raise InvalidRequest(f"Cannot drop user type {ks}.{name} as it is still used by table {users[0].name}")
+        return schema.drop_type(ks, name, _ts(schema, ts))
+    return change

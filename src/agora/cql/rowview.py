@@ -1,0 +1,149 @@
+"""Rows as CQL sees them, from the partitions the coordinator returns: one `RowView` per
+clustering row (or per partition with only static data), with every column's serialized value
+and the cell metadata WRITETIME() and TTL() need.
+
+Owns: reassembling multi-cell values (non-frozen sets, maps, lists and UDTs stored one cell
+per element) into the collection bytes a client expects, decoding partition and clustering
+key columns, and the row filter of ALLOW FILTERING. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agora.core.schema import types as T
+from agora.core.types import Cell, Partition
+from agora.cql import ast
+
+
+@dataclass
+class RowView:
+    key: bytes  # partition key bytes
+    ckey: bytes  # encoded clustering key (b"" for a static-only row)
+    values: dict[str, bytes | None]
+    cells: dict[str, Cell]  # simple columns' cells, for writetime()/ttl()
+    static_only: bool = False
+
+
+def split_partition_key(table, key: bytes) -> list[bytes]:
+    cols = table.partition_key_columns
+    if len(cols) == 1:
+        return [key]
+    out, pos = [], 0
+    while pos < len(key):
+        n = int.from_bytes(key[pos:pos + 2], "big")
+        out.append(key[pos + 2:pos + 2 + n])
+        pos += n + 3
+    return out
+
+
+def _assemble(col, cells: list[tuple[bytes, Cell]]) -> bytes | None:
+    t = col.type
+    live = [(path, c) for path, c in cells if path]
+    if not live:
+        return None
+    live.sort(key=lambda pc: pc[0])
+    if isinstance(t, T.SetType):
+        return T.join_collection(t, [T.path_element(t.element, p) for p, _ in live])
+    if isinstance(t, T.MapType):
+        return T.join_collection(t, [(T.path_element(t.key, p), c.value) for p, c in live])
+    if isinstance(t, T.ListType):
+        return T.join_collection(t, [c.value for _, c in live])
+    if isinstance(t, T.UserType):
+        fields: list = [None] * len(t.field_types)
+        for p, c in live:
+            i = T.udt_field_index(p)
+            if i < len(fields):
+                fields[i] = c.value
+        return T.join_collection(t, fields)
+    return None
+
+
+def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> None:
+    multi: dict[str, list] = {}
+    for (name, path), cell in cells_by_path.items():
+        col = table.column(name)
+        if col is None or cell.value is None:
+            continue
+        if T.is_multicell(col.type):
+            multi.setdefault(name, []).append((path, cell))
+        else:
+            values[name] = cell.value
+            metas[name] = cell
+    for name, cells in multi.items():
+        values[name] = _assemble(table.column(name), cells)
+
+
+def rows_of(table, part: Partition | None) -> list[RowView]:
+    """The rows of a live partition view, in clustering order."""
+    if part is None:
+        return []
+    base: dict[str, bytes | None] = {}
+    for col, raw in zip(table.partition_key_columns, split_partition_key(table, part.key)):
+        base[col.name] = raw
+    static_vals: dict = {}
+    static_meta: dict = {}
+    if part.static is not None:
+        _columns_of(table, part.static.cells, static_vals, static_meta)
+    out = []
+    for ckey in sorted(part.rows):
+        row = part.rows[ckey]
+        values = dict(base)
+        for col, raw in zip(table.clustering_columns, row.clustering):
+            values[col.name] = raw
+        values.update(static_vals)
+        metas = dict(static_meta)
+        _columns_of(table, row.cells, values, metas)
+        out.append(RowView(part.key, ckey, values, metas))
+    if not out and static_vals:
+        out.append(RowView(part.key, b"", {**base, **static_vals}, static_meta, static_only=True))
+    return out
+
+
+# ---- ALLOW FILTERING ------------------------------------------------------------------------
+
+
+def _elements(t, raw: bytes, keys: bool) -> list[bytes]:
+    items = T.split_collection(t, raw)
+    if isinstance(t, T.MapType):
+        return [k if keys else v for k, v in items]
+    return items
+
+
+def _compare(t, a: bytes, b: bytes) -> int:
+    return T.compare(t, a, b)
+
+
+def matches(row: RowView, filters: list, table) -> bool:
+    for f in filters:
+        if f.column is None:  # multi-column IN over clustering columns
+            start = int.from_bytes(f.key, "big")
+            cols = table.clustering_columns[start:]
+            got = tuple(row.values.get(c.name) for c in cols[:len(f.values[0])])
+            if got not in {tuple(v) for v in f.values}:
+                return False
+            continue
+        value = row.values.get(f.column.name)
+        t = f.column.type
+        op = f.op
+        if op in (ast.Operator.CONTAINS, ast.Operator.CONTAINS_KEY):
+            if value is None or f.values[0] not in _elements(t, value, op == ast.Operator.CONTAINS_KEY):
+                return False
+            continue
+        if f.key is not None:  # m[k] op v
+            if value is None:
+                return False
+            entries = dict(T.split_collection(t, value))
+            value, t = entries.get(f.key), t.value
+        if value is None:
+            return False
+        if op == ast.Operator.IN:
+            if not any(_compare(t, value, v) == 0 for v in f.values):
+                return False
+            continue
+        c = _compare(t, value, f.values[0])
+        ok = {ast.Operator.EQ: c == 0, ast.Operator.NEQ: c != 0, ast.Operator.LT: c < 0,
+              ast.Operator.LTE: c <= 0, ast.Operator.GT: c > 0, ast.Operator.GTE: c >= 0}.get(op)
+        if not ok:
+            return False
+    return True

@@ -1,0 +1,420 @@
+"""SELECT: plan the reads a statement needs (single partitions for a restricted partition key,
+token-range scans otherwise), fetch one page, and shape the rows the client asked for
+(Cassandra's SelectStatement, Selection and QueryPager, simplified).
+
+Owns: selectors (columns, aliases, WRITETIME, TTL, token(), COUNT and the simple aggregates,
+JSON), ORDER BY, LIMIT and PER PARTITION LIMIT, DISTINCT, ALLOW FILTERING, and paging with a
+state that any node can continue: the position of the last row returned (partition index or
+token and key, then clustering key) and how many rows have been returned so far.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import msgpack
+
+from agora.core.errors import InvalidRequest
+from agora.core.ring.partitioner import token_for_key
+from agora.core.schema import types as T
+from agora.core.types import Bound, RangeCommand, ReadCommand, Slice
+from agora.cql import ast
+from agora.cql.results import ColumnSpec, Rows
+from agora.cql.rowview import RowView, matches, rows_of
+from agora.cql.terms import TermContext, int_value
+from agora.cql.where import Restrictions, analyze
+
+PAGING_STATE_VERSION = 1
+INTERNAL_PAGE_ROWS = 5_000  # aggregates and unpaged queries read in chunks of this many rows
+MAX_UNPAGED_ROWS = 1_000_000  # an unpaged SELECT past this is refused rather than exhausting memory
+FILTERING_MIN_FETCH_ROWS = 100  # with ALLOW FILTERING a scan fetches at least this many rows per round
+AGGREGATES = ("count", "min", "max", "sum", "avg")
+
+
+@dataclass
+class PagePosition:
+    """Where the previous page stopped. Encoded into the opaque paging_state."""
+
+    index: int = 0  # single-partition queries: index into the partition key list
+    token: int | None = None  # range scans: last partition's position
+    key: bytes | None = None
+    ckey: bytes | None = None  # last row returned in that partition (None: partition done)
+    returned: int = 0  # rows returned so far (LIMIT)
+    in_partition: int = 0  # rows returned so far from the current partition (PER PARTITION LIMIT)
+
+    def encode(self) -> bytes:
+        return msgpack.packb([PAGING_STATE_VERSION, self.index, self.token, self.key, self.ckey,
+                              self.returned, self.in_partition], use_bin_type=True)
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> "PagePosition":
+        if not raw:
+            return cls()
+        try:
+            v, index, token, key, ckey, returned, in_part = msgpack.unpackb(raw, raw=False)
+            assert v == PAGING_STATE_VERSION
+            return cls(int(index), token, key, ckey, int(returned), int(in_part))
+        except Exception:
+            raise InvalidRequest("Invalid value for the paging state") from None
+
+
+@dataclass
+class Output:
+    """One result column: its spec and how to compute it from a row."""
+
+    spec: ColumnSpec
+    kind: str  # "column" | "writetime" | "ttl" | "token" | "field" | "aggregate"
+    column: object = None
+    arg: object = None
+
+
+@dataclass
+class Plan:
+    table: object
+    r: Restrictions
+    outputs: list[Output]
+    reversed: bool
+    limit: int | None
+    per_partition_limit: int | None
+    distinct: bool
+    aggregate: bool
+    json: bool
+    filters: list = field(default_factory=list)
+
+
+# ---- planning -----------------------------------------------------------------------------
+
+
+def _spec(table, name: str, t) -> ColumnSpec:
+    return ColumnSpec(table.keyspace, table.name, name, t)
+
+
+def _outputs(stmt: ast.Select, table) -> list[Output]:
+    if not stmt.selectors:
+        cols = list(table.partition_key_columns) + list(table.clustering_columns) + sorted(
+            (c for c in table.columns if c.kind in ("static", "regular")), key=lambda c: c.name)
+        if stmt.distinct:
+            cols = [c for c in cols if c.kind in ("partition_key", "static")]
+        return [Output(_spec(table, c.name, c.type), "column", c) for c in cols]
+    return [_output(table, sel) for sel in stmt.selectors]
+
+
+def _col(table, name: str):
+    col = table.column(name)
+    if col is None:
+        raise InvalidRequest(f"Undefined column name {name} in table {table.keyspace}.{table.name}")
+    return col
+
+
+def _output(table, sel: ast.Selector) -> Output:
+    e = sel.expr
+    if isinstance(e, ast.ColumnRef):
+        col = _col(table, e.name)
+        return Output(_spec(table, sel.alias or col.name, col.type), "column", col)
+    if isinstance(e, (ast.WriteTime, ast.Ttl)):
+        col = _col(table, e.column)
+        if col.kind in ("partition_key", "clustering"):
+            raise InvalidRequest(f"Cannot use selection function {'writeTime' if isinstance(e, ast.WriteTime) else 'ttl'} "
+                                 f"on PRIMARY KEY part {col.name}")
+        if T.is_multicell(col.type):
+            raise InvalidRequest(f"Cannot use selection function on non-frozen collection {col.name}")
+        kind, t = ("writetime", T.BIGINT) if isinstance(e, ast.WriteTime) else ("ttl", T.INT)
+        return Output(_spec(table, sel.alias or f"{kind}({col.name})", t), kind, col)
+    if isinstance(e, ast.CountRows):
+        return Output(_spec(table, sel.alias or "count", T.BIGINT), "aggregate", None, "count")
+    if isinstance(e, ast.FieldRef) and isinstance(e.expr, ast.ColumnRef):
+        col = _col(table, e.expr.name)
+        t = col.type
+        if not isinstance(t, T.UserType) or e.field not in t.field_names:
+            raise InvalidRequest(f"Invalid field selection: {col.name} of type {t.cql_name()} has no field {e.field}")
+        i = t.field_names.index(e.field)
+        return Output(_spec(table, sel.alias or f"{col.name}.{e.field}", t.field_types[i]), "field", col, i)
+    if isinstance(e, ast.FunctionCall):
+        return _function_output(table, sel, e)
+    raise InvalidRequest(f"Unsupported selector {type(e).__name__}")
+
+
+def _function_output(table, sel: ast.Selector, e: ast.FunctionCall) -> Output:
+    name = e.name.lower()
+    if name == "token":
+        cols = [a.name for a in e.args if isinstance(a, ast.ColumnRef)]
+        if cols != [c.name for c in table.partition_key_columns]:
+            raise InvalidRequest("Type error: token() needs the partition key columns in order")
+        return Output(_spec(table, sel.alias or f"system.token({', '.join(cols)})", T.BIGINT), "token")
+    if name in AGGREGATES and len(e.args) == 1:
+        arg = e.args[0]
+        if name == "count" and (isinstance(arg, ast.CountRows) or isinstance(arg, ast.Literal)):
+            return Output(_spec(table, sel.alias or "count", T.BIGINT), "aggregate", None, "count")
+        if not isinstance(arg, ast.ColumnRef):
+            raise InvalidRequest(f"{name}() takes a column")
+        col = _col(table, arg.name)
+        t = T.BIGINT if name == "count" else col.type
+        return Output(_spec(table, sel.alias or f"system.{name}({col.name})", t), "aggregate", col, name)
+    raise InvalidRequest(f"Unknown function {e.name}")
+
+
+def plan(stmt: ast.Select, table, terms: TermContext) -> Plan:
+    r = analyze(table, stmt.where, terms, for_select=True)
+    if r.filters and not stmt.allow_filtering:
+        raise InvalidRequest("Cannot execute this query as it might involve data filtering and thus may have "
+                             "unpredictable performance. If you want to execute this query despite the "
+                             "performance unpredictability, use ALLOW FILTERING")
+    outputs = _outputs(stmt, table)
+    aggregate = any(o.kind == "aggregate" for o in outputs)
+    if aggregate and not all(o.kind in ("aggregate", "column") for o in outputs):
+        raise InvalidRequest("Aggregates cannot be mixed with writetime/ttl/token selectors")
+    rev = _reversed(stmt, table, r)
+    limit = int_value(stmt.limit, terms, "limit") if stmt.limit is not None else None
+    ppl = int_value(stmt.per_partition_limit, terms, "limit") if stmt.per_partition_limit is not None else None
+    for name, value in (("LIMIT", limit), ("PER PARTITION LIMIT", ppl)):
+        if value is not None and value <= 0:
+            raise InvalidRequest(f"{name} must be strictly positive")
+    if stmt.distinct and (r.ck_eq or r.ck_lower or r.ck_upper):
+        raise InvalidRequest("SELECT DISTINCT with WHERE clause only supports restriction by partition key "
+                             "and/or static columns.")
+    return Plan(table, r, outputs, rev, limit, 1 if stmt.distinct else ppl, stmt.distinct, aggregate,
+                stmt.json, r.filters)
+
+
+def _reversed(stmt: ast.Select, table, r: Restrictions) -> bool:
+    if not stmt.order_by:
+        return False
+    if not r.single_partitions:
+        raise InvalidRequest("ORDER BY is only supported when the partition key is restricted by an EQ or an IN.")
+    ck = table.clustering_columns
+    flips = set()
+    for i, o in enumerate(stmt.order_by):
+        if i >= len(ck) or ck[i].name != o.column:
+            raise InvalidRequest("Order by currently only supports the ordering of columns following their "
+                                 "declared order in the PRIMARY KEY")
+        flips.add(o.descending != (ck[i].clustering_order == "desc"))
+    if len(flips) > 1:
+        raise InvalidRequest("Unsupported order by relation")
+    return flips.pop()
+
+
+# ---- fetching ----------------------------------------------------------------------------
+
+
+def _after(slices, last: bytes, reverse: bool):
+    """The slices restricted to rows after `last` (before it when reading in reverse)."""
+    cut = Slice(Bound(b"", True), Bound(last, False)) if reverse else Slice(Bound(last, False), Bound(b"", True))
+    if slices is None:
+        return (cut,)
+    out = []
+    for s in slices:
+        if reverse:
+            end = s.end if (s.end.prefix and s.end.prefix < last) else cut.end
+            out.append(Slice(s.start, end))
+        else:
+            start = s.start if (s.start.prefix and s.start.prefix > last) else cut.start
+            out.append(Slice(start, s.end))
+    return tuple(out)
+
+
+class Pager:
+    """Fetches rows for one page, honouring limits, starting from a PagePosition."""
+
+    def __init__(self, p: Plan, backend, cl, pos: PagePosition, want: int | None, now_s: int):
+        self.p, self.backend, self.cl, self.pos, self.want, self.now_s = p, backend, cl, pos, want, now_s
+        self.rows: list[RowView] = []
+        self.more = False
+
+    def _take(self, rows: list[RowView], key: bytes, fresh_partition: bool) -> bool:
+        """Add rows of one partition; True when the page is full."""
+        p = self.p
+        if fresh_partition:
+            self.pos.in_partition = 0
+        for row in rows:
+            if p.filters and not matches(row, p.filters, p.table):
+                continue
+            if p.per_partition_limit is not None and self.pos.in_partition >= p.per_partition_limit:
+                break
+            self.rows.append(row)
+            self.pos.in_partition += 1
+            self.pos.returned += 1
+            self.pos.key, self.pos.ckey = key, row.ckey
+            if p.limit is not None and self.pos.returned >= p.limit:
+                self.more = False
+                return True
+            if self.want is not None and len(self.rows) >= self.want:
+                self.more = True
+                return True
+        self.pos.ckey = None
+        return False
+
+    async def single_partitions(self) -> None:
+        p = self.p
+        keys = p.r.partition_keys()
+        cols = None
+        for i in range(self.pos.index, len(keys)):
+            key = keys[i]
+            slices = p.r.slices()
+            resume = i == self.pos.index and self.pos.ckey is not None
+            if resume:
+                slices = _after(slices, self.pos.ckey, p.reversed)
+            part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices, cols), self.cl)
+            rows = rows_of(p.table, part)
+            if p.reversed:
+                rows.reverse()
+            self.pos.index = i
+            if self._take(rows, key, fresh_partition=not resume):
+                return
+            self.pos.index = i + 1
+
+    async def token_range(self) -> None:
+        p = self.p
+        start_token, end_token = p.r.token_range()
+        start_key = None
+        if self.pos.key is not None:
+            start_token, start_key = self.pos.token, self.pos.key
+            if self.pos.ckey is not None:  # finish the partition the last page stopped in
+                slices = _after(p.r.slices(), self.pos.ckey, False)
+                part = await self.backend.read(ReadCommand(p.table.id.bytes, self.pos.key, slices), self.cl)
+                if self._take(rows_of(p.table, part), self.pos.key, fresh_partition=False):
+                    return
+        while True:
+            room = None if self.want is None else self.want - len(self.rows)
+            if p.limit is not None:
+                left = p.limit - self.pos.returned
+                room = left if room is None else min(room, left)
+            fetch = max(room or INTERNAL_PAGE_ROWS, FILTERING_MIN_FETCH_ROWS if p.filters else 1)
+            cmd = RangeCommand(p.table.id.bytes, start_token, start_key, end_token, p.r.slices(), None,
+                               fetch, p.per_partition_limit or 0)
+            parts = await self.backend.read_range(cmd, self.cl)
+            got = 0
+            for part in parts:
+                rows = rows_of(p.table, part)
+                got += len(rows) or 1
+                self.pos.token = token_for_key(part.key)
+                if self._take(rows, part.key, fresh_partition=True):
+                    return
+                start_token, start_key = self.pos.token, part.key
+            if not parts or got < fetch:
+                return
+
+
+# ---- shaping -----------------------------------------------------------------------------
+
+
+def _cell_value(o: Output, row: RowView, now_s: int):
+    if o.kind == "column":
+        return row.values.get(o.column.name)
+    if o.kind == "writetime":
+        cell = row.cells.get(o.column.name)
+        return None if cell is None else T.serialize(T.BIGINT, cell.ts)
+    if o.kind == "ttl":
+        cell = row.cells.get(o.column.name)
+        if cell is None or not cell.ttl_s:
+            return None
+        return T.serialize(T.INT, max(0, cell.ldt_s - now_s))
+    if o.kind == "token":
+        return T.serialize(T.BIGINT, token_for_key(row.key))
+    if o.kind == "field":
+        raw = row.values.get(o.column.name)
+        if raw is None:
+            return None
+        fields = T.split_collection(o.column.type, raw)
+        return fields[o.arg] if o.arg < len(fields) else None
+    raise AssertionError(o.kind)
+
+
+def _aggregate(outputs: list[Output], rows: list[RowView], now_s: int) -> list[bytes | None]:
+    out = []
+    for o in outputs:
+        if o.kind == "column":
+            out.append(rows[0].values.get(o.column.name) if rows else None)
+            continue
+        if o.arg == "count":
+            n = len(rows) if o.column is None else sum(1 for r in rows if r.values.get(o.column.name) is not None)
+            out.append(T.serialize(T.BIGINT, n))
+            continue
+        t = o.column.type
+        vals = [T.deserialize(t, r.values[o.column.name]) for r in rows if r.values.get(o.column.name) is not None]
+        if o.arg in ("min", "max"):
+            raws = [r.values[o.column.name] for r in rows if r.values.get(o.column.name) is not None]
+            if not raws:
+                out.append(None)
+                continue
+            best = raws[0]
+            for raw in raws[1:]:
+                c = T.compare(t, raw, best)
+                if (c < 0) if o.arg == "min" else (c > 0):
+                    best = raw
+            out.append(best)
+        elif o.arg == "sum":
+            out.append(T.serialize(t, sum(vals) if vals else 0))
+        else:  # avg: integer types truncate, as in Cassandra
+            total = sum(vals) if vals else 0
+            avg = (total / len(vals) if isinstance(total, float) else (int(total / len(vals)) if vals else 0))
+            out.append(T.serialize(t, avg))
+    return out
+
+
+def _json_row(outputs: list[Output], values: list[bytes | None]) -> bytes:
+    doc = {}
+    for o, raw in zip(outputs, values):
+        name = o.spec.name
+        doc[name if name == name.lower() else f'"{name}"'] = None if raw is None else _jsonable(T.deserialize(o.spec.type, raw))
+    return json.dumps(doc, separators=(", ", ": ")).encode()
+
+
+def _jsonable(v):
+    import datetime
+    import decimal
+    import uuid
+    if isinstance(v, (list, tuple, set, frozenset)) or type(v).__name__ == "SortedSet":
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict) or hasattr(v, "items"):
+        return {str(_jsonable(k)): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    if isinstance(v, (uuid.UUID, decimal.Decimal)):
+        return str(v)
+    if isinstance(v, datetime.datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    if isinstance(v, (datetime.date, datetime.time)):
+        return v.isoformat()
+    return v
+
+
+async def execute(stmt: ast.Select, table, terms: TermContext, backend, cl, params, now_s: int) -> Rows:
+    p = plan(stmt, table, terms)
+    specs = [o.spec for o in p.outputs]
+    if p.r.empty:
+        return Rows(_result_specs(p, specs))
+    if p.aggregate:
+        rows = await _all_rows(p, backend, cl, now_s)
+        values = _aggregate(p.outputs, rows, now_s)
+        return Rows(_result_specs(p, specs), [[_json_row(p.outputs, values)] if p.json else values])
+    page_size = params.page_size if params.page_size and params.page_size > 0 else None
+    pos = PagePosition.decode(params.paging_state)
+    pager = Pager(p, backend, cl, pos, page_size or MAX_UNPAGED_ROWS + 1, now_s)
+    await (pager.single_partitions() if p.r.single_partitions else pager.token_range())
+    if page_size is None and pager.more:
+        raise InvalidRequest(f"Unpaged SELECT returns more than {MAX_UNPAGED_ROWS} rows; use paging or LIMIT")
+    out = []
+    for row in pager.rows:
+        values = [_cell_value(o, row, now_s) for o in p.outputs]
+        out.append([_json_row(p.outputs, values)] if p.json else values)
+    return Rows(_result_specs(p, specs), out, pos.encode() if pager.more else None)
+
+
+def _result_specs(p: Plan, specs: list[ColumnSpec]) -> list[ColumnSpec]:
+    if p.json:
+        return [ColumnSpec(p.table.keyspace, p.table.name, "[json]", T.TEXT)]
+    return specs
+
+
+async def _all_rows(p: Plan, backend, cl, now_s: int) -> list[RowView]:
+    pos = PagePosition()
+    rows: list[RowView] = []
+    while True:
+        pager = Pager(p, backend, cl, pos, INTERNAL_PAGE_ROWS, now_s)
+        await (pager.single_partitions() if p.r.single_partitions else pager.token_range())
+        rows.extend(pager.rows)
+        if len(rows) > MAX_UNPAGED_ROWS:
+            raise InvalidRequest(f"aggregation over more than {MAX_UNPAGED_ROWS} rows is not supported")
+        if not pager.more:
+            return rows
