@@ -9,9 +9,11 @@ import pytest
 from agora.runtime.cluster import LocalCluster, parse_dc_layout, wait_until
 
 
-def make_cluster(tmp_path_factory, name: str, nodes: int = 3, dcs=None, overrides=None) -> LocalCluster:
+def make_cluster(tmp_path_factory, name: str, nodes: int = 3, dcs=None, overrides=None,
+                 subnet: str = "127.0.0") -> LocalCluster:
+    """Each test module uses its own loopback subnet, so clusters never collide on ports."""
     cluster = LocalCluster(tmp_path_factory.mktemp(name) / "cluster")
-    cluster.create(parse_dc_layout(nodes, dcs, 1), overrides or {})
+    cluster.create(parse_dc_layout(nodes, dcs, 1), overrides or {}, subnet=subnet)
     cluster.start()
     return cluster
 
@@ -20,7 +22,7 @@ def make_cluster(tmp_path_factory, name: str, nodes: int = 3, dcs=None, override
 def cluster3(tmp_path_factory):
     """Three nodes, one DC, hints off (so replicas that miss writes stay stale until a read
     repairs them — what these tests look at)."""
-    cluster = make_cluster(tmp_path_factory, "c3", overrides={"hinted_handoff_enabled": False})
+    cluster = make_cluster(tmp_path_factory, "c3", overrides={"hinted_handoff_enabled": False}, subnet="127.0.10")
     with cluster.client("node1") as c:
         c.call("create_keyspace", {"name": "ks", "replication": {"class": "SimpleStrategy", "replication_factor": "3"}})
         c.call("create_table", {"keyspace": "ks", "name": "kv", "columns": [["k", "text"], ["v", "text"]],

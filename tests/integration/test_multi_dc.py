@@ -16,7 +16,7 @@ from .conftest import make_cluster, wait_schema_agreement
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory):
     cluster = make_cluster(tmp_path_factory, "regions", dcs=["us:3", "eu:3", "asia:3"],
-                           overrides={"num_tokens": 8, "hinted_handoff_enabled": False})
+                           overrides={"num_tokens": 8, "hinted_handoff_enabled": False}, subnet="127.0.11")
     yield cluster
     cluster.down(kill=True)
 

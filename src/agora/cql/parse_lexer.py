@@ -6,11 +6,13 @@ bind-marker limits. Deliberately does not know statement shapes (grammar.lark) o
 become AST nodes (parse_*.py rules).
 
 Keywords are contextual: a word becomes the keyword terminal `_K_<WORD>` only where the
-parser can take that keyword next (its state's action table has it), and an identifier
-everywhere else. So `SELECT key, type, ttl FROM t WHERE token(k) > 0` works although those are
-CQL keywords, as Cassandra's unreserved keywords do; words that are literals (true, false,
-null, NaN, Infinity, ISO durations such as P1DT2H) likewise become literals only where a
-literal can stand. A ':' is a named bind marker `:name` exactly where a term can start.
+parser can take that keyword next, and an identifier everywhere else. So `SELECT key, type,
+ttl FROM t WHERE token(k) > 0` works although those are CQL keywords, as Cassandra's
+unreserved keywords do. Where a keyword and a name both fit (after SELECT, CONTAINS,
+DESCRIBE, IF ...) the keyword wins unless only a name can be followed by the next token
+(`SELECT json FROM t`). Words that are literals (true, false, null, NaN, Infinity, ISO
+durations such as P1DT2H) become literals only where a literal can stand, and a ':' is a
+named bind marker `:name` exactly where a term can start.
 
 Where the rules come from: Cassandra 4/5 `Lexer.g` (identifiers, string and $$ literals,
 comments, numbers, uuid, blob, duration tokens), `Duration.java` (duration units and their
@@ -252,9 +254,13 @@ def _word(raw: str, tables: Tables, stack: list[int], start: int, end: int, text
     Where both the keyword and a name fit, the next token decides: the keyword unless only
     a name can be followed by it (so `SELECT json FROM t` selects a column named json)."""
     keyword = "_K_" + raw.upper()
-    if accepts(tables, stack, keyword) and not _only_a_name_fits(tables, stack, keyword, text,
-                                                                   end):
-        return Tok(keyword, raw, start, end)
+    row = tables.actions[stack[-1]]
+    if keyword in row:
+        if "IDENT" not in row:  # nothing else can stand here: no need to look closer
+            return Tok(keyword, raw, start, end)
+        if accepts(tables, stack, keyword) and not _only_a_name_fits(tables, stack, keyword,
+                                                                       text, end):
+            return Tok(keyword, raw, start, end)
     lower = raw.lower()
     literal = WORD_LITERALS.get(lower)
     if literal is not None and accepts(tables, stack, literal[0]):
@@ -268,8 +274,6 @@ def _only_a_name_fits(tables: Tables, stack: list[int], keyword: str, text: str,
                       pos: int) -> bool:
     """True when an identifier fits here and can be followed by the next token, but the
     keyword cannot (one token of lookahead, only where keyword and name compete)."""
-    if "IDENT" not in tables.actions[stack[-1]]:
-        return False
     as_name = shifted(tables, stack, "IDENT")
     if as_name is None:
         return False

@@ -25,6 +25,7 @@ from agora.runtime.admin_client import AdminClient, AdminError
 
 CLUSTER_FILE = "cluster.json"
 DEFAULT_CLUSTER_NAME = "Agora Local"
+DEFAULT_SUBNET = "127.0.0"
 NODE_START_TIMEOUT_S = 60.0  # generous: a 9-node cluster starting on a busy 2-core machine
 STOP_TIMEOUT_S = 20.0  # graceful stop before we give up and SIGKILL
 MAX_SEEDS_PER_DC = 2  # like Cassandra's advice: a few seeds per datacenter, never all nodes
@@ -90,9 +91,14 @@ class LocalCluster:
     def exists(self) -> bool:
         return bool(self.nodes)
 
-    def create(self, layout: list[tuple[str, str]], overrides: dict | None = None) -> None:
+    def create(self, layout: list[tuple[str, str]], overrides: dict | None = None,
+               subnet: str = DEFAULT_SUBNET) -> None:
+        """Nodes get addresses subnet.1, subnet.2 ... (default 127.0.0.x); several clusters can
+        share a machine on different loopback subnets (127.0.1.x ...), all on the same ports."""
+        if not subnet.startswith("127.") or subnet.count(".") != 2:
+            raise ConfigError(f"subnet must look like 127.A.B (loopback only), got {subnet!r}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.nodes = [NodeEntry(f"node{i + 1}", f"127.0.0.{i + 1}", dc, rack)
+        self.nodes = [NodeEntry(f"node{i + 1}", f"{subnet}.{i + 1}", dc, rack)
                       for i, (dc, rack) in enumerate(layout)]
         seeds: list[str] = []
         for dc in dict.fromkeys(dc for dc, _ in layout):
