@@ -13,7 +13,6 @@ import time
 
 from rich.console import Console
 
-from agora.runtime.admin_client import AdminError
 from agora.runtime.cluster import LocalCluster, parse_dc_layout, wait_until
 
 console = Console(highlight=False, soft_wrap=True)
@@ -40,18 +39,35 @@ def _ensure_cluster(directory: str) -> LocalCluster:
     return cluster
 
 
-def _schema(c) -> None:
-    schema = c.call("schema", {})
-    if KS not in schema["keyspaces"]:
-        c.call("create_keyspace", {"name": KS, "replication": {"class": "SimpleStrategy", "replication_factor": "3"}})
-    schema = c.call("schema", {})
-    tables = schema["keyspaces"][KS]["tables"]
-    if "users" not in tables:
-        c.call("create_table", {"keyspace": KS, "name": "users", "columns": [["id", "int"], ["name", "text"]],
-                                "partition_key": ["id"]})
-    if "status" not in tables:
-        c.call("create_table", {"keyspace": KS, "name": "status", "columns": [["user", "text"], ["state", "text"]],
-                                "partition_key": ["user"]})
+class Cql:
+    """A cassandra-driver session pinned to one node, so that node coordinates every request."""
+
+    def __init__(self, address: str):
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import FallthroughRetryPolicy, WhiteListRoundRobinPolicy
+
+        # no retries on another node: the demo shows each coordinator's own answer
+        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([address]),
+                                   retry_policy=FallthroughRetryPolicy(), request_timeout=15)
+        self.cluster = Cluster([address], protocol_version=5, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+        self.session = self.cluster.connect()
+
+    def run(self, cql: str, cl: str = "ONE"):
+        from cassandra import ConsistencyLevel
+        from cassandra.query import SimpleStatement
+
+        rows = self.session.execute(SimpleStatement(cql, consistency_level=getattr(ConsistencyLevel, cl)))
+        return [dict(r._asdict()) for r in rows] if rows.column_names else []
+
+    def close(self) -> None:
+        self.cluster.shutdown()
+
+
+def _schema(c: Cql) -> None:
+    c.run(f"CREATE KEYSPACE IF NOT EXISTS {KS} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 3}}")
+    c.run(f"CREATE TABLE IF NOT EXISTS {KS}.users (id int PRIMARY KEY, name text)")
+    c.run(f"CREATE TABLE IF NOT EXISTS {KS}.status (user text PRIMARY KEY, state text)")
+    c.run(f"USE {KS}")
 
 
 def _copies(cluster, table: str, key: dict) -> str:
@@ -71,64 +87,69 @@ def _sees_up(client, address: str) -> bool:
 
 
 def run_demo(directory: str) -> int:
+    from cassandra import Unavailable
+
     cluster = _ensure_cluster(directory)
     n1, n2, n3 = (n.name for n in cluster.nodes[:3])
-    c1, c2, c3 = cluster.client(n1), cluster.client(n2), cluster.client(n3)
+    a1, a2, a3 = (n.address for n in cluster.nodes[:3])
+    c1, c2, c3 = Cql(a1), Cql(a2), Cql(a3)
     step("1. Any node coordinates")
+    say(f"Connected the cassandra-driver to {n1}, {n2} and {n3} separately, to pick each request's coordinator.")
     _schema(c1)
-    wait_until(lambda: KS in c3.call("schema", {})["keyspaces"], 10, "the schema to reach every node")
+    c3.run(f"USE {KS}")
+    c2.run(f"USE {KS}")
     say(f"Keyspace '{KS}' has replication factor N=3: every row lives on 3 nodes.")
-    say(f"INSERT INTO users (id, name) VALUES (1, 'Alice')  at QUORUM (W=2), sent to {n1}")
-    c1.call("write", {"keyspace": KS, "table": "users", "values": {"id": 1, "name": "Alice"}, "cl": "QUORUM"})
-    rows = c3.call("read", {"keyspace": KS, "table": "users", "key": {"id": 1}, "cl": "QUORUM"})
-    say(f"SELECT name FROM users WHERE id = 1  at QUORUM (R=2), sent to {n3}:  {rows}")
+    say(f"{n1}> INSERT INTO users (id, name) VALUES (1, 'Alice')   -- at QUORUM (W=2)")
+    c1.run("INSERT INTO users (id, name) VALUES (1, 'Alice')", "QUORUM")
+    rows = c3.run("SELECT name FROM users WHERE id = 1", "QUORUM")
+    say(f"{n3}> SELECT name FROM users WHERE id = 1            -- at QUORUM (R=2):  {rows}")
     say("W + R = 4 > N = 3: the read set overlaps the write set, so the read sees the write.")
     say(f"Each node's own copy:\n    {_copies(cluster, 'users', {'id': 1})}")
 
     step("2. Kill a node: the quorum still answers")
+    c3.close()
     cluster.stop(n3, kill=True)
     say(f"kill -9 {n3}.")
-    c1.call("write", {"keyspace": KS, "table": "users", "values": {"id": 2, "name": "Bob"}, "cl": "QUORUM"})
-    say(f"INSERT (2, 'Bob') at QUORUM through {n1}: acknowledged by the 2 live replicas.")
-    say(f"SELECT id=2 at QUORUM through {n2}: {c2.call('read', {'keyspace': KS, 'table': 'users', 'key': {'id': 2}, 'cl': 'QUORUM'})}")
+    c1.run("INSERT INTO users (id, name) VALUES (2, 'Bob')", "QUORUM")
+    say(f"{n1}> INSERT INTO users (id, name) VALUES (2, 'Bob')  -- QUORUM: acknowledged by the 2 live replicas.")
+    say(f"{n2}> SELECT * FROM users WHERE id = 2  -- QUORUM: {c2.run('SELECT * FROM users WHERE id = 2', 'QUORUM')}")
     t0 = time.monotonic()
-    wait_until(lambda: not _sees_up(c2, cluster.node(n3).address), 30, f"{n2} to notice {n3} is gone")
+    with cluster.client(n2) as admin:
+        wait_until(lambda: not _sees_up(admin, cluster.node(n3).address), 30, f"{n2} to notice {n3} is gone")
     say(f"{n2}'s failure detector (phi accrual over gossip heartbeats) marked {n3} down "
         f"after {time.monotonic() - t0:.1f}s more.")
     try:
-        c2.call("read", {"keyspace": KS, "table": "users", "key": {"id": 2}, "cl": "ALL"})
+        c2.run("SELECT * FROM users WHERE id = 2", "ALL")
         say("ALL succeeded?!")
-    except AdminError as exc:
-        say(f"SELECT at ALL through {n2}: [red]{exc.kind}[/red] — {exc.message}. "
-            f"Nothing was sent: the coordinator knew in advance that ALL cannot be met.")
+    except Unavailable as exc:
+        say(f"{n2}> SELECT ... at ALL: [red]Unavailable[/red] — required {exc.required_replicas}, "
+            f"alive {exc.alive_replicas}. Nothing was sent: the coordinator knew in advance that ALL cannot be met.")
 
     step("3. The node that missed a write")
-    c3.close()
     cluster.start([n3])
-    c3 = cluster.client(n3)
+    c3 = Cql(a3)
+    c3.run(f"USE {KS}")
     say(f"{n3} restarted. Copies of id=2:\n    {_copies(cluster, 'users', {'id': 2})}")
-    rows = c3.call("read", {"keyspace": KS, "table": "users", "key": {"id": 2}, "cl": "ONE"})
-    say(f"SELECT id=2 at ONE through {n3} (R=1, W+R=3, not > N): {rows or '[] — a stale read'}")
-    rows = c2.call("read", {"keyspace": KS, "table": "users", "key": {"id": 2}, "cl": "ALL"})
-    say(f"SELECT id=2 at ALL through {n2}: {rows}; the digests disagreed, so the coordinator merged "
+    rows = c3.run("SELECT * FROM users WHERE id = 2", "ONE")
+    say(f"{n3}> SELECT ... WHERE id = 2 at ONE (R=1, W+R=3, not > N): {rows or '[] — a stale read'}")
+    rows = c2.run("SELECT * FROM users WHERE id = 2", "ALL")
+    say(f"{n2}> SELECT ... WHERE id = 2 at ALL: {rows}; the digests disagreed, so the coordinator merged "
         f"the answers and repaired {n3} before replying (blocking read repair).")
     say(f"Copies of id=2 now:\n    {_copies(cluster, 'users', {'id': 2})}")
 
     step("4. apple vs banana: last write wins, per cell, by timestamp")
-    t = c1.call("write", {"keyspace": KS, "table": "status", "values": {"user": "sam", "state": "start"},
-                          "cl": "ALL"})["timestamp"]
+    t = int(time.time() * 1_000_000)
     say(f"Client B writes 'banana' with timestamp {t + 2000} through {n2}; "
         f"then client A writes 'apple' with the older timestamp {t + 1000} through {n1}.")
-    c2.call("write", {"keyspace": KS, "table": "status", "values": {"user": "sam", "state": "banana"},
-                      "cl": "QUORUM", "timestamp": t + 2000})
-    c1.call("write", {"keyspace": KS, "table": "status", "values": {"user": "sam", "state": "apple"},
-                      "cl": "QUORUM", "timestamp": t + 1000})
-    rows = c3.call("read", {"keyspace": KS, "table": "status", "key": {"user": "sam"}, "cl": "ALL"})
-    say(f"Read at ALL through {n3}: {rows} — 'apple' arrived last but carries the older timestamp, so it lost.")
+    c2.run(f"INSERT INTO status (user, state) VALUES ('sam', 'banana') USING TIMESTAMP {t + 2000}", "QUORUM")
+    c1.run(f"INSERT INTO status (user, state) VALUES ('sam', 'apple') USING TIMESTAMP {t + 1000}", "QUORUM")
+    rows = c3.run("SELECT user, state, WRITETIME(state) FROM status WHERE user = 'sam'", "ALL")
+    say(f"{n3}> SELECT ... at ALL: {rows} — 'apple' arrived last but carries the older timestamp, so it lost.")
     say(f"Every replica agrees:\n    {_copies(cluster, 'status', {'user': 'sam'})}")
     say("That is the 'lost write' of last-write-wins: deterministic, but client A's write is gone.")
     for c in (c1, c2, c3):
         c.close()
     step("Done")
-    say("The cluster is still running: `agora status`, `agora stop node2 --kill`, `agora start node2`, `agora down`.")
+    say("The cluster is still running: `agora status`, `agora cqlsh`, `agora stop node2 --kill`, "
+        "`agora start node2`, `agora down`.")
     return 0

@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("node")
     start.add_argument("--dir", default=".agora")
 
+    cq = sub.add_parser("cqlsh", help="open cqlsh on a node of the local cluster (default node1)")
+    cq.add_argument("node", nargs="?", help="node3 or 127.0.0.3")
+    cq.add_argument("--dir", default=".agora")
+    cq.add_argument("cqlsh_args", nargs=argparse.REMAINDER, help="passed to cqlsh, e.g. -e 'DESCRIBE KEYSPACES'")
+
     node = sub.add_parser("node", help="run one node in the foreground")
     node.add_argument("--config", required=True, help="YAML file of node options")
 
@@ -142,6 +147,24 @@ def cmd_node(args) -> int:
     return 0
 
 
+def cmd_cqlsh(args) -> int:
+    import os
+
+    from agora.runtime.cluster import LocalCluster
+
+    cluster = LocalCluster(args.dir)
+    if not cluster.exists:
+        print(f"no cluster in {cluster.dir}; run `agora up`", file=sys.stderr)
+        return 1
+    if args.node and args.node.startswith("-"):  # `agora cqlsh -- -e ...`: no node given
+        args.cqlsh_args, args.node = [args.node, *args.cqlsh_args], None
+    n = cluster.node(args.node) if args.node else next((m for m in cluster.nodes if cluster.is_running(m)), cluster.nodes[0])
+    extra = [a for a in args.cqlsh_args if a != "--"]
+    argv = [sys.executable, "-m", "cqlshlib", n.address, "9042", *extra]
+    os.execv(sys.executable, argv)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from agora.cli.demo import run_demo
 
@@ -149,7 +172,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"up": cmd_up, "status": cmd_status, "stop": cmd_stop, "start": cmd_start,
-            "down": cmd_down, "node": cmd_node, "demo": cmd_demo}
+            "down": cmd_down, "node": cmd_node, "demo": cmd_demo, "cqlsh": cmd_cqlsh}
 
 
 def main(argv: list[str] | None = None) -> int:
