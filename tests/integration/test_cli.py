@@ -83,6 +83,8 @@ def test_demo_tells_the_story(workdir):
     out = agora("demo", cwd=workdir, timeout=300).stdout
     assert "[{'name': 'Alice'}]" in out  # the seed's SELECT, through the real driver
     assert "Unavailable" in out
+    assert "replayed its hint" in out
+    assert out.count("node3: {'id': 2, 'name': 'Bob'}") == 1  # delivered by hinted handoff
     assert "a stale read" in out
-    assert out.count("node3: {'id': 2, 'name': 'Bob'}") == 1  # stale before, repaired after
+    assert out.count("node3: {'id': 3, 'name': 'Carol'}") == 1  # stale before, repaired after
     assert "'state': 'banana'" in out and "'state': 'apple'" not in out

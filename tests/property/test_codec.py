@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from agora.core import codec
 from agora.core.errors import ProtocolError
+from agora.core.hints.messages import HintReq, HintRsp
 from agora.core.messages import (ClientReq, ClientRsp, MutationReq, MutationRsp, ReadReq, ReadRsp,
-                                 SchemaPullReq, SchemaPush)
+                                 SchemaPullReq, SchemaPush, SchemaVersion)
 from agora.core.types import Bound, Cell, Deletion, Partition, RangeTombstone, ReadCommand, Row, Slice
 
 TID = bytes(range(16))
@@ -28,8 +29,9 @@ MESSAGES = [
     ReadReq(3, ReadCommand(TID, b"key", (Slice(Bound(b"a"), Bound(b"z", False)),), ("v",)), False),
     ReadReq(4, ReadCommand(TID, b"key"), True),
     ReadRsp(3, _partition(), None), ReadRsp(4, None, b"d" * 16), ReadRsp(5, None, None, "boom"),
-    SchemaPullReq(6), SchemaPush({"any": ["plain", 1]}),
+    SchemaPullReq(6), SchemaPush({"any": ["plain", 1]}), SchemaVersion("3f2c"),
     ClientReq(7, "status", {"keyspace": "ks"}), ClientRsp(7, {"ok": True}), ClientRsp(8, None, ["Unavailable", "x", {}]),
+    HintReq(9, (_partition(),)), HintRsp(9), HintRsp(10, "unknown table id 00"),
 ]
 
 
@@ -52,7 +54,7 @@ _values = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1
 
 
 @settings(max_examples=500)
-@given(st.sampled_from([1, 2, 3, 4, 10, 11, 20, 21, 22, 30, 31, 99]), st.lists(_values, max_size=6))
+@given(st.sampled_from([1, 2, 3, 4, 10, 11, 20, 21, 22, 30, 31, 40, 41, 60, 61, 62, 63, 64, 99]), st.lists(_values, max_size=6))
 def test_wellformed_msgpack_with_wrong_fields_only_raises_protocol_error(verb, fields):
     try:
         codec.decode(msgpack.packb([verb, *fields], use_bin_type=True))

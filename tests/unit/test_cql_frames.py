@@ -297,6 +297,30 @@ def test_envelope_decoder_refusals():
     assert info.value.stream == 2
 
 
+@pytest.mark.parametrize("data, match", [
+    (struct.pack(">BBhBi", 0x84, 0, -1, 7, 0), "direction"),
+    (struct.pack(">BBhBi", 0x85, 0, -300, 7, 0), "direction"),
+    (struct.pack(">BBhBi", 0x42, 0, -1, 5, 0), "unsupported protocol version"),
+    (bytes([2, 0, 0xFF, 5, 0, 0, 0, 0]), "unsupported protocol version"),
+])
+def test_broken_headers_with_a_negative_stream_are_never_answered(data, match):
+    """Found by fuzzing a real node: bytes with the response bit and stream -1 were answered
+    with an ERROR on stream -1, which a driver reads as an EVENT. Stream ids < 0 belong to
+    the server; such a stream is refused without an answer (stream None: just close)."""
+    decoder = F.EnvelopeDecoder()
+    decoder.feed(data)
+    with pytest.raises(F.FrameError, match=match) as info:
+        decoder.next_envelope()
+    assert info.value.stream is None
+    decoder = F.EnvelopeDecoder()  # mid-connection, after a good envelope, the same
+    decoder.feed(struct.pack(">BBhBi", 4, 0, 1, F.Opcode.OPTIONS, 0)
+                 + struct.pack(">BBhBi", 5, 0, -1, F.Opcode.OPTIONS, 0))
+    assert decoder.next_envelope().stream == 1
+    with pytest.raises(F.FrameError, match="version") as info:
+        decoder.next_envelope()
+    assert info.value.stream is None
+
+
 def test_take_buffer_hands_over_undecoded_bytes():
     decoder = F.EnvelopeDecoder()
     decoder.feed(driver_encode(dp.StartupMessage("3.4.7", {}), 5) + b"\x01\x02\x03")

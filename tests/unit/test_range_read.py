@@ -245,6 +245,9 @@ class FakePlacement:
     def is_alive(self, node):
         return node in self.alive
 
+    def serves_reads(self, node):
+        return node in self.alive
+
     def next_req_id(self):
         self._req += 1
         return self._req

@@ -1,7 +1,8 @@
 """`agora demo`: a narrated tour of leaderless replication on a real local cluster — quorum
 writes and reads through different nodes, a node killed mid-way, Unavailable at ALL, the
-apple/banana conflict settled by timestamps, a replica that missed a write and is caught up
-by read repair.
+apple/banana conflict settled by timestamps, a replica that missed writes and is caught up
+by hinted handoff for one and by read repair for the other (whose hint waits on a stopped
+coordinator).
 
 Owns: the story and its printing. Every step runs for real against the node processes
 through the admin client; nothing is simulated or canned.
@@ -86,6 +87,45 @@ def _sees_up(client, address: str) -> bool:
     return any(n["address"] == address and n["up"] for n in client.call("status", {})["nodes"])
 
 
+def _hints_for(cluster, holder: str, target: str) -> int:
+    with cluster.client(holder) as c:
+        entry = c.call("status", {})["hints"].get(cluster.node(target).node_id)
+    return entry["count"] if entry else 0
+
+
+def _missed_writes(cluster, c1, c2, names) -> None:
+    """Step 3: Bob reaches node3 by hinted handoff; Carol, whose hint waits on a stopped
+    node2, by blocking read repair."""
+    n1, n2, n3 = names
+    a2 = cluster.node(n2).address
+    wait_until(lambda: _hints_for(cluster, n1, n3), 10, f"{n1} to store its hint")
+    say(f"{n1} had sent Bob to {n3} too; no answer came within write_request_timeout, so {n1} "
+        f"keeps the write on its own disk as a hint for {n3} ({_hints_for(cluster, n1, n3)} pending).")
+    c2.run("INSERT INTO users (id, name) VALUES (3, 'Carol')", "QUORUM")
+    say(f"{n2}> INSERT INTO users (id, name) VALUES (3, 'Carol')  -- QUORUM; {n2} knows {n3} is down, "
+        f"so it hints at once ({_hints_for(cluster, n2, n3)} pending on {n2}).")
+    cluster.stop(n2)
+    with cluster.client(n1) as admin:
+        wait_until(lambda: not _sees_up(admin, a2), 30, f"{n1} to see {n2} leave")
+    say(f"{n2} is stopped for maintenance, its hint for {n3} with it.")
+    cluster.start([n3])
+    wait_until(lambda: not _hints_for(cluster, n1, n3), 30, f"{n1} to hand its hint off")
+    say(f"{n3} restarted; {n1} saw it UP and replayed its hint (no read involved). "
+        f"Copies of id=2:\n    {_copies(cluster, 'users', {'id': 2})}")
+    c3 = Cql(cluster.node(n3).address)
+    c3.run(f"USE {KS}")
+    say(f"Copies of id=3:\n    {_copies(cluster, 'users', {'id': 3})}")
+    rows = c3.run("SELECT * FROM users WHERE id = 3", "ONE")
+    say(f"{n3}> SELECT ... WHERE id = 3 at ONE (R=1, W+R=3, not > N): {rows or '[] — a stale read'}")
+    rows = c1.run("SELECT * FROM users WHERE id = 3", "QUORUM")
+    say(f"{n1}> SELECT ... WHERE id = 3 at QUORUM ({n1} and {n3}): {rows}; the digests disagreed, so the "
+        f"coordinator merged the answers and repaired {n3} before replying (blocking read repair).")
+    say(f"Copies of id=3 now:\n    {_copies(cluster, 'users', {'id': 3})}")
+    cluster.start([n2])
+    say(f"{n2} is back; its hint for {n3} is replayed too, harmlessly (merges are idempotent).")
+    c3.close()
+
+
 def run_demo(directory: str) -> int:
     from cassandra import Unavailable
 
@@ -125,17 +165,12 @@ def run_demo(directory: str) -> int:
         say(f"{n2}> SELECT ... at ALL: [red]Unavailable[/red] — required {exc.required_replicas}, "
             f"alive {exc.alive_replicas}. Nothing was sent: the coordinator knew in advance that ALL cannot be met.")
 
-    step("3. The node that missed a write")
-    cluster.start([n3])
-    c3 = Cql(a3)
+    step("3. The node that missed writes: hinted handoff, read repair")
+    _missed_writes(cluster, c1, c2, (n1, n2, n3))
+    c2.close()  # node2 restarted: fresh sessions rather than the driver's reconnection delay
+    c2, c3 = Cql(a2), Cql(a3)
+    c2.run(f"USE {KS}")
     c3.run(f"USE {KS}")
-    say(f"{n3} restarted. Copies of id=2:\n    {_copies(cluster, 'users', {'id': 2})}")
-    rows = c3.run("SELECT * FROM users WHERE id = 2", "ONE")
-    say(f"{n3}> SELECT ... WHERE id = 2 at ONE (R=1, W+R=3, not > N): {rows or '[] — a stale read'}")
-    rows = c2.run("SELECT * FROM users WHERE id = 2", "ALL")
-    say(f"{n2}> SELECT ... WHERE id = 2 at ALL: {rows}; the digests disagreed, so the coordinator merged "
-        f"the answers and repaired {n3} before replying (blocking read repair).")
-    say(f"Copies of id=2 now:\n    {_copies(cluster, 'users', {'id': 2})}")
 
     step("4. apple vs banana: last write wins, per cell, by timestamp")
     t = int(time.time() * 1_000_000)

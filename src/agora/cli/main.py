@@ -1,4 +1,4 @@
-"""The `agora` command: run a local cluster (up, down, status, start, stop), run one node in
+"""The `agora` command: run a local cluster (up, down, status, hints, start, stop), run one node in
 the foreground (node), and the narrated demo.
 
 Owns: argument parsing and printing. Cluster lifecycle lives in `agora.runtime.cluster`
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "status":
             c.add_argument("keyspace", nargs="?", help="show effective ownership for this keyspace")
 
+    hints = sub.add_parser("hints", help="pending hints per node and target (nodetool listpendinghints)")
+    hints.add_argument("--dir", default=".agora")
+
     stop = sub.add_parser("stop", help="stop one node (gracefully, or --kill for kill -9)")
     stop.add_argument("node", help="node3 or 127.0.0.3")
     stop.add_argument("--kill", action="store_true")
@@ -48,11 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     cq.add_argument("--dir", default=".agora")
     cq.add_argument("cqlsh_args", nargs=argparse.REMAINDER, help="passed to cqlsh, e.g. -e 'DESCRIBE KEYSPACES'")
 
+    from agora.cli.repair import add_parser as add_repair_parser
+    add_repair_parser(sub)
+
     node = sub.add_parser("node", help="run one node in the foreground")
     node.add_argument("--config", required=True, help="YAML file of node options")
 
     demo = sub.add_parser("demo", help="start a 3-node cluster (if needed) and narrate quorums, conflicts and repair")
     demo.add_argument("--dir", default=".agora")
+
+    from agora.cli.sim import add_parser as add_sim_parser
+    add_sim_parser(sub)
     return p
 
 
@@ -99,6 +108,23 @@ def cmd_status(args) -> int:
     with cluster.client() as c:
         status = c.call("status", {"keyspace": args.keyspace} if args.keyspace else {})
     print_status(status)
+    return 0
+
+
+def cmd_hints(args) -> int:
+    from agora.cli.render import print_hints
+    from agora.runtime.cluster import LocalCluster
+
+    cluster = LocalCluster(args.dir)
+    if not cluster.exists:
+        print(f"no cluster in {cluster.dir}; run `agora up`", file=sys.stderr)
+        return 1
+    for n in cluster.nodes:
+        if not cluster.is_running(n):
+            print(f"{n.name} ({n.address}) is not running")
+            continue
+        with cluster.client(n.name) as c:
+            print_hints(c.call("status", {}))
     return 0
 
 
@@ -165,14 +191,28 @@ def cmd_cqlsh(args) -> int:
     return 0
 
 
+def cmd_repair(args) -> int:
+    from agora.cli.repair import cmd_repair as run_repair
+
+    return run_repair(args)
+
+
 def cmd_demo(args) -> int:
     from agora.cli.demo import run_demo
 
     return run_demo(args.dir)
 
 
-COMMANDS = {"up": cmd_up, "status": cmd_status, "stop": cmd_stop, "start": cmd_start,
-            "down": cmd_down, "node": cmd_node, "demo": cmd_demo, "cqlsh": cmd_cqlsh}
+def cmd_sim(args) -> int:
+    from agora.cli.sim import cmd_sim as run_sim
+
+    return run_sim(args)
+
+
+COMMANDS = {"up": cmd_up, "status": cmd_status, "hints": cmd_hints, "stop": cmd_stop, "start": cmd_start,
+            "down": cmd_down, "node": cmd_node, "demo": cmd_demo, "cqlsh": cmd_cqlsh,
+            "repair": cmd_repair}
+COMMANDS["sim"] = cmd_sim
 
 
 def main(argv: list[str] | None = None) -> int:

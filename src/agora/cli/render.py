@@ -1,4 +1,5 @@
-"""Printing for the CLI: the `agora status` table, in the shape of `nodetool status`."""
+"""Printing for the CLI: the `agora status` table, in the shape of `nodetool status`, and the
+pending hints a node holds (`agora status`, `agora hints`; nodetool listpendinghints)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,19 @@ def print_status(status: dict) -> None:
         console.print(table)
     versions = {r["schema"] for r in status["nodes"] if r["up"]}
     console.print(f"schema version{'s' if len(versions) > 1 else ''}: {', '.join(sorted(v or '?' for v in versions))}")
+    print_hints(status, console)
+
+
+def hint_lines(status: dict) -> list[str]:
+    """One line per target the answering node holds hints for."""
+    return [f"hints on {status['local']} for {target}: {h['count']} pending ({_size(h['bytes'])})"
+            for target, h in sorted((status.get("hints") or {}).items())]
+
+
+def print_hints(status: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    lines = hint_lines(status)
+    if not lines:
+        console.print(f"hints on {status['local']}: none pending")
+    for line in lines:
+        console.print(line)

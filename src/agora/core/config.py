@@ -3,8 +3,9 @@
 Owns: the one table of node options. Names follow Cassandra's cassandra.yaml where the
 concept is the same (`num_tokens`, `seeds`, `phi_convict_threshold`, `commitlog_sync`,
 `write_request_timeout` ...). Durations accept an integer number of milliseconds or a string
-with a unit ("2000ms", "2s", "3h"), as Cassandra 4.1 does. Anything wrong raises ConfigError
-naming the option.
+with a unit ("2000ms", "2s", "3h"), as Cassandra 4.1 does; sizes an integer number of bytes or a
+string with a binary unit ("1024KiB", "1MiB"), as its DataStorageSpec does. Anything wrong
+raises ConfigError naming the option.
 """
 
 from __future__ import annotations
@@ -35,6 +36,23 @@ def parse_duration_ms(option: str, value) -> int:
     raise ConfigError(f"{option}: expected a duration such as 2000ms or 2s, got {value!r}")
 
 
+_UNITS_BYTES = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def parse_size_bytes(option: str, value) -> int:
+    """A size in bytes: an integer (bytes) or a string such as "1024KiB" (B, KiB, MiB, GiB)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{option}: expected a size, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"{option}: must not be negative")
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*", value)
+        if m:
+            return int(m.group(1)) * _UNITS_BYTES[m.group(2) or "B"]
+    raise ConfigError(f"{option}: expected a size such as 1024KiB or 1MiB, got {value!r}")
+
 @dataclass
 class NodeConfig:
     """Every option a node takes. Field metadata: 'kind' drives parsing, 'doc' the docs."""
@@ -57,6 +75,10 @@ class NodeConfig:
     gossip_interval: int = field(default=1_000, metadata={"kind": "duration", "doc": "one gossip round per interval"})
     hinted_handoff_enabled: bool = field(default=True, metadata={"kind": "bool", "doc": "store hints for replicas that miss writes"})
     max_hint_window: int = field(default=3 * 3_600_000, metadata={"kind": "duration", "doc": "stop hinting a replica down longer than this"})
+    tombstone_gc_interval: int = field(default=3_600_000, metadata={"kind": "duration", "doc": "how often the tombstone compaction pass walks every table, purging tombstones older than the table's gc_grace_seconds (0: never)"})
+    debug_crash_after_batchlog: bool = field(default=False, metadata={"kind": "bool", "doc": "FOR TESTS ONLY: a coordinator of a LOGGED batch exits its process right after the batchlog write is acknowledged"})
+    repair_interval: int = field(default=0, metadata={"kind": "duration", "doc": "scheduled anti-entropy repair: every interval this node repairs its primary ranges of every keyspace (0: off; run `agora repair` by hand)"})
+    hinted_handoff_throttle: int = field(default=1024 * 1024, metadata={"kind": "size", "doc": "hint replay rate per node, bytes per second (0: unthrottled)"})
 
     @property
     def local_id(self) -> str:
@@ -73,6 +95,8 @@ def _check_kind(name: str, meta: dict, value):
     kind = meta["kind"]
     if kind == "duration":
         return parse_duration_ms(name, value)
+    if kind == "size":
+        return parse_size_bytes(name, value)
     if kind in ("int", "port"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name}: expected an integer, got {value!r}")

@@ -173,3 +173,171 @@ class StorageScanDone:
 @dataclass(frozen=True, slots=True)
 class TimerFired:
     timer_id: Any
+
+
+# ---- hints (agora.core.hints): the coordinator's own store of missed writes ---------------
+# Hints are an ordered map of opaque bytes, kept apart from table data (the RocksDB engine:
+# its own column family). Keys start with the target node id and a NUL; agora.core.hints.hint
+# owns what the bytes mean. Like StorageScan, the scans carry their pure cutting rule, so
+# both drivers answer identically: `eff.collect(engine.hints_after(...))`.
+
+
+@dataclass(frozen=True, slots=True)
+class HintPut:
+    """Store these (key, value) hints in one batch, then report HintPutDone(op_id).
+    `sync=True` means fsync before reporting (commitlog_sync: batch); otherwise a process
+    crash loses nothing once reported but a power loss may lose it until the next sync."""
+
+    op_id: int
+    hints: tuple[tuple[bytes, bytes], ...]
+    sync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HintDelete:
+    """Forget these hints (replayed or dropped). No completion and no fsync: a delete a
+    crash undoes only makes a hint replay twice, which the merge makes harmless."""
+
+    keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HintScan:
+    """Read the hints whose key starts with `prefix` and sorts after `after` (None: from the
+    first), in key order; stop before the hint that would exceed `max_hints`, or after the
+    one that brings the values read to `max_bytes`. Report HintScanDone."""
+
+    op_id: int
+    prefix: bytes
+    after: bytes | None
+    max_hints: int
+    max_bytes: int
+
+    def collect(self, items: Iterable[tuple[bytes, bytes]]) -> HintScanDone:
+        """The completion, from what `engine.hints_after(prefix, after)` yields."""
+        taken: list[tuple[bytes, bytes]] = []
+        size = 0
+        for key, value in items:
+            if len(taken) >= self.max_hints or size >= self.max_bytes:
+                return HintScanDone(self.op_id, tuple(taken), False)
+            taken.append((key, value))
+            size += len(value)
+        return HintScanDone(self.op_id, tuple(taken), True)
+
+
+@dataclass(frozen=True, slots=True)
+class HintIndex:
+    """Total the stored hints per target (count and value bytes), then report
+    HintIndexDone. A node asks once, at start, to learn what its last run left pending."""
+
+    op_id: int
+
+    def collect(self, sizes: Iterable[tuple[bytes, int]]) -> HintIndexDone:
+        """The completion, from what `engine.hint_sizes()` yields: (key, value length)."""
+        totals: dict[bytes, list[int]] = {}
+        for key, size in sizes:
+            target = key.partition(b"\x00")[0]
+            entry = totals.setdefault(target, [0, 0])
+            entry[0] += 1
+            entry[1] += size
+        return HintIndexDone(self.op_id, tuple((t, c, b) for t, (c, b) in sorted(totals.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class HintPutDone:
+    op_id: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HintScanDone:
+    """`hints`: (key, value) in key order; `exhausted`: no more hints matched."""
+
+    op_id: int
+    hints: tuple[tuple[bytes, bytes], ...]
+    exhausted: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HintIndexDone:
+    """`targets`: (target id bytes, hint count, value bytes), sorted by target."""
+
+    op_id: int
+    targets: tuple[tuple[bytes, int, int], ...]
+    error: str | None = None
+
+
+# ---- tombstone compaction and the batchlog (agora.core.tombstones, agora.core.batchlog) -----
+
+
+@dataclass(frozen=True, slots=True)
+class StorageReplace:
+    """Compare-and-set rewrite of whole partitions (what tombstone compaction needs, and what
+    a merge cannot do: it removes data). For each (expected, new): if the stored partition
+    still equals `expected` (whole, canonical, as a StorageScan returned it), store `new` in
+    its place; an empty `new` deletes the partition. A partition written to since it was read
+    is left alone. Report StorageReplaceDone(op_id, replaced)."""
+
+    op_id: int
+    pairs: tuple[tuple[Partition, Partition], ...]
+    sync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StorageReplaceDone:
+    op_id: int
+    replaced: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StorageDropTable:
+    """Forget every local partition of `table_id`, durably, at once (no completion): the
+    downtime check's wipe of data that may hold zombies."""
+
+    table_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BatchlogStore:
+    """Store one batchlog entry (opaque bytes owned by agora.core.batchlog) under `batch_id`,
+    apart from table data; then report BatchlogDone(op_id). `sync` as StoragePut's."""
+
+    op_id: int
+    batch_id: bytes
+    entry: bytes
+    sync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchlogRemove:
+    """Forget a batchlog entry. No completion and no fsync: a removal a crash undoes only
+    makes the batch replay once more, which the merge makes harmless."""
+
+    batch_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BatchlogLoad:
+    """Read every stored batchlog entry; report BatchlogDone(op_id, entries) (at start)."""
+
+    op_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchlogDone:
+    """Completion of BatchlogStore (entries empty) or BatchlogLoad ((batch_id, entry) pairs
+    in batch_id order)."""
+
+    op_id: int
+    entries: tuple[tuple[bytes, bytes], ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """FOR TESTS ONLY (the `debug_crash_after_batchlog` option): end this node's process at
+    once, as kill -9 would; the runtime exits, the simulator crashes the host."""
+
+    reason: str

@@ -204,6 +204,23 @@ class SchemaPullReq(Message):
         return cls(_int(req_id, "req_id"))
 
 
+@dataclass(frozen=True, slots=True)
+class SchemaVersion(Message):
+    """The receiver of a SchemaPush tells the sender the schema version it now has, so a
+    DDL's coordinator sees agreement at once instead of a gossip round later."""
+
+    VERB = 12
+    version: str
+
+    def to_wire(self) -> list:
+        return [self.version]
+
+    @classmethod
+    def from_wire(cls, fields):
+        (version,) = _fields(fields, 1, "SchemaVersion")
+        return cls(_str(version, "version"))
+
+
 # ---- admin / client verbs (the `agora` CLI and tests) -----------------------------------
 
 
@@ -211,7 +228,8 @@ class SchemaPullReq(Message):
 class ClientReq(Message):
     """A request from an admin client: `op` names it, `args` is a msgpack-native map.
     ops: "status", "schema", "write", "read", "delete", "create_keyspace", "create_table",
-    "drop_keyspace", "drop_table", "inspect" (read local storage only)."""
+    "drop_keyspace", "drop_table", "inspect" (read local storage only), "repair" and
+    "repair_status" (anti-entropy repair, agora.core.antientropy)."""
 
     VERB = 30
     req_id: int

@@ -5,7 +5,10 @@ glue between gossip and the ring (DESIGN.md section 3: "node.py routes inputs").
 
 Inputs: `start`, `on_message`, `on_timer`, `on_storage_done`, and the client entry points
 `client_write`, `client_read`, `client_read_range`, `client_schema_change` that the CQL
-server and the admin verbs call. Outputs: effects (agora.core.effects).
+server and the admin verbs call, and `client_repair` (anti-entropy, agora.core.antientropy). Outputs: effects (agora.core.effects).
+A LOGGED batch (`client_write(..., write_type="BATCH")`) goes through the batchlog first
+(agora.core.batchlog). For repair: `needs_repair` and `mark_repaired()`, the interface of the
+downtime check against zombies (agora.core.tombstones.downtime, docs/tombstones.md).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import uuid
 import msgpack
 from dataclasses import dataclass
 
+from agora.core.antientropy.messages import REPAIR_MESSAGES
+from agora.core.antientropy.service import AntiEntropy
+from agora.core.batchlog.service import MESSAGES as BATCHLOG_MESSAGES, Batchlog
 from agora.core.config import NodeConfig
 from agora.core.coordinator.range_read import RangeReadCoordinator
 from agora.core.coordinator.read import ReadCoordinator
@@ -23,16 +29,19 @@ from agora.core.coordinator.write import WriteCoordinator
 from agora.core.effects import (Event, PersistMeta, Reply, SetTimer, StorageGetDone,
                                 StoragePutDone, StorageScanDone)
 from agora.core.errors import InvalidRequest
+from agora.core.hints.messages import HintReq, HintRsp
+from agora.core.hints.service import HintService
 from agora.core.membership.gossip import Gossiper
 from agora.core.membership import messages as gm
 from agora.core.messages import (MutationReq, MutationRsp, RangeReadReq, RangeReadRsp, ReadReq,
-                                 ReadRsp, SchemaPullReq, SchemaPush)
+                                 ReadRsp, SchemaPullReq, SchemaPush, SchemaVersion)
 from agora.core.replica.replica import Replica
 from agora.core.ring.partitioner import token_for_key
 from agora.core.ring.strategies import strategy_from_options
 from agora.core.ring.token_ring import NodeInfo, TokenRing
 from agora.core.schema.agreement import SCHEMA_META_KEY, SchemaKeeper
 from agora.core.schema.model import Schema
+from agora.core.tombstones.keeper import MESSAGES as TOMBSTONE_MESSAGES, Tombstones
 from agora.core.types import ConsistencyLevel, NodeId, Partition, RangeCommand, ReadCommand, Token
 
 PEERS_META_KEY = "peers"  # the ring as last known: {node: [dc, rack, tokens]}
@@ -53,7 +62,10 @@ class LocalIdentity:
 
 class Node:
     def __init__(self, cfg: NodeConfig, identity: LocalIdentity, schema: Schema, rng: random.Random,
-                 saved_peers: dict[NodeId, NodeInfo] | None = None):
+                 saved_peers: dict[NodeId, NodeInfo] | None = None,
+                 meta: dict[str, bytes] | None = None, now_s: int = 0):
+        """`meta` (what the last run persisted) and `now_s` (the clock at boot) serve the
+        downtime check of agora.core.tombstones; `restore` passes them."""
         self.cfg = cfg
         self.local: NodeId = cfg.local_id
         self.local_dc = cfg.dc
@@ -64,9 +76,14 @@ class Node:
                                  interval_ms=cfg.gossip_interval)
         self.schema = SchemaKeeper(schema)
         self.replica = Replica(self._knows_table, sync_writes=cfg.commitlog_sync == "batch")
-        self.writes = WriteCoordinator(self, cfg.write_request_timeout)
+        self.hints = HintService(self.local, cfg, identity.generation, is_alive=self.is_alive,
+                                 host_id_of=lambda n: self.gossiper.app_state(n, "HOST_ID"),
+                                 gc_grace_of=self._gc_grace_of, knows_table=self._knows_table,
+                                 next_req_id=self.next_req_id)
+        self.writes = WriteCoordinator(self, cfg.write_request_timeout, self.hints)
         self.reads = ReadCoordinator(self, cfg.read_request_timeout)
         self.range_reads = RangeReadCoordinator(self, cfg.read_request_timeout)
+        self.antientropy = AntiEntropy(self, cfg.repair_interval, sync_writes=cfg.commitlog_sync == "batch")
         # peers known from the last run: the ring is whole from the first request on, even
         # before gossip has reached them (they count as down until it does)
         self._saved_peers = {n: i for n, i in (saved_peers or {}).items() if n != self.local}
@@ -78,6 +95,9 @@ class Node:
         self._last_ts_us = 0
         self._latency_score: dict[NodeId, float] = {}
         self.load_bytes = 0
+        # tombstone GC, purge guards, the downtime check (tombstones/); LOGGED batches (batchlog/)
+        self.tombstones = Tombstones(self, meta or {}, now_s)
+        self.batchlog = Batchlog(self, self._apply_batch, rng)
 
     # ---- Placement (read by the coordinators) --------------------------------------
 
@@ -133,6 +153,10 @@ class Node:
     def _knows_table(self, table_id: bytes) -> bool:
         return self.schema.schema.table_by_id(table_id) is not None
 
+    def _gc_grace_of(self, table_id: bytes) -> int | None:
+        table = self.schema.schema.table_by_id(table_id)
+        return None if table is None else table.option("gc_grace_seconds")
+
     # ---- timestamps ----------------------------------------------------------------
 
     def next_timestamp(self, now_ms: int) -> int:
@@ -154,20 +178,31 @@ class Node:
                            ("SCHEMA", self.schema.version), ("LOAD", str(self.load_bytes)),
                            ("STATUS", "NORMAL")):
             g.set_local_state(key, value)
-        return [*g.start(now_ms), SetTimer(("node", "housekeeping"), HOUSEKEEPING_INTERVAL_MS)]
+        return [*g.start(now_ms), SetTimer(("node", "housekeeping"), HOUSEKEEPING_INTERVAL_MS),
+                *self.hints.start(now_ms), *self.antientropy.start(now_ms),
+                *self.tombstones.start(now_ms), *self.batchlog.start(now_ms)]
 
     def shutdown(self, now_ms: int) -> list:
         """A graceful stop: tell live peers we are going, so they mark us down at once."""
-        return self.gossiper.shutdown(now_ms)
+        return self.gossiper.shutdown(now_ms) + self.tombstones.shutdown(now_ms)
 
     # ---- inputs --------------------------------------------------------------------
 
     def on_message(self, source: NodeId, msg, now_ms: int) -> list:
+        refused = self.tombstones.refuse(source, msg)  # a replica back from a long downtime
+        if refused is not None:
+            return refused
         if isinstance(msg, MutationReq):
             return self.replica.on_mutation(source, msg)
         if isinstance(msg, MutationRsp):
-            return (self.writes.on_response(source, msg) + self.reads.on_repair_ack(source, msg, now_ms)
-                    + self.range_reads.on_repair_ack(source, msg, now_ms))
+            return (self.batchlog.after_writes(self.writes.on_response(source, msg))
+                    + self.reads.on_repair_ack(source, msg, now_ms)
+                    + self.range_reads.on_repair_ack(source, msg, now_ms)
+                    + self.batchlog.on_mutation_rsp(source, msg))
+        if isinstance(msg, BATCHLOG_MESSAGES):
+            return self.batchlog.on_message(source, msg, now_ms)
+        if isinstance(msg, TOMBSTONE_MESSAGES):
+            return self.tombstones.on_message(source, msg, now_ms)
         if isinstance(msg, ReadReq):
             return self.replica.on_read(source, msg)
         if isinstance(msg, ReadRsp):
@@ -178,8 +213,16 @@ class Node:
             return self.range_reads.on_response(source, msg, now_ms)
         if isinstance(msg, (gm.GossipDigestSyn, gm.GossipDigestAck, gm.GossipDigestAck2, gm.GossipShutdown)):
             return self._after_gossip(self.gossiper.on_message(source, msg, now_ms), now_ms)
+        if isinstance(msg, HintReq):
+            return self.replica.on_mutation(source, msg)
+        if isinstance(msg, HintRsp):
+            return self.hints.on_response(source, msg, now_ms)
+        if isinstance(msg, REPAIR_MESSAGES):
+            return self.antientropy.on_message(source, msg, now_ms)
         if isinstance(msg, SchemaPush):
             return self.schema.on_push(source, msg) + self._schema_gossip()
+        if isinstance(msg, SchemaVersion):
+            return self.schema.on_version(source, msg)
         if isinstance(msg, SchemaPullReq):
             return self.schema.on_pull(source, msg)
         raise InvalidRequest(f"no handler for {type(msg).__name__}")
@@ -187,11 +230,19 @@ class Node:
     def on_timer(self, timer_id, now_ms: int) -> list:
         kind = timer_id[0]
         if kind == "write":
-            return self.writes.on_timeout(timer_id[1])
+            return self.batchlog.after_writes(self.writes.on_timeout(timer_id[1], now_ms))
+        if kind == "tombstones":
+            return self.tombstones.on_timer(timer_id, now_ms)
+        if kind == "batchlog":
+            return self.batchlog.on_timer(timer_id, now_ms)
+        if kind == "hints":
+            return self.hints.on_timer(timer_id, now_ms)
         if kind in ("read", "speculate"):
             return self.reads.on_timer(timer_id, now_ms)
         if kind == "range":
             return self.range_reads.on_timer(timer_id, now_ms)
+        if kind == "antientropy":
+            return self.antientropy.on_timer(timer_id, now_ms)
         if kind == "gossip":
             return self._after_gossip(self.gossiper.on_timer(timer_id, now_ms), now_ms)
         if kind == "node":
@@ -199,6 +250,15 @@ class Node:
         return []
 
     def on_storage_done(self, done, now_ms: int) -> list:
+        if self.batchlog.owns_done(done):
+            return self.batchlog.on_storage_done(done, now_ms)
+        if self.tombstones.owns_op(getattr(done, "op_id", None)):
+            return self.tombstones.on_storage_done(done, now_ms)
+        if self.hints.owns_done(done):
+            # a stored hint may complete an ANY write, a LOGGED batch's among them
+            return self.batchlog.after_writes(self.hints.on_storage_done(done, now_ms))
+        if self.antientropy.owns_op(done.op_id):
+            return self.antientropy.on_storage_done(done, now_ms)
         if isinstance(done, StoragePutDone):
             return self.replica.on_put_done(done)
         if isinstance(done, StorageScanDone):
@@ -210,7 +270,31 @@ class Node:
 
     def client_write(self, client_id: int, partitions: list[Partition], cl: ConsistencyLevel,
                      now_ms: int, write_type: str = "SIMPLE") -> list:
-        return self.writes.start(client_id, partitions, cl, write_type)
+        if write_type == "BATCH":  # LOGGED: batchlog first (agora.core.batchlog)
+            return self.batchlog.client_batch(client_id, partitions, cl, now_ms)
+        return self.writes.start(client_id, partitions, cl, write_type, now_ms)
+
+    def _apply_batch(self, client_id: int, partitions: list[Partition], cl: ConsistencyLevel,
+                     now_ms: int) -> list:
+        """A LOGGED batch's own write, once its batchlog is stored."""
+        return self.writes.start(client_id, partitions, cl, "BATCH", now_ms)
+
+    # ---- tombstones: the downtime check's interface (agora.core.tombstones.downtime) ----
+
+    @property
+    def needs_repair(self) -> bool:
+        """True while this node came back from a downtime longer than gc_grace and has not
+        been repaired since: repair must not stream this node's data to others."""
+        return self.tombstones.needs_repair
+
+    def mark_repaired(self) -> list:
+        """The repair code's call once a repair of all this node's ranges has completed;
+        returns effects (gossip of the cleared flag, a log line) for the caller to emit."""
+        return self.tombstones.mark_repaired()
+
+    def serves_reads(self, node: NodeId) -> bool:
+        """Whether the read coordinators may ask `node` for data (alive, not quarantined)."""
+        return self.tombstones.serves_reads(node)
 
     def client_read(self, client_id: int, command: ReadCommand, cl: ConsistencyLevel, now_ms: int) -> list:
         return self.reads.start(client_id, command, cl, now_ms)
@@ -218,6 +302,11 @@ class Node:
     def client_read_range(self, client_id: int, command: RangeCommand, cl: ConsistencyLevel,
                           now_ms: int) -> list:
         return self.range_reads.start(client_id, command, cl, now_ms)
+
+    def client_repair(self, client_id: int, args: dict, now_ms: int) -> list:
+        """Start an anti-entropy repair (args: keyspace, table, node, start_token, end_token);
+        the reply is its first report, whose id `antientropy.status` follows."""
+        return self.antientropy.client_repair(client_id, args, now_ms)
 
     def client_schema_change(self, client_id: int, change, now_ms: int) -> list:
         """`change(schema, ts_us) -> Schema` builds the new schema or raises InvalidRequest."""
@@ -243,7 +332,9 @@ class Node:
             out.append(eff)
             if not isinstance(eff, Event):
                 continue
-            if eff.kind == "node_state":
+            if eff.kind == "status_change":
+                out.extend(self.hints.on_status_change(*eff.detail, now_ms))
+            elif eff.kind == "node_state":
                 node, key, value = eff.detail
                 if key in ("TOKENS", "DC", "RACK", "STATUS"):
                     ring_changed = True
@@ -313,7 +404,7 @@ def restore(cfg: NodeConfig, meta: dict[str, bytes], now_s: int, rng: random.Ran
     if raw_peers:
         for node, (dc, rack, toks) in msgpack.unpackb(raw_peers, raw=False).items():
             peers[node] = NodeInfo(dc, rack, tuple(toks))
-    return Node(cfg, identity, schema, rng, peers), persist
+    return Node(cfg, identity, schema, rng, peers, meta, now_s), persist
 
 
 def new_identity(cfg: NodeConfig, rng: random.Random, generation: int) -> LocalIdentity:

@@ -5,7 +5,8 @@ routing key token-aware drivers hash). Cassandra's `VariableSpecifications` and
 
 Owns: the receiver of each term position in each statement kind. Names follow Cassandra's:
 the column's name, `[limit]`, `[ttl]`, `[timestamp]`, `partition key token`, `in(c)`,
-`key(m)`, `value(m)`, `idx(l)`.
+`key(m)`, `value(m)`, `idx(l)` — or the marker's own name for `:name` (drivers bind a dict
+of values by these names).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ class Binder:
     def visit(self, term, spec: ColumnSpec) -> None:
         if term is None:
             return
-        if isinstance(term, ast.BindMarker):
-            self.specs[term.index] = spec
+        if isinstance(term, ast.BindMarker):  # a `:name` marker is known by its own name
+            self.specs[term.index] = spec if term.name is None else _spec(spec, term.name, spec.type)
         elif isinstance(term, ast.TypeHint):
             self.visit(term.term, spec)
         elif isinstance(term, (ast.ListLiteral, ast.SetLiteral)):
@@ -67,7 +68,11 @@ def _extra(table, name: str, t) -> ColumnSpec:
 def bind_relations(b: Binder, table, where: tuple) -> None:
     for rel in where:
         if isinstance(rel, ast.TokenRelation):
-            b.visit(rel.value, _extra(table, "partition key token", T.BIGINT))
+            if isinstance(rel.value, ast.FunctionCall) and rel.value.name.lower() == "token":
+                for arg, col in zip(rel.value.args, table.partition_key_columns):  # token(k) > token(?)
+                    b.visit(arg, _col_spec(table, col.name))
+            else:
+                b.visit(rel.value, _extra(table, "partition key token", T.BIGINT))
         elif isinstance(rel, ast.MultiColumnRelation):
             types = tuple(table.column(c).type for c in rel.columns)
             spec = _extra(table, f"({','.join(rel.columns)})", T.TupleType(types))

@@ -93,7 +93,7 @@ class UnsupportedVersion(FrameError):
     header uses `answer_version` (v3 for lower versions, our highest for higher ones) so
     the client can read it whatever it tried."""
 
-    def __init__(self, version: int, stream: int) -> None:
+    def __init__(self, version: int, stream: int | None) -> None:
         super().__init__(unsupported_version_message(version), stream)
         self.version = version
         self.answer_version = (LOWEST_VERSION_WITH_9_BYTE_HEADER if version < SUPPORTED_VERSIONS[0]
@@ -204,6 +204,10 @@ class EnvelopeDecoder:
             stream = struct.unpack_from(">b", buf, pos + 2)[0]
         else:
             stream = struct.unpack_from(">h", buf, pos + 2)[0]
+        if stream < 0:
+            # Never answered: negative streams are the server's (-1 carries EVENTs), so an
+            # ERROR there would reach the client as a bogus event. The connection just closes.
+            stream = None
         if first & RESPONSE_BIT:
             raise FrameError("expected a request envelope, got the response direction bit", stream)
         if self.version is None:

@@ -5,7 +5,8 @@ BatchStatement).
 Owns: the statement-level rules — which key columns must be given, USING TTL / TIMESTAMP
 (and the table's default_time_to_live), the client's timestamp, IN on keys, what each kind
 of assignment or deletion does to cells (via `writes.PartitionWrite`), and merging a batch's
-fragments per partition. Lightweight transactions (IF ...) are refused with a clear error.
+fragments per partition. Lightweight transactions (IF ...) and counter updates are refused
+with a clear error.
 List operations that address elements by position read the current list first, as
 Cassandra does.
 """
@@ -25,6 +26,7 @@ from agora.cql.where import analyze
 from agora.cql.writes import PartitionWrite, WriteClock
 
 MAX_TTL_S = 20 * 365 * 86_400  # Cassandra's MAX_TTL: 20 years
+COUNTERS_UNSUPPORTED = "Counters are not supported by Agora"
 
 
 @dataclass
@@ -36,19 +38,30 @@ class ModContext:
     read_list: object = None  # async (table, key, clustering, column) -> [(path, cell)]
 
 
+def _using(term, t, ctx: ModContext):
+    """A USING TIMESTAMP / TTL value: an int, None for a bound null, UNSET for a bound unset."""
+    raw = evaluate(term, t, ctx.terms)
+    return raw if raw is None or raw is UNSET else T.deserialize(t, raw)
+
+
 def _clock(stmt, table, ctx: ModContext, batch_ts: int | None) -> WriteClock:
-    ts = int_value(stmt.timestamp, ctx.terms, "timestamp") if stmt.timestamp is not None else None
+    """The statement's timestamp and TTL, as Cassandra's Attributes: a bound null timestamp is
+    invalid and an unset one is the default; a null TTL is no TTL and an unset one the table's
+    default_time_to_live."""
+    ts = UNSET if stmt.timestamp is None else _using(stmt.timestamp, T.BIGINT, ctx)
     if ts is None:
+        raise InvalidRequest("Invalid null value of timestamp")
+    if ts is UNSET:
         ts = batch_ts if batch_ts is not None else ctx.default_ts
-    ttl = None
-    if getattr(stmt, "ttl", None) is not None:
-        ttl = int_value(stmt.ttl, ctx.terms, "ttl")
-        if ttl is not None and ttl < 0:
-            raise InvalidRequest(f"A TTL must be greater or equal to 0, but was {ttl}")
-        if ttl is not None and ttl > MAX_TTL_S:
-            raise InvalidRequest(f"ttl is too large. requested ({ttl}) maximum ({MAX_TTL_S})")
-    if ttl is None:
+    ttl = UNSET if getattr(stmt, "ttl", None) is None else _using(stmt.ttl, T.INT, ctx)
+    if ttl is UNSET:
         ttl = int(table.option("default_time_to_live") or 0)
+    elif ttl is None:
+        ttl = 0
+    elif ttl < 0:
+        raise InvalidRequest(f"A TTL must be greater or equal to 0, but was {ttl}")
+    elif ttl > MAX_TTL_S:
+        raise InvalidRequest(f"ttl is too large. requested ({ttl}) maximum ({MAX_TTL_S})")
     return WriteClock(ts, ttl, ctx.now_s, ctx.uniq)
 
 
@@ -82,15 +95,16 @@ async def insert(stmt: ast.Insert, table, ctx: ModContext, batch_ts: int | None 
         if c.name not in given:
             raise InvalidRequest(f"Some partition key parts are missing: {c.name}")
         pk.append(_key_value(c, given[c.name][1], ctx))
-    clustering = []
-    for c in table.clustering_columns:
-        if c.name not in given:
-            raise InvalidRequest(f"Some clustering keys are missing: {c.name}")
-        clustering.append(_key_value(c, given[c.name][1], ctx))
-    pw = PartitionWrite(table, compose_partition_key(pk), _clock(stmt, table, ctx, batch_ts))
-    clustering = tuple(clustering)
     only_static = not any(c.kind == "regular" for c, _ in given.values()) and any(
         c.kind == "static" for c, _ in given.values())
+    given_ck = [c for c in table.clustering_columns if c.name in given]
+    # an INSERT of static columns alone may leave out the whole clustering key (never part of it)
+    if len(given_ck) != len(table.clustering_columns) and not (only_static and not given_ck):
+        missing = [c.name for c in table.clustering_columns if c.name not in given]
+        raise InvalidRequest(f"Some clustering keys are missing: {', '.join(missing)}")
+    clustering = [_key_value(c, given[c.name][1], ctx) for c in given_ck]
+    pw = PartitionWrite(table, compose_partition_key(pk), _clock(stmt, table, ctx, batch_ts))
+    clustering = tuple(clustering)
     if not (only_static and table.clustering_columns and not clustering):
         pw.marker(clustering)
     for col, term in given.values():
@@ -103,8 +117,9 @@ async def insert(stmt: ast.Insert, table, ctx: ModContext, batch_ts: int | None 
     return [pw.build()]
 
 
-def _targets(stmt, table, ctx: ModContext, for_delete: bool):
-    """(partition keys, clustering prefixes, restrictions) of an UPDATE/DELETE's WHERE."""
+def _targets(stmt, table, ctx: ModContext, for_delete: bool, only_static: bool = False):
+    """(partition keys, clustering prefixes, restrictions) of an UPDATE/DELETE's WHERE. An
+    UPDATE that sets static columns only names the partition and no clustering columns."""
     r = analyze(table, stmt.where, ctx.terms, for_select=False)
     if r.filters or r.token_lower is not None or r.token_upper is not None:
         raise InvalidRequest("Non PRIMARY KEY columns found in where clause" if r.filters
@@ -112,6 +127,11 @@ def _targets(stmt, table, ctx: ModContext, for_delete: bool):
     if len(r.pk) != len(table.partition_key_columns):
         missing = [c.name for c in table.partition_key_columns if c.name not in r.pk]
         raise InvalidRequest(f"Some partition key parts are missing: {', '.join(missing)}")
+    if only_static and table.clustering_columns:
+        if r.ck_eq or r.ck_lower or r.ck_upper:
+            raise InvalidRequest("Invalid restrictions on clustering columns since the UPDATE statement "
+                                 "modifies only static columns")
+        return r.partition_keys(), [()], r
     if not for_delete and (r.ck_lower or r.ck_upper or len(r.ck_eq) != len(table.clustering_columns)):
         missing = [c.name for c in table.clustering_columns[len(r.ck_eq):]]
         if missing or r.ck_lower or r.ck_upper:
@@ -121,7 +141,10 @@ def _targets(stmt, table, ctx: ModContext, for_delete: bool):
 
 async def update(stmt: ast.Update, table, ctx: ModContext, batch_ts: int | None = None) -> list:
     _refuse_conditions(stmt)
-    keys, prefixes, _ = _targets(stmt, table, ctx, for_delete=False)
+    _refuse_conflicting_assignments(stmt)
+    columns = [table.column(asg.column) for asg in stmt.assignments]
+    only_static = bool(columns) and all(c is not None and c.kind == "static" for c in columns)
+    keys, prefixes, _ = _targets(stmt, table, ctx, for_delete=False, only_static=only_static)
     out = []
     for key in keys:
         pw = PartitionWrite(table, key, _clock(stmt, table, ctx, batch_ts))
@@ -132,14 +155,23 @@ async def update(stmt: ast.Update, table, ctx: ModContext, batch_ts: int | None 
     return out
 
 
+def _refuse_conflicting_assignments(stmt) -> None:
+    """`c = x` excludes any other operation on c in the same UPDATE (Cassandra's
+    Operation.RawUpdate.isCompatibleWith); element and field operations combine freely."""
+    setting = {asg.column for asg in stmt.assignments if isinstance(asg, ast.SetColumn)}
+    for name in setting:
+        if sum(asg.column == name for asg in stmt.assignments) > 1:
+            raise InvalidRequest(f"Multiple incompatible setting of column {name}")
+
+
 async def _assign(pw: PartitionWrite, table, clustering, asg, ctx: ModContext) -> None:
     col = table.column(asg.column)
     if col is None:
         raise InvalidRequest(f"Undefined column name {asg.column} in table {table.keyspace}.{table.name}")
     if col.kind in ("partition_key", "clustering"):
         raise InvalidRequest(f"PRIMARY KEY part {col.name} found in SET part")
-    if col.kind == "static" and not table.clustering_columns:
-        pass
+    if T.is_counter(col.type):
+        raise InvalidRequest(COUNTERS_UNSUPPORTED)
     row = pw.target(col, clustering)
     t = col.type
     if isinstance(asg, ast.SetColumn):
@@ -223,6 +255,11 @@ async def _current_list(pw, table, clustering, col, ctx: ModContext) -> list:
 async def delete(stmt: ast.Delete, table, ctx: ModContext, batch_ts: int | None = None) -> list:
     _refuse_conditions(stmt)
     keys, prefixes, r = _targets(stmt, table, ctx, for_delete=True)
+    columns = [table.column(d.column) for d in stmt.deletions]
+    if columns and table.clustering_columns and all(c is not None and c.kind == "static" for c in columns) \
+            and (r.ck_eq or r.ck_lower or r.ck_upper):
+        raise InvalidRequest("Invalid restrictions on clustering columns since the DELETE statement "
+                             "modifies only static columns")
     full = r.has_full_clustering() or not table.clustering_columns
     out = []
     for key in keys:
@@ -240,7 +277,8 @@ async def delete(stmt: ast.Delete, table, ctx: ModContext, batch_ts: int | None 
             for clustering in prefixes:
                 pw.delete_row(clustering)
         else:
-            for s in r.slices() or (Slice(),):
+            slices = r.slices()  # () when the range is empty: then nothing is deleted
+            for s in (Slice(),) if slices is None else slices:
                 pw.delete_range(s.start, s.end)
         out.append(pw.build())
     return out

@@ -16,7 +16,7 @@ import random
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from agora.core.errors import InvalidRequest, Unprepared
+from agora.core.errors import ConfigurationError, InvalidRequest, Unprepared
 from agora.core.ring.partitioner import token_for_key
 from agora.core.schema import ddl
 from agora.core.schema import types as T
@@ -91,6 +91,8 @@ class Processor:
         return result
 
     async def batch(self, req: BatchRequest, session: Session):
+        if req.batch_type == 2:
+            raise InvalidRequest(modify.COUNTERS_UNSUPPORTED)
         ks = req.params.keyspace or session.keyspace
         now_ms = self.backend.now_s() * 1000
         ts = req.params.timestamp if req.params.timestamp is not None else self.backend.timestamp()
@@ -105,7 +107,7 @@ class Processor:
                 stmt, child_ks = parse(child.query), ks
             if not isinstance(stmt, (ast.Insert, ast.Update, ast.Delete)):
                 raise InvalidRequest("Only INSERT, UPDATE and DELETE statements are allowed in a BATCH")
-            ctx = self._mod_context(child.values, ts, now_ms)
+            ctx = self._mod_context(child.values, ts, now_ms, req.params.consistency)
             partitions += await self._modify(stmt, child_ks, ctx)
         cl = _cl(req.params.consistency)
         kind = {0: "BATCH", 1: "UNLOGGED_BATCH", 2: "COUNTER"}.get(req.batch_type, "BATCH")
@@ -123,7 +125,7 @@ class Processor:
             return await self._select(stmt, params, ks)
         if isinstance(stmt, (ast.Insert, ast.Update, ast.Delete)):
             ts = params.timestamp if params.timestamp is not None else self.backend.timestamp()
-            ctx = self._mod_context(params.values, ts, self.backend.now_s() * 1000)
+            ctx = self._mod_context(params.values, ts, self.backend.now_s() * 1000, params.consistency)
             partitions = await self._modify(stmt, ks, ctx)
             await self.backend.write(partitions, _cl(params.consistency))
             return Void()
@@ -147,9 +149,17 @@ class Processor:
     def _terms(self, values, now_ms: int) -> TermContext:
         return TermContext(values, now_ms, self.rng)
 
-    def _mod_context(self, values, ts: int, now_ms: int) -> modify.ModContext:
+    def _mod_context(self, values, ts: int, now_ms: int, consistency: int) -> modify.ModContext:
+        """What a write statement evaluates with. A list operation by position (l[i] = x,
+        l = l - [x]) reads the list at the statement's own consistency level, as Cassandra's
+        readRequiredLists does, so a QUORUM write sees what earlier QUORUM writes left."""
         uniq = self.backend.host_uniq() if hasattr(self.backend, "host_uniq") else b"\0\0\0\0"
-        return modify.ModContext(self._terms(values, now_ms), ts, now_ms // 1000, uniq, self._read_list)
+        cl = _cl(consistency)
+        read_cl = ConsistencyLevel.ONE if cl == ConsistencyLevel.ANY else cl
+
+        async def read_list(table, key, clustering, col):
+            return await self._read_list(table, key, clustering, col, read_cl)
+        return modify.ModContext(self._terms(values, now_ms), ts, now_ms // 1000, uniq, read_list)
 
     def _table(self, keyspace: str | None, name: str, for_write: bool = False):
         if keyspace is None:
@@ -221,8 +231,8 @@ class Processor:
             return Rows([o.spec for o in p.outputs], [select._aggregate(p.outputs, keep, 0)])
         return Rows([o.spec for o in p.outputs], [[row.values.get(o.column.name) for o in p.outputs] for row in keep])
 
-    async def _read_list(self, table, key: bytes, clustering, col):
-        part = await self.backend.read(modify.list_read_command(table, key, clustering, col.name), ConsistencyLevel.ONE)
+    async def _read_list(self, table, key: bytes, clustering, col, cl: ConsistencyLevel = ConsistencyLevel.ONE):
+        part = await self.backend.read(modify.list_read_command(table, key, clustering, col.name), cl)
         if part is None:
             return []
         row = part.static if col.kind == "static" else next(iter(part.rows.values()), None)
@@ -243,10 +253,14 @@ class Processor:
 
     async def _text_batch(self, stmt: ast.Batch, params: QueryParams, ks: str | None):
         from agora.cql.terms import int_value
+        if stmt.kind == ast.BatchKind.COUNTER:
+            raise InvalidRequest(modify.COUNTERS_UNSUPPORTED)
         now_ms = self.backend.now_s() * 1000
         ts = params.timestamp if params.timestamp is not None else self.backend.timestamp()
-        ctx = self._mod_context(params.values, ts, now_ms)
+        ctx = self._mod_context(params.values, ts, now_ms, params.consistency)
         batch_ts = int_value(stmt.timestamp, ctx.terms, "timestamp") if stmt.timestamp is not None else None
+        if stmt.timestamp is not None and any(child.timestamp is not None for child in stmt.statements):
+            raise InvalidRequest("Timestamp must be set either on BATCH or individual statements")
         partitions = []
         for child in stmt.statements:
             partitions += await self._modify(child, ks, ctx, batch_ts)
@@ -288,14 +302,14 @@ class Processor:
         S = ast
         if isinstance(stmt, S.CreateKeyspace):
             opts = stmt.options_dict()
-            return ddl.create_keyspace({"name": quoted(stmt.name), "replication": self._replication(opts),
+            return ddl.create_keyspace({"name": quoted(stmt.name), "replication": self._replication(opts, stmt.name),
                                         "durable_writes": opts.get("durable_writes", True),
                                         "if_not_exists": stmt.if_not_exists})
         if isinstance(stmt, S.AlterKeyspace):
             opts = stmt.options_dict()
             args = {"name": quoted(stmt.name)}
             if "replication" in opts:
-                args["replication"] = self._replication(opts)
+                args["replication"] = self._replication(opts, stmt.name)
             if "durable_writes" in opts:
                 args["durable_writes"] = opts["durable_writes"]
             return ddl.alter_keyspace(args)
@@ -345,13 +359,22 @@ class Processor:
             return ddl.drop_type({**base, "name": quoted(stmt.name), "if_exists": stmt.if_exists})
         raise InvalidRequest(f"Unsupported statement {type(stmt).__name__}")
 
-    def _replication(self, opts: dict) -> dict:
+    def _replication(self, opts: dict, keyspace: str) -> dict:
+        """The replication map with NetworkTopologyStrategy's `replication_factor` expanded to
+        every known datacenter; a datacenter nobody is in is refused, as Cassandra 4+ does."""
         replication = dict(opts.get("replication") or {})
-        cls = replication.get("class", "")
-        if cls.endswith("NetworkTopologyStrategy") and "replication_factor" in replication:
+        cls = str(replication.get("class", ""))
+        if cls.split(".")[-1] != "NetworkTopologyStrategy":
+            return replication
+        view = self.backend.cluster_view()
+        dcs = sorted({view.local.dc, *(p.dc for p in view.peers)} - {""})
+        for key in sorted(replication):
+            if key not in ("class", "replication_factor") and key not in dcs:
+                raise ConfigurationError(f"Unrecognized strategy option {{{key}}} passed to "
+                                         f"NetworkTopologyStrategy for keyspace {keyspace}")
+        if "replication_factor" in replication:
             rf = replication.pop("replication_factor")
-            view = self.backend.cluster_view()
-            for dc in sorted({view.local.dc, *(p.dc for p in view.peers)}):
+            for dc in dcs:
                 replication.setdefault(dc, rf)
         return replication
 

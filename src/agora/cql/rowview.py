@@ -74,8 +74,10 @@ def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> None:
         values[name] = _assemble(table.column(name), cells)
 
 
-def rows_of(table, part: Partition | None) -> list[RowView]:
-    """The rows of a live partition view, in clustering order."""
+def rows_of(table, part: Partition | None, static_only: bool = True) -> list[RowView]:
+    """The rows of a live partition view, in clustering order. A partition with static data
+    but no rows gives one static-only row when `static_only` (Cassandra does so only for
+    queries of whole partitions, and only once per partition)."""
     if part is None:
         return []
     base: dict[str, bytes | None] = {}
@@ -95,7 +97,7 @@ def rows_of(table, part: Partition | None) -> list[RowView]:
         metas = dict(static_meta)
         _columns_of(table, row.cells, values, metas)
         out.append(RowView(part.key, ckey, values, metas))
-    if not out and static_vals:
+    if not out and static_vals and static_only:
         out.append(RowView(part.key, b"", {**base, **static_vals}, static_meta, static_only=True))
     return out
 
@@ -116,13 +118,6 @@ def _compare(t, a: bytes, b: bytes) -> int:
 
 def matches(row: RowView, filters: list, table) -> bool:
     for f in filters:
-        if f.column is None:  # multi-column IN over clustering columns
-            start = int.from_bytes(f.key, "big")
-            cols = table.clustering_columns[start:]
-            got = tuple(row.values.get(c.name) for c in cols[:len(f.values[0])])
-            if got not in {tuple(v) for v in f.values}:
-                return False
-            continue
         value = row.values.get(f.column.name)
         t = f.column.type
         op = f.op

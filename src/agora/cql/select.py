@@ -3,18 +3,20 @@ token-range scans otherwise), fetch one page, and shape the rows the client aske
 (Cassandra's SelectStatement, Selection and QueryPager, simplified).
 
 Owns: selectors (columns, aliases, WRITETIME, TTL, token(), COUNT and the simple aggregates,
-JSON), ORDER BY, LIMIT and PER PARTITION LIMIT, DISTINCT, ALLOW FILTERING, and paging with a
-state that any node can continue: the position of the last row returned (partition index or
-token and key, then clustering key) and how many rows have been returned so far.
+JSON as Cassandra's toJSONString renders it), GROUP BY, ORDER BY (merging IN partitions),
+LIMIT and PER PARTITION LIMIT, DISTINCT, ALLOW FILTERING, and paging with a state that any
+node can continue: the position of the last row returned (partition index or token and key,
+then clustering key) and how many rows have been returned so far.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgpack
 
+from agora.core import reconcile
 from agora.core.errors import InvalidRequest
 from agora.core.ring.partitioner import token_for_key
 from agora.core.schema import types as T
@@ -81,6 +83,8 @@ class Plan:
     aggregate: bool
     json: bool
     filters: list = field(default_factory=list)
+    ordered: bool = False  # ORDER BY given: rows of several partitions are merged in that order
+    group_width: int = 0  # GROUP BY: how many leading primary key columns a group shares (0: none)
 
 
 # ---- planning -----------------------------------------------------------------------------
@@ -92,8 +96,10 @@ def _spec(table, name: str, t) -> ColumnSpec:
 
 def _outputs(stmt: ast.Select, table) -> list[Output]:
     if not stmt.selectors:
+        # Cassandra's select order: keys as declared, then statics, then regulars, by name
         cols = list(table.partition_key_columns) + list(table.clustering_columns) + sorted(
-            (c for c in table.columns if c.kind in ("static", "regular")), key=lambda c: c.name)
+            (c for c in table.columns if c.kind in ("static", "regular")),
+            key=lambda c: (c.kind != "static", c.name.encode()))
         if stmt.distinct:
             cols = [c for c in cols if c.kind in ("partition_key", "static")]
         return [Output(_spec(table, c.name, c.type), "column", c) for c in cols]
@@ -174,7 +180,22 @@ def plan(stmt: ast.Select, table, terms: TermContext) -> Plan:
         raise InvalidRequest("SELECT DISTINCT with WHERE clause only supports restriction by partition key "
                              "and/or static columns.")
     return Plan(table, r, outputs, rev, limit, 1 if stmt.distinct else ppl, stmt.distinct, aggregate,
-                stmt.json, r.filters)
+                stmt.json, r.filters, bool(stmt.order_by), _group_width(stmt, table))
+
+
+def _group_width(stmt: ast.Select, table) -> int:
+    """GROUP BY names the partition key and then a prefix of the clustering columns, in
+    primary key order (Cassandra's rule, without its skipping of columns fixed by =)."""
+    if not stmt.group_by:
+        return 0
+    key = [c.name for c in table.partition_key_columns] + [c.name for c in table.clustering_columns]
+    names = list(stmt.group_by)
+    if names != key[:len(names)] or len(names) < len(table.partition_key_columns):
+        raise InvalidRequest("Group by currently only support groups of columns following their declared order "
+                             "in the PRIMARY KEY")
+    if stmt.per_partition_limit is not None or stmt.distinct:
+        raise InvalidRequest("GROUP BY with PER PARTITION LIMIT or DISTINCT is not supported")
+    return len(names)
 
 
 def _reversed(stmt: ast.Select, table, r: Restrictions) -> bool:
@@ -198,18 +219,20 @@ def _reversed(stmt: ast.Select, table, r: Restrictions) -> bool:
 
 
 def _after(slices, last: bytes, reverse: bool):
-    """The slices restricted to rows after `last` (before it when reading in reverse)."""
-    cut = Slice(Bound(b"", True), Bound(last, False)) if reverse else Slice(Bound(last, False), Bound(b"", True))
-    if slices is None:
-        return (cut,)
+    """The slices restricted to rows after `last` (before it when reading in reverse), as
+    byte intervals of encoded clustering keys: a bound that is a prefix of `last` must not
+    bring back the rows already returned."""
+    rest = reconcile.clustering_interval(Bound(b"", True), Bound(last, False)) if reverse else \
+        reconcile.clustering_interval(Bound(last, False), Bound(b"", True))
     out = []
-    for s in slices:
-        if reverse:
-            end = s.end if (s.end.prefix and s.end.prefix < last) else cut.end
-            out.append(Slice(s.start, end))
-        else:
-            start = s.start if (s.start.prefix and s.start.prefix > last) else cut.start
-            out.append(Slice(start, s.end))
+    for s in slices if slices is not None else (Slice(),):
+        interval = reconcile.clustering_interval(s.start, s.end)
+        if interval is None or rest is None:
+            continue
+        lo = max(interval[0], rest[0])
+        hi = interval[1] if rest[1] is None else (rest[1] if interval[1] is None else min(interval[1], rest[1]))
+        if hi is None or lo < hi:
+            out.append(Slice(Bound(lo, True), Bound(b"", True) if hi is None else Bound(hi, False)))
     return tuple(out)
 
 
@@ -220,6 +243,10 @@ class Pager:
         self.p, self.backend, self.cl, self.pos, self.want, self.now_s = p, backend, cl, pos, want, now_s
         self.rows: list[RowView] = []
         self.more = False
+        # a partition with only static data is a row only when whole partitions are asked for
+        # (no clustering or regular column restrictions: Cassandra's queriesFullPartitions)
+        self.static_rows = p.r.slices() is None and all(f.column.kind in ("partition_key", "static")
+                                                         for f in p.filters)
 
     def _take(self, rows: list[RowView], key: bytes, fresh_partition: bool) -> bool:
         """Add rows of one partition; True when the page is full."""
@@ -255,7 +282,7 @@ class Pager:
             if resume:
                 slices = _after(slices, self.pos.ckey, p.reversed)
             part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices, cols), self.cl)
-            rows = rows_of(p.table, part)
+            rows = rows_of(p.table, part, static_only=self.static_rows and not resume)
             if p.reversed:
                 rows.reverse()
             self.pos.index = i
@@ -272,7 +299,7 @@ class Pager:
             if self.pos.ckey is not None:  # finish the partition the last page stopped in
                 slices = _after(p.r.slices(), self.pos.ckey, False)
                 part = await self.backend.read(ReadCommand(p.table.id.bytes, self.pos.key, slices), self.cl)
-                if self._take(rows_of(p.table, part), self.pos.key, fresh_partition=False):
+                if self._take(rows_of(p.table, part, static_only=False), self.pos.key, fresh_partition=False):
                     return
         while True:
             room = None if self.want is None else self.want - len(self.rows)
@@ -285,7 +312,7 @@ class Pager:
             parts = await self.backend.read_range(cmd, self.cl)
             got = 0
             for part in parts:
-                rows = rows_of(p.table, part)
+                rows = rows_of(p.table, part, static_only=self.static_rows)
                 got += len(rows) or 1
                 self.pos.token = token_for_key(part.key)
                 if self._take(rows, part.key, fresh_partition=True):
@@ -353,30 +380,97 @@ def _aggregate(outputs: list[Output], rows: list[RowView], now_s: int) -> list[b
 
 
 def _json_row(outputs: list[Output], values: list[bytes | None]) -> bytes:
-    doc = {}
+    """One SELECT JSON row: an object of the selected columns, rendered per CQL type as
+    Cassandra's AbstractType.toJSONString does."""
+    parts = []
     for o, raw in zip(outputs, values):
         name = o.spec.name
-        doc[name if name == name.lower() else f'"{name}"'] = None if raw is None else _jsonable(T.deserialize(o.spec.type, raw))
-    return json.dumps(doc, separators=(", ", ": ")).encode()
+        key = json.dumps(name if name == name.lower() else f'"{name}"', ensure_ascii=False)
+        value = "null" if raw is None else _json_text(o.spec.type, T.deserialize(o.spec.type, raw))
+        parts.append(f"{key}: {value}")
+    return ("{" + ", ".join(parts) + "}").encode()
 
 
-def _jsonable(v):
+_JSON_BARE = ("int", "bigint", "smallint", "tinyint", "varint", "counter", "decimal", "boolean")
+
+
+def _json_text(t, v) -> str:
+    """A deserialized value of type t as JSON text: numbers bare (NaN and infinities null),
+    blobs '0x..', temporal values as Cassandra formats them, collections and tuples as
+    arrays, maps and UDTs as objects (non-string map keys quoted)."""
+    if v is None:
+        return "null"
+    if isinstance(t, T.NativeType):
+        return _json_native(t.name, v)
+    if isinstance(t, (T.ListType, T.SetType)):
+        return "[" + ", ".join(_json_text(t.element, x) for x in v) + "]"
+    if isinstance(t, T.MapType):
+        entries = []
+        for k, x in v.items():
+            key = _json_text(t.key, k)
+            entries.append(f"{key if key.startswith(chr(34)) else json.dumps(key)}: {_json_text(t.value, x)}")
+        return "{" + ", ".join(entries) + "}"
+    if isinstance(t, T.UserType):
+        fields = []
+        for name, ft, x in zip(t.field_names, t.field_types, tuple(v)):
+            label = name if name == name.lower() else f'"{name}"'
+            fields.append(f"{json.dumps(label, ensure_ascii=False)}: {_json_text(ft, x)}")
+        return "{" + ", ".join(fields) + "}"
+    if isinstance(t, T.TupleType):
+        return "[" + ", ".join(_json_text(et, x) for et, x in zip(t.elements, tuple(v))) + "]"
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def _json_native(name: str, v) -> str:
     import datetime
-    import decimal
-    import uuid
-    if isinstance(v, (list, tuple, set, frozenset)) or type(v).__name__ == "SortedSet":
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict) or hasattr(v, "items"):
-        return {str(_jsonable(k)): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, bytes):
-        return "0x" + v.hex()
-    if isinstance(v, (uuid.UUID, decimal.Decimal)):
-        return str(v)
-    if isinstance(v, datetime.datetime):
-        return v.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-    if isinstance(v, (datetime.date, datetime.time)):
-        return v.isoformat()
-    return v
+    import math
+    import struct
+    if name in _JSON_BARE:
+        return ("true" if v else "false") if name == "boolean" else str(v)
+    if name in ("float", "double"):
+        if math.isnan(v) or math.isinf(v):
+            return "null"  # JSON has no NaN or Infinity; Cassandra writes null
+        if name == "float":  # the shortest text that reads back as the same float32
+            for digits in range(1, 10):
+                text = repr(float(f"{v:.{digits}g}"))
+                try:
+                    if struct.pack(">f", float(text)) == struct.pack(">f", v):
+                        return text
+                except OverflowError:  # rounded past the largest float32
+                    continue
+        return repr(v)
+    if name == "blob":
+        return json.dumps("0x" + bytes(v).hex())
+    if name == "timestamp":
+        if isinstance(v, datetime.datetime):
+            return json.dumps(v.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z")
+        return str(v)  # past what datetime holds: the driver's raw milliseconds
+    if name == "date":
+        try:
+            return json.dumps(v.date().isoformat())
+        except (ValueError, OverflowError):
+            return json.dumps(str(v.days_from_epoch))
+    if name == "time":
+        ns = v.nanosecond_time
+        return json.dumps(f"{ns // 3_600_000_000_000:02d}:{ns // 60_000_000_000 % 60:02d}:"
+                          f"{ns // 1_000_000_000 % 60:02d}.{ns % 1_000_000_000:09d}")
+    if name == "duration":
+        return json.dumps(_duration_text(v.months, v.days, v.nanoseconds))
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def _duration_text(months: int, days: int, nanos: int) -> str:
+    """Cassandra's Duration.toString: 1y2mo3d4h5m6s7ms8us9ns, '-' first when negative."""
+    out = "-" if months < 0 or days < 0 or nanos < 0 else ""
+    units = [(abs(months), ((12, "y"), (1, "mo"))), (abs(days), ((1, "d"),)),
+             (abs(nanos), ((3_600_000_000_000, "h"), (60_000_000_000, "m"), (1_000_000_000, "s"),
+                           (1_000_000, "ms"), (1_000, "us"), (1, "ns")))]
+    for amount, steps in units:
+        for size, unit in steps:
+            if amount >= size and amount:
+                out += f"{amount // size}{unit}"
+                amount %= size
+    return out
 
 
 async def execute(stmt: ast.Select, table, terms: TermContext, backend, cl, params, now_s: int) -> Rows:
@@ -384,11 +478,15 @@ async def execute(stmt: ast.Select, table, terms: TermContext, backend, cl, para
     specs = [o.spec for o in p.outputs]
     if p.r.empty:
         return Rows(_result_specs(p, specs))
-    if p.aggregate:
-        rows = await _all_rows(p, backend, cl, now_s)
+    if p.group_width:
+        return await _grouped(p, backend, cl, now_s, specs)
+    if p.aggregate:  # LIMIT counts result rows, so it does not cut what is aggregated
+        rows = await _all_rows(replace(p, limit=None), backend, cl, now_s)
         values = _aggregate(p.outputs, rows, now_s)
         return Rows(_result_specs(p, specs), [[_json_row(p.outputs, values)] if p.json else values])
     page_size = params.page_size if params.page_size and params.page_size > 0 else None
+    if p.ordered and p.r.single_partitions and len(p.r.partition_keys()) > 1:
+        return await _merged_in_order(p, backend, cl, now_s, page_size, specs)
     pos = PagePosition.decode(params.paging_state)
     pager = Pager(p, backend, cl, pos, page_size or MAX_UNPAGED_ROWS + 1, now_s)
     await (pager.single_partitions() if p.r.single_partitions else pager.token_range())
@@ -399,6 +497,43 @@ async def execute(stmt: ast.Select, table, terms: TermContext, backend, cl, para
         values = [_cell_value(o, row, now_s) for o in p.outputs]
         out.append([_json_row(p.outputs, values)] if p.json else values)
     return Rows(_result_specs(p, specs), out, pos.encode() if pager.more else None)
+
+
+async def _grouped(p: Plan, backend, cl, now_s: int, specs) -> Rows:
+    """GROUP BY: rows sharing the grouped key columns (they come consecutively) make one
+    result row — aggregated, or the group's first row without aggregates. LIMIT counts groups.
+    All groups go in one page."""
+    n_pk = len(p.table.partition_key_columns)
+    ck_names = [c.name for c in p.table.clustering_columns][:p.group_width - n_pk]
+    groups: list[tuple[tuple, list[RowView]]] = []
+    for row in await _all_rows(replace(p, limit=None), backend, cl, now_s):
+        key = (row.key, tuple(row.values.get(name) for name in ck_names))
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(row)
+        else:
+            groups.append((key, [row]))
+    out = []
+    for _, members in groups[:p.limit]:
+        values = _aggregate(p.outputs, members, now_s) if p.aggregate else \
+            [_cell_value(o, members[0], now_s) for o in p.outputs]
+        out.append([_json_row(p.outputs, values)] if p.json else values)
+    return Rows(_result_specs(p, specs), out)
+
+
+async def _merged_in_order(p: Plan, backend, cl, now_s: int, page_size: int | None, specs) -> Rows:
+    """ORDER BY over several partitions (IN on the partition key): every row is read, sorted
+    across partitions, then LIMIT applies — so, as in Cassandra, only when it fits one page."""
+    if page_size is not None and (p.limit is None or p.limit > page_size):
+        raise InvalidRequest("Cannot page queries with both ORDER BY and a IN restriction on the partition key; "
+                             "you must either remove the ORDER BY or the IN and sort client side, or disable "
+                             "paging for this query")
+    rows = await _all_rows(replace(p, limit=None), backend, cl, now_s)
+    rows.sort(key=lambda row: row.ckey, reverse=p.reversed)  # stable: ties keep partition order
+    out = []
+    for row in rows[:p.limit]:
+        values = [_cell_value(o, row, now_s) for o in p.outputs]
+        out.append([_json_row(p.outputs, values)] if p.json else values)
+    return Rows(_result_specs(p, specs), out)
 
 
 def _result_specs(p: Plan, specs: list[ColumnSpec]) -> list[ColumnSpec]:

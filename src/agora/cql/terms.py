@@ -15,6 +15,7 @@ import datetime
 import decimal
 import ipaddress
 import random
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -59,6 +60,53 @@ def _timestamp_from_string(text: str) -> datetime.datetime:
     return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
 
 
+_DATE_RE = re.compile(r"([+-]?\d{1,7})-(\d{1,2})-(\d{1,2})")
+_TIME_RE = re.compile(r"(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,9}))?)?")
+_DATE_EPOCH_DAYS = 2**31  # the date type's uint32 puts 1970-01-01 here
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a proleptic Gregorian date, for every year the date type holds
+    (Python's datetime.date stops at years 1..9999; Cassandra's date spans about +-5.8M years)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _date_from_string(text: str) -> int:
+    """'[-]YYYY-MM-DD' as the raw uint32 of the date type (what types.serialize takes for ints)."""
+    m = _DATE_RE.fullmatch(text.strip())
+    bad = InvalidRequest(f"Unable to coerce '{text}' to a formatted date (long)")
+    if m is None:
+        raise bad
+    year, month, day = (int(g) for g in m.groups())
+    if not 1 <= month <= 12 or not 1 <= day <= 31:
+        raise bad
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    month_days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
+    if day > month_days:
+        raise bad
+    raw = _days_from_civil(year, month, day) + _DATE_EPOCH_DAYS
+    if not 0 <= raw < 2**32:
+        raise InvalidRequest(f"Unable to coerce '{text}' to a formatted date (long): out of range")
+    return raw
+
+
+def _time_from_string(text: str) -> int:
+    """'HH:MM[:SS[.fffffffff]]' as nanoseconds since midnight (up to 9 fraction digits kept)."""
+    m = _TIME_RE.fullmatch(text.strip())
+    if m is None:
+        raise InvalidRequest(f"Unable to coerce '{text}' to a formatted time (long)")
+    hours, minutes, seconds = int(m[1]), int(m[2]), int(m[3] or 0)
+    if hours > 23 or minutes > 59 or seconds > 59:
+        raise InvalidRequest(f"Unable to coerce '{text}' to a formatted time (long): out of range")
+    nanos = int((m[4] or "").ljust(9, "0"))
+    return ((hours * 60 + minutes) * 60 + seconds) * 10**9 + nanos
+
+
 def literal_value(lit: ast.Literal, t: T.CqlType):
     """A literal's Python value for type t (what types.serialize takes), or InvalidRequest."""
     name = _native(t)
@@ -71,15 +119,9 @@ def literal_value(lit: ast.Literal, t: T.CqlType):
         if name == "timestamp":
             return _timestamp_from_string(lit.value)
         if name == "date":
-            try:
-                return datetime.date.fromisoformat(lit.value)
-            except ValueError:
-                raise InvalidRequest(f"Unable to coerce '{lit.value}' to a formatted date (long)") from None
+            return _date_from_string(lit.value)
         if name == "time":
-            try:
-                return datetime.time.fromisoformat(lit.value)
-            except ValueError:
-                raise InvalidRequest(f"Unable to coerce '{lit.value}' to a formatted time (long)") from None
+            return _time_from_string(lit.value)
         if name == "inet":
             try:
                 return str(ipaddress.ip_address(lit.value))
@@ -155,11 +197,11 @@ def evaluate(term, t: T.CqlType, ctx: TermContext):
 
 
 def _element_types(term, t: T.CqlType):
-    if isinstance(term, ast.ListLiteral) and isinstance(t, (T.ListType, T.SetType)):
+    """A list literal only fits a list and a set literal only a set (Cassandra's
+    Lists.Literal / Sets.Literal validateAssignableTo)."""
+    if isinstance(term, ast.ListLiteral) and isinstance(t, T.ListType):
         return t.element
     if isinstance(term, ast.SetLiteral) and isinstance(t, T.SetType):
-        return t.element
-    if isinstance(term, ast.SetLiteral) and isinstance(t, T.ListType):
         return t.element
     raise InvalidRequest(f"Invalid {type(term).__name__.removesuffix('Literal').lower()} literal for type {t.cql_name()}")
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from agora.core import reconcile
 from agora.core.errors import InvalidRequest
-from agora.core.ring.partitioner import compose_partition_key
+from agora.core.ring.partitioner import compose_partition_key, token_for_key
 from agora.core.schema import types as T
 from agora.core.types import MAX_TOKEN, MIN_TOKEN, Bound, Slice
 from agora.cql import ast
@@ -27,11 +28,9 @@ _RANGE_OPS = (ast.Operator.GT, ast.Operator.GTE, ast.Operator.LT, ast.Operator.L
 
 @dataclass
 class Filter:
-    """A condition checked row by row (ALLOW FILTERING): column op value(s). With column
-    None it is a multi-column IN over clustering columns: `values` are the allowed tuples of
-    serialized values and `key` the 2-byte index of the first clustering column they cover."""
+    """A condition checked row by row (ALLOW FILTERING): column op value(s)."""
 
-    column: object  # ColumnDef, or None (multi-column IN)
+    column: object  # ColumnDef
     op: ast.Operator
     values: list  # serialized values (one, or several for IN)
     key: bytes | None = None  # m[key] = value
@@ -42,6 +41,9 @@ class Restrictions:
     table: object
     pk: dict[str, list[bytes]] = field(default_factory=dict)  # column -> candidate values
     ck_eq: list[list[bytes]] = field(default_factory=list)  # equality prefix: candidates per column
+    # (c1, c2) IN ((..), (..)): the first ck_eq column it covers and the tuples it allows, so the
+    # prefixes are those tuples and not every combination of their columns' values
+    ck_in_tuples: tuple[int, frozenset] | None = None
     ck_lower: tuple[list[bytes], bool] | None = None  # (values of a prefix, inclusive) after ck_eq
     ck_upper: tuple[list[bytes], bool] | None = None
     token_lower: tuple[int, bool] | None = None
@@ -60,7 +62,12 @@ class Restrictions:
         return list(dict.fromkeys(compose_partition_key(list(c)) for c in combos))
 
     def clustering_prefixes(self) -> list[tuple[bytes, ...]]:
-        return [tuple(c) for c in _product(self.ck_eq)]
+        prefixes = [tuple(c) for c in _product(self.ck_eq)]
+        if self.ck_in_tuples is not None:
+            start, allowed = self.ck_in_tuples
+            width = len(next(iter(allowed)))
+            prefixes = [c for c in prefixes if c[start:start + width] in allowed]
+        return prefixes
 
     def has_full_clustering(self) -> bool:
         return len(self.ck_eq) == len(self.table.clustering_columns) and self.ck_lower is None \
@@ -73,6 +80,9 @@ class Restrictions:
         types = self.table.ckey_types()
         out = []
         for prefix in self.clustering_prefixes():
+            if self._mixed_order(types, len(prefix)):
+                out.extend(_mixed_order_slices(types, list(prefix), self.ck_lower, self.ck_upper))
+                continue
             base = T.encode_ckey(types, list(prefix))
             start, end = Bound(base, True), Bound(base, True)
             depth = len(prefix)
@@ -89,6 +99,11 @@ class Restrictions:
             out.append(Slice(start, end))
         return tuple(sorted(out, key=lambda s: s.start.prefix))
 
+    def _mixed_order(self, types, depth: int) -> bool:
+        """True when a (multi-column) slice spans clustering columns of both orders."""
+        width = max((len(b[0]) for b in (self.ck_lower, self.ck_upper) if b is not None), default=0)
+        return len({desc for _, desc in types[depth:depth + width]}) > 1
+
     def token_range(self) -> tuple[int, int]:
         """(start exclusive, end inclusive) over the ring for a range scan."""
         start, end = MIN_TOKEN, MAX_TOKEN
@@ -99,6 +114,50 @@ class Restrictions:
             value, inclusive = self.token_upper
             end = value if inclusive else value - 1
         return max(start, MIN_TOKEN), end
+
+
+def _tuple_bound_intervals(types, prefix: list[bytes], values: list[bytes], inclusive: bool,
+                           is_lower: bool) -> list:
+    """`(c_d, .., c_d+n) > (v_0, .., v_n)` (or >=, <, <=) after an equality prefix, as disjoint
+    byte intervals of encoded clustering keys: for each i, the rows equal to v on the first i
+    columns and beyond v_i on the next (beyond in value order, which a DESC column flips in
+    byte order), plus the rows equal on all of v when inclusive (Cassandra's
+    MultiColumnRestriction.Slice over columns of mixed order)."""
+    out = []
+    depth = len(prefix)
+    for i in range(len(values)):
+        group = T.encode_ckey(types, prefix + values[:i])  # b"" (everything) for i = 0 without a prefix
+        at = T.encode_ckey(types, prefix + values[:i + 1])
+        closed = inclusive and i == len(values) - 1
+        if is_lower != types[depth + i][1]:  # beyond v_i lies after `at` in byte order
+            interval = reconcile.clustering_interval(Bound(at, closed), Bound(group, True))
+        else:
+            interval = reconcile.clustering_interval(Bound(group, True), Bound(at, closed))
+        if interval is not None:
+            out.append(interval)
+    return sorted(out, key=lambda iv: iv[0])
+
+
+def _mixed_order_slices(types, prefix: list[bytes], lower, upper) -> list[Slice]:
+    """The slices of a multi-column slice over clustering columns of mixed order: the
+    intersection of what the lower and the upper bound each allow."""
+    allowed = None
+    for bound, is_lower in ((lower, True), (upper, False)):
+        if bound is None:
+            continue
+        intervals = _tuple_bound_intervals(types, prefix, bound[0], bound[1], is_lower)
+        if allowed is None:
+            allowed = intervals
+            continue
+        meet = []
+        for a_lo, a_hi in allowed:
+            for b_lo, b_hi in intervals:
+                lo = max(a_lo, b_lo)
+                hi = a_hi if b_hi is None else (b_hi if a_hi is None else min(a_hi, b_hi))
+                if hi is None or lo < hi:
+                    meet.append((lo, hi))
+        allowed = sorted(meet, key=lambda iv: iv[0])
+    return [Slice(Bound(lo, True), Bound(b"", True) if hi is None else Bound(hi, False)) for lo, hi in allowed or ()]
 
 
 def _product(lists: list[list[bytes]]) -> list[tuple[bytes, ...]]:
@@ -181,10 +240,13 @@ def _token_relation(r: Restrictions, rel: ast.TokenRelation, ctx: TermContext) -
     names = tuple(c.name for c in r.table.partition_key_columns)
     if tuple(rel.columns) != names:
         raise InvalidRequest(f"The token function arguments must be the partition key columns in order: token({', '.join(names)})")
-    raw = evaluate(rel.value, T.BIGINT, ctx)
-    if raw is None or raw is UNSET:
-        raise InvalidRequest("Invalid null value for token")
-    value = T.deserialize(T.BIGINT, raw)
+    if isinstance(rel.value, ast.FunctionCall) and rel.value.name.lower() == "token":
+        value = _token_of(r.table, rel.value, ctx)  # token(k) > token(?): the key's own token
+    else:
+        raw = evaluate(rel.value, T.BIGINT, ctx)
+        if raw is None or raw is UNSET:
+            raise InvalidRequest("Invalid null value for token")
+        value = T.deserialize(T.BIGINT, raw)
     if rel.op in (ast.Operator.GT, ast.Operator.GTE):
         r.token_lower = (value, rel.op == ast.Operator.GTE)
     elif rel.op in (ast.Operator.LT, ast.Operator.LTE):
@@ -193,6 +255,19 @@ def _token_relation(r: Restrictions, rel: ast.TokenRelation, ctx: TermContext) -
         r.token_lower, r.token_upper = (value, True), (value, True)
     else:
         raise InvalidRequest(f"Unsupported operator {rel.op.value} on token()")
+
+
+def _token_of(table, call: ast.FunctionCall, ctx: TermContext) -> int:
+    """The value of `token(v1, v2 ...)` on the right of a token relation: the Murmur3 token
+    of the partition key those values make."""
+    cols = table.partition_key_columns
+    if len(call.args) != len(cols):
+        raise InvalidRequest(f"Invalid number of arguments in call to function system.token: "
+                             f"{len(cols)} required but {len(call.args)} provided")
+    parts = [evaluate(arg, col.type, ctx) for arg, col in zip(call.args, cols)]
+    if any(v is None or v is UNSET for v in parts):
+        raise InvalidRequest("Invalid null value for token")
+    return token_for_key(compose_partition_key(parts))
 
 
 def _multi_relation(r: Restrictions, rel: ast.MultiColumnRelation, ctx: TermContext, ck_names: list[str]) -> None:
@@ -222,13 +297,15 @@ def _multi_relation(r: Restrictions, rel: ast.MultiColumnRelation, ctx: TermCont
         if len(cols) != len(ck_names) - start:
             raise InvalidRequest("Multi-column IN must restrict every remaining clustering column")
         r.ck_eq.extend([list(dict.fromkeys(c[i] for c in combos)) for i in range(len(cols))])
-        r.filters.append(Filter(None, ast.Operator.IN, [tuple(c) for c in combos], key=start.to_bytes(2, "big")))
+        r.ck_in_tuples = (start, frozenset(tuple(c) for c in combos)) if combos else None
+        r.empty |= not combos
     elif rel.op in _RANGE_OPS:
-        orders = {table.column(c).clustering_order for c in cols}
-        if len(orders) > 1:
-            raise InvalidRequest("Multi-column slices over clustering columns of mixed order are not supported")
         values = tuple_values(rel.value)
-        if rel.op in (ast.Operator.GT, ast.Operator.GTE):
+        lower = rel.op in (ast.Operator.GT, ast.Operator.GTE)
+        if (r.ck_lower if lower else r.ck_upper) is not None:
+            raise InvalidRequest(f"More than one restriction was found for the {'start' if lower else 'end'} "
+                                 f"bound on {', '.join(cols)}")
+        if lower:
             r.ck_lower = (values, rel.op == ast.Operator.GTE)
         else:
             r.ck_upper = (values, rel.op == ast.Operator.LTE)
@@ -258,7 +335,11 @@ def _clustering(r: Restrictions, ck_rel: dict[str, list], ck_names: list[str], c
             continue
         for rel in rels:
             value = _values(rel.value, col.type, ctx, rel.op)
-            if rel.op in (ast.Operator.GT, ast.Operator.GTE):
+            lower = rel.op in (ast.Operator.GT, ast.Operator.GTE)
+            if (r.ck_lower if lower else r.ck_upper) is not None:
+                raise InvalidRequest(f"More than one restriction was found for the {'start' if lower else 'end'} "
+                                     f"bound on {name}")
+            if lower:
                 r.ck_lower = (value, rel.op == ast.Operator.GTE)
             else:
                 r.ck_upper = (value, rel.op == ast.Operator.LTE)

@@ -9,6 +9,7 @@ InvalidRequest ...) with its fields; nothing a client sends can stop the node.
 from __future__ import annotations
 
 import asyncio
+import os
 import dataclasses
 import logging
 
@@ -20,6 +21,7 @@ from agora.core.schema import ddl
 from agora.core.types import ConsistencyLevel
 
 log = logging.getLogger("agora.admin")
+COMPACT_POLL_S = 0.05  # how often `compact` looks whether its pass has finished
 
 
 def _cl(args: dict) -> ConsistencyLevel:
@@ -86,8 +88,16 @@ class AdminVerbs:
                 "owns": owns.get(n), "host_id": g.app_state(n, "HOST_ID"),
                 "schema": g.app_state(n, "SCHEMA"),
             })
-        return {"local": node.local, "schema": node.schema.version, "nodes": rows,
+        return {"local": node.local, "pid": os.getpid(), "schema": node.schema.version, "nodes": rows,
+                "hints": node.hints.pending_by_target(),
+                "tombstones": {"state": node.tombstones.downtime.state, "needs_repair": node.needs_repair,
+                               "purge_horizon_s": node.tombstones.compaction.horizon_s,
+                               "guarded_peers": node.tombstones.guards.guarded(),
+                               **node.tombstones.compaction.stats},
+                "batchlog": {"entries": len(node.batchlog.holder.entries),
+                             **node.batchlog.holder.stats, **node.batchlog.coordinator.stats},
                 "stats": {"reads": dict(node.reads.stats), "replica": dict(node.replica.stats),
+                          "hints": dict(node.hints.stats),
                           "transport": self.rt.transport.stats() if hasattr(self.rt.transport, "stats") else {}}}
 
     # ---- schema ---------------------------------------------------------------------------
@@ -111,6 +121,31 @@ class AdminVerbs:
 
     async def op_drop_table(self, args: dict):
         return await self.rt.schema_change(ddl.drop_table(args))
+
+    # ---- anti-entropy repair ---------------------------------------------------------------
+
+    async def op_repair(self, args: dict):
+        """Start a repair coordinated by this node (keyspace, table, node, start_token,
+        end_token); answers at once with its first report, whose `id` repair_status follows."""
+        return await self.rt.repair(dict(args))
+
+    async def op_repair_status(self, args: dict):
+        """One repair's report ({"id": N}), or every repair this node knows of ({})."""
+        session_id = args.get("id")
+        if session_id is not None and (isinstance(session_id, bool) or not isinstance(session_id, int)):
+            raise InvalidRequest("repair_status: id must be an integer")
+        return self.rt.repair_status(session_id)
+
+    # ---- tombstones -----------------------------------------------------------------------
+
+    async def op_compact(self, args: dict):
+        """Run a tombstone compaction pass now (as its timer would) and answer once it has
+        walked every table: {"passes", "chunks", "partitions_rewritten", "purge_horizon_s"}."""
+        compaction = self.rt.node.tombstones.compaction
+        self.rt._feed(lambda t: self.rt.node.tombstones.run_pass(t))
+        while compaction.running:
+            await asyncio.sleep(COMPACT_POLL_S)
+        return {**compaction.stats, "purge_horizon_s": compaction.horizon_s}
 
     # ---- rows -----------------------------------------------------------------------------
 

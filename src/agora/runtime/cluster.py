@@ -179,6 +179,9 @@ class LocalCluster:
                 running = {m.node_id for m in self.nodes if self.is_running(m)}
                 with AdminClient(n.address, self.cluster_name) as c:
                     status = c.call("status", {}, timeout_s=5.0)
+                if status.get("pid") != self.pid(n):  # another cluster's node on this address?
+                    raise RuntimeError(f"{n.address} is answered by process {status.get('pid')}, "
+                                       f"not by {n.name} (pid {self.pid(n)})")
                 up = {s["node"] for s in status["nodes"] if s["up"]}
                 return running <= up
             wait_until(ready, timeout_s, f"{n.name} to be up and see the cluster")

@@ -54,7 +54,8 @@ class RuntimeBackend:
             node = self.rt.node
             mine = node.schema.version
             g = node.gossiper
-            if all(g.app_state(n, "SCHEMA") == mine for n in g.live_nodes() if n != node.local):
+            if all(node.schema.peer_version(n, g.app_state(n, "SCHEMA")) == mine
+                   for n in g.live_nodes() if n != node.local):
                 return True
             if loop.time() > deadline:
                 return False
@@ -80,6 +81,7 @@ class RuntimeBackend:
             dc=g.app_state(node_id, "DC") or (info.dc if info else ""),
             rack=g.app_state(node_id, "RACK") or (info.rack if info else ""),
             host_id=g.app_state(node_id, "HOST_ID") or (node.identity.host_id if node_id == node.local else ""),
-            tokens=tokens, schema_version=g.app_state(node_id, "SCHEMA"),
+            tokens=tokens, schema_version=node.schema.peer_version(node_id, g.app_state(node_id, "SCHEMA"))
+            if node_id != node.local else node.schema.version,
             release_version=g.app_state(node_id, "RELEASE_VERSION") or RELEASE_VERSION,
             up=node.is_alive(node_id))

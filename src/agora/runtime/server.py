@@ -24,6 +24,10 @@ from agora.core.config import NodeConfig
 from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
                                 StorageGet, StorageGetDone, StoragePut, StoragePutDone,
                                 StorageScan, StorageScanDone)
+from agora.core.effects import (HintDelete, HintIndex, HintIndexDone, HintPut, HintPutDone,
+                                HintScan, HintScanDone)
+from agora.core.effects import (BatchlogDone, BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
+                                StorageDropTable, StorageReplace, StorageReplaceDone)
 from agora.core.errors import AgoraError, ProtocolError
 from agora.core.messages import ClientReq
 from agora.core.node import restore
@@ -35,6 +39,7 @@ log = logging.getLogger("agora.node")
 
 SHUTDOWN_ANNOUNCE_S = 0.2  # time for the shutdown announcement to leave before sockets close
 LOAD_REFRESH_S = 10.0  # how often the on-disk size is re-measured for gossip and status
+HALT_EXIT_CODE = 70  # the exit status of a test-only Halt (EX_SOFTWARE): not a clean stop
 
 
 def now_ms() -> int:
@@ -166,6 +171,11 @@ class NodeRuntime:
             self._storage_get(eff)
         elif isinstance(eff, StorageScan):
             self._storage_scan(eff)
+        elif isinstance(eff, (HintPut, HintDelete, HintScan, HintIndex)):
+            self._hint_effect(eff)
+        elif isinstance(eff, (StorageReplace, StorageDropTable, BatchlogStore, BatchlogRemove,
+                              BatchlogLoad, Halt)):
+            self._gc_batchlog_effect(eff)
         elif isinstance(eff, PersistMeta):
             self.engine.put_meta(eff.key, eff.value)
         elif isinstance(eff, Log):
@@ -198,6 +208,78 @@ class NodeRuntime:
             log.exception("scan failed")
             done = StorageScanDone(eff.op_id, (), True, f"storage error: {exc}")
         self._queue.extend(self.node.on_storage_done(done, now_ms()))
+
+    def _gc_batchlog_effect(self, eff) -> None:
+        """Tombstone compaction's rewrites, the downtime check's wipe, the batchlog
+        (agora.core.tombstones, agora.core.batchlog) and the test-only Halt. A rewrite runs at
+        once on the loop: it is one bounded chunk (GC_CHUNK_ROWS stored rows) under the
+        engine's write lock. A synced batchlog store runs on the fsync thread, as a synced put."""
+        if isinstance(eff, Halt):
+            log.error("halting at once: %s (a test-only fault)", eff.reason)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(HALT_EXIT_CODE)
+        if isinstance(eff, (StorageDropTable, BatchlogRemove)):
+            try:
+                if isinstance(eff, StorageDropTable):
+                    self.engine.drop_table(eff.table_id)
+                else:  # a removal that fails only makes the batch replay once more
+                    self.engine.batchlog_remove(eff.batch_id)
+            except Exception:
+                log.exception("%s failed", type(eff).__name__)
+            return
+        if isinstance(eff, BatchlogStore) and eff.sync:
+            fut = self._loop.run_in_executor(self._fsync_pool, self._gc_batchlog_done, eff)
+            fut.add_done_callback(lambda f: self._run(self.node.on_storage_done(f.result(), now_ms())))
+            return
+        self._queue.extend(self.node.on_storage_done(self._gc_batchlog_done(eff), now_ms()))
+
+    def _gc_batchlog_done(self, eff):
+        try:
+            if isinstance(eff, StorageReplace):
+                return StorageReplaceDone(eff.op_id, self.engine.replace(eff.pairs, eff.sync))
+            if isinstance(eff, BatchlogStore):
+                self.engine.batchlog_put(eff.batch_id, eff.entry, eff.sync)
+                return BatchlogDone(eff.op_id)
+            return BatchlogDone(eff.op_id, tuple(self.engine.batchlog_items()))
+        except Exception as exc:  # a storage failure answers this operation, not the node
+            log.exception("%s failed", type(eff).__name__)
+            if isinstance(eff, StorageReplace):
+                return StorageReplaceDone(eff.op_id, 0, f"storage error: {exc}")
+            return BatchlogDone(eff.op_id, (), f"storage error: {exc}")
+
+    def _hint_effect(self, eff) -> None:
+        """Hints (agora.core.hints) in the engine's hint store. Scans, deletes and unsynced
+        puts run at once (an unsynced put is in the WAL, so safe from kill -9, before its
+        completion is fed back); a synced put (commitlog_sync: batch) runs on the fsync thread."""
+        if isinstance(eff, HintDelete):
+            try:
+                self.engine.delete_hints(eff.keys)
+            except Exception:  # the hint stays and is replayed again: harmless
+                log.exception("hint delete failed")
+            return
+        if isinstance(eff, HintPut) and eff.sync:
+            fut = self._loop.run_in_executor(self._fsync_pool, self._hint_done, eff)
+            fut.add_done_callback(lambda f: self._run(self.node.on_storage_done(f.result(), now_ms())))
+            return
+        self._queue.extend(self.node.on_storage_done(self._hint_done(eff), now_ms()))
+
+    def _hint_done(self, eff):
+        try:
+            if isinstance(eff, HintPut):
+                self.engine.put_hints(eff.hints, eff.sync)
+                return HintPutDone(eff.op_id)
+            if isinstance(eff, HintScan):
+                return eff.collect(self.engine.hints_after(eff.prefix, eff.after))
+            return eff.collect(self.engine.hint_sizes())
+        except Exception as exc:  # a storage failure answers this operation, not the node
+            log.exception("hint store failed")
+            error = f"storage error: {exc}"
+            if isinstance(eff, HintPut):
+                return HintPutDone(eff.op_id, error)
+            if isinstance(eff, HintScan):
+                return HintScanDone(eff.op_id, (), True, error)
+            return HintIndexDone(eff.op_id, (), error)
 
     def _flush_puts(self) -> None:
         """Group commit: all mutations issued since the last flush go down as one batch."""
@@ -249,6 +331,13 @@ class NodeRuntime:
 
     def schema_change(self, change) -> asyncio.Future:
         return self._client_call(lambda cid, t: self.node.client_schema_change(cid, change, t))
+
+    def repair(self, args: dict) -> asyncio.Future:
+        """Start an anti-entropy repair; the result is its first report (with its id)."""
+        return self._client_call(lambda cid, t: self.node.client_repair(cid, args, t))
+
+    def repair_status(self, session_id: int | None) -> dict | list:
+        return self.node.antientropy.status(session_id, now_ms())
 
     def now_s(self) -> int:
         return now_ms() // 1000

@@ -4,10 +4,11 @@ byte (DESIGN.md section 2).
 
 Owns: building the nodes (config, addresses 127.0.0.x:7000, seeds, per-node randomness
 derived from the seed), routing network deliveries to them, the client API
-(`write`/`read`/`read_range`/`schema_change` on partitions and read commands, plus row-level helpers over
-`agora.core.rowmaps` and `agora.core.schema.ddl`), the faults (`stop`, `crash`, `restart`, `pause`,
-`resume`, `partition`, `isolate`, `heal`), ways to run (`run_for`, `run_until`, `wait`),
-and the trace: one line per delivered message, client request and reply, drop and fault,
+(`write`/`read`/`read_range`/`schema_change` on partitions and read commands, plus row-level
+helpers over `agora.core.rowmaps` and `agora.core.schema.ddl`), the faults (`stop`, `crash`,
+`restart`, `pause`, `resume`, `partition` (symmetric or one-way), `isolate`, `cut_dc`,
+`block`, `heal`, `set_network_faults` (loss, duplication, reordering), `set_clock` (skew,
+drift)), ways to run (`run_for`, `run_until`, `wait`), and the trace: one line per delivered message, client request and reply, drop and fault,
 hashed with blake2b (`trace_hash`).
 
 Randomness: each source gets its own `random.Random` seeded from a string naming it
@@ -16,9 +17,10 @@ seeds are hashed with SHA-512, never with Python's salted `hash`, so a run is id
 across processes and PYTHONHASHSEED values, and adding a node does not shift the draws of
 the others.
 
-Does not know: protocol rules (the nodes do) or what a run should prove (tests and,
-later, checkers do). It grows by composition: clock skew goes in `SimHost.clock_offset_ms`,
-disk faults in the engine, workloads and checkers on top of the client API.
+Does not know: protocol rules (the nodes do) or what a run should prove (tests and the
+checkers do). It grows by composition: clock error lives in `SimHost.clock`, disk
+faults in the engine, workloads (`workload`), fault schedules (`nemesis`) and checkers
+(`checkers`) on top of the client API.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import msgpack
+
 from agora.core import reconcile, rowmaps
 from agora.core.config import config_from_dict
 from agora.core.effects import Event, Reply
 from agora.core.errors import AgoraError, InvalidRequest
 from agora.core.schema import ddl
+from agora.core.schema.agreement import SCHEMA_META_KEY
+from agora.core.schema.model import Schema
 from agora.core.types import ConsistencyLevel, NodeId, Partition, RangeCommand, ReadCommand
-from agora.sim.host import SimHost
+from agora.sim.host import SimHost, payload_digest
 from agora.sim.network import Envelope, Network
 from agora.sim.results import NotDone, SimFuture
 from agora.sim.scheduler import Scheduler
@@ -123,11 +129,17 @@ class SimCluster:
 
     # ---- trace and records ------------------------------------------------------------
 
-    def record(self, line: str) -> None:
+    def record(self, line: str, payload: bytes | None = None) -> None:
+        """One trace line at the current virtual time. A message's `payload` goes into the
+        hash whole; the kept line shows a short digest of it."""
         line = f"{self.scheduler.now_ms} {line}"
-        self._trace_hash.update(line.encode("utf-8", "backslashreplace") + b"\n")
+        h = self._trace_hash
+        h.update(line.encode("utf-8", "backslashreplace"))
+        if payload is not None:
+            h.update(payload)
+        h.update(b"\n")
         if self.keep_trace:
-            self.trace.append(line)
+            self.trace.append(line if payload is None else f"{line} {payload_digest(payload)}")
 
     def trace_hash(self) -> str:
         return self._trace_hash.hexdigest()
@@ -154,11 +166,10 @@ class SimCluster:
         if host is None or not host.up or envelope.tag != host.incarnation:
             self._dropped(envelope, "target down" if host is None or not host.up else "target restarted")
             return
-        host._input(host.incarnation, lambda: host.receive(envelope.source, message, envelope.payload))
+        host.deliver(envelope.source, message, envelope.payload)
 
     def _dropped(self, envelope: Envelope, reason: str) -> None:
-        self.record(f"drop {envelope.source}>{envelope.target} {envelope.kind} "
-                    f"{hashlib.blake2b(envelope.payload, digest_size=8).hexdigest()} {reason}")
+        self.record(f"drop {envelope.source}>{envelope.target} {envelope.kind} {reason}", envelope.payload)
 
     # ---- running ----------------------------------------------------------------------
 
@@ -230,12 +241,30 @@ class SimCluster:
     def resume(self, via: Via) -> None:
         self.host(via).resume()
 
-    def partition(self, group_a: Iterable[Via], group_b: Iterable[Via] | None = None) -> None:
-        """Cut `group_a` off from `group_b` (default: everyone else), both ways."""
+    def partition(self, group_a: Iterable[Via], group_b: Iterable[Via] | None = None,
+                  one_way: bool = False) -> None:
+        """Cut `group_a` off from `group_b` (default: everyone else), both ways; with
+        `one_way`, only messages from `group_a` to `group_b` are dropped (a half-open link:
+        `group_b` still reaches `group_a`)."""
         a = self.ids(group_a)
         b = self.ids(group_b) if group_b is not None else [n for n in self.nodes if n not in a]
-        self.network.partition(a, b)
-        self.record(f"partition {','.join(sorted(a))} / {','.join(sorted(b))}")
+        if one_way:
+            for source in sorted(a):
+                for target in sorted(b):
+                    self.network.block(source, target)
+        else:
+            self.network.partition(a, b)
+        sep = ">" if one_way else "/"
+        self.record(f"partition {','.join(sorted(a))} {sep} {','.join(sorted(b))}")
+
+    def cut_dc(self, dc: str) -> None:
+        """Cut a whole datacenter off from the others, both ways (its own links stay)."""
+        inside = [n for n in self.nodes if self.dc_of(n) == dc]
+        assert inside, f"no datacenter {dc!r}"
+        self.partition(inside)
+
+    def datacenters(self) -> list[str]:
+        return list(dict.fromkeys(h.cfg.dc for h in self.hosts))
 
     def isolate(self, via: Via) -> None:
         self.partition([via])
@@ -249,6 +278,31 @@ class SimCluster:
     def heal(self) -> None:
         self.network.heal()
         self.record("heal")
+
+    def set_network_faults(self, loss: float | None = None, duplicate: float | None = None,
+                           reorder: bool | None = None, slow: float | None = None) -> None:
+        """Change the network's random faults from now on (None leaves one as it is):
+        loss and duplication rates, reordering, and the share of slow messages."""
+        net = self.network
+        if slow is not None:
+            assert 0.0 <= slow <= 1.0
+            net.slow = slow
+        if loss is not None:
+            assert 0.0 <= loss < 1.0
+            net.loss = loss
+        if duplicate is not None:
+            assert 0.0 <= duplicate < 1.0
+            net.duplicate = duplicate
+        if reorder is not None:
+            net.reorder = bool(reorder)
+        self.record(f"network loss={net.loss} duplicate={net.duplicate} reorder={net.reorder} slow={net.slow}")
+
+    def set_clock(self, via: Via, offset_ms: int | None = None, drift_ppm: int | None = None) -> None:
+        """Step `via`'s clock to `offset_ms` from true time and/or make it drift at
+        `drift_ppm` (None keeps that part as it is). Its node sees the change at once."""
+        host = self.host(via)
+        host.clock.set(self.scheduler.now_ms, offset_ms, drift_ppm)
+        self.record(f"clock {host.id} offset={host.clock.offset_ms} drift={host.clock.drift_ppm}")
 
     # ---- client API: partitions and read commands -------------------------------------
 
@@ -276,6 +330,17 @@ class SimCluster:
         """`change(schema, ts_us) -> Schema`, e.g. from `agora.core.schema.ddl`."""
         return self.host(via).client_call(
             "schema_change", lambda cid, t: self.host(via).node.client_schema_change(cid, change, t))
+
+    def repair(self, via: Via, max_ms: int = DEFAULT_WAIT_MS, **args) -> dict:
+        """Run an anti-entropy repair coordinated by `via` (args as the admin op `repair`:
+        keyspace, table, node, start_token, end_token) until it ends; its final report."""
+        started = self.wait(self.host(via).client_call(
+            "repair", lambda cid, t: self.host(via).node.client_repair(cid, dict(args), t)))
+        node = self.host(via).node
+        status = lambda: node.antientropy.status(started["id"], self.host(via).clock_ms())  # noqa: E731
+        if not self.run_until(lambda: status()["state"] != "running", max_ms):
+            raise NotDone(f"repair #{started['id']} still running after {max_ms} ms: {status()}")
+        return status()
 
     # ---- client API: rows (the admin verbs' semantics) --------------------------------
 
@@ -306,7 +371,9 @@ class SimCluster:
             used["ts"] = ts
             return node.client_write(cid, [part], level, t)
 
-        return host.client_call(f"insert {level.name}", start, lambda _: used["ts"])
+        fut = host.client_call(f"insert {level.name}", start, lambda _: used["ts"])
+        fut.info = used  # the timestamp, even if the write fails
+        return fut
 
     def delete(self, via: Via, keyspace: str, table: str, key: dict,
                cl: ConsistencyLevel | str = "QUORUM", timestamp: int | None = None) -> SimFuture:
@@ -323,7 +390,9 @@ class SimCluster:
             used["ts"] = ts
             return node.client_write(cid, [part], level, t)
 
-        return host.client_call(f"delete {level.name}", start, lambda _: used["ts"])
+        fut = host.client_call(f"delete {level.name}", start, lambda _: used["ts"])
+        fut.info = used
+        return fut
 
     def select(self, via: Via, keyspace: str, table: str, key: dict,
                cl: ConsistencyLevel | str = "QUORUM", writetime: bool = False) -> SimFuture:
@@ -348,13 +417,20 @@ class SimCluster:
         """What `via`'s own disk holds for `key` (no coordinator, no repair), as live rows.
         Works while the node is down: the disk outlives the process."""
         host = self.host(via)
-        node = host.node or next((h.node for h in self.hosts if h.up), None)
-        assert node is not None, "no running node to read the table definition from"
-        tdef = self._table(node, keyspace, table)
+        schema = host.node.schema.schema if host.node is not None else self._disk_schema(host)
+        tdef = schema.table(keyspace, table)
+        if tdef is None:
+            raise InvalidRequest(f"unknown table {keyspace}.{table}")
         raw = host.engine.read(rowmaps.read_command(tdef, dict(key)))
         now_s = host.clock_ms() // 1000
         view = reconcile.live_view(raw, now_s) if raw is not None else None
         return rowmaps.rows_of(tdef, view, writetime)
+
+    @staticmethod
+    def _disk_schema(host: SimHost) -> Schema:
+        """The schema a down node's disk holds (what it would load at boot)."""
+        raw = host.engine.get_meta(SCHEMA_META_KEY)
+        return Schema() if raw is None else Schema.from_plain(msgpack.unpackb(raw, raw=False, strict_map_key=False))
 
     @staticmethod
     def _table(node, keyspace: str, table: str):

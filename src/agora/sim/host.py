@@ -17,6 +17,13 @@ section 3); any difference between the two is a bug in one of them:
 - `StorageGet` reads the engine at once and feeds `StorageGetDone` back in the same drain;
   `StorageScan` likewise scans it (`eff.collect(engine.scan(...))`) and feeds
   `StorageScanDone` back.
+- Hint effects (`HintPut`, `HintDelete`, `HintScan`, `HintIndex`) go to the engine's hint
+  store at once, completions fed back in the same drain; a synced `HintPut` completes
+  `fsync_ms` later, as a synced batch does.
+- Compaction and batchlog effects likewise: `StorageReplace`, `BatchlogLoad` and unsynced
+  `BatchlogStore` at once with their completion in the same drain, a synced `BatchlogStore`
+  `fsync_ms` later; `StorageDropTable` and `BatchlogRemove` at once without one. `Halt` (a
+  test-only fault) crashes the host at once, as the runtime exits its process.
 - `PersistMeta` goes to the engine's durable metadata; `Reply` completes the client's
   future; `Event` and `Log` go to the cluster's records.
 - An `AgoraError` raised by an input is logged and the input dropped (the runtime's `_feed`).
@@ -51,9 +58,14 @@ from agora.core.config import NodeConfig
 from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
                                 StorageGet, StorageGetDone, StoragePut, StoragePutDone,
                                 StorageScan, StorageScanDone)
+from agora.core.effects import (HintDelete, HintIndex, HintIndexDone, HintPut, HintPutDone,
+                                HintScan, HintScanDone)
+from agora.core.effects import (BatchlogDone, BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
+                                StorageDropTable, StorageReplace, StorageReplaceDone)
 from agora.core.errors import AgoraError
 from agora.core.node import Node, restore
 from agora.core.types import NodeId
+from agora.sim.clock import SimClock
 from agora.sim.results import ConnectionLost, SimFuture
 from agora.storage.memory import MemoryEngine
 
@@ -79,7 +91,10 @@ class SimHost:
         self.node: Node | None = None
         self.incarnation = 0  # bumped at every boot; events carry the one they were made for
         self.generation = 0  # the last gossip generation used
-        self.clock_offset_ms = 0  # this machine's clock error (skew), added to virtual time
+        self.clock = SimClock()  # this machine's clock error: skew and drift
+        # coordinator statistics of the node processes that have exited (crash, stop), so
+        # a run's totals survive restarts
+        self.retired_stats: dict[str, int] = {}
         self.paused = False
         self._deferred: list[Callable[[], None]] = []
         self._timers: dict[Any, Any] = {}  # timer id -> SimEvent
@@ -98,13 +113,34 @@ class SimHost:
 
     def clock_ms(self) -> int:
         """This machine's wall clock: what its node is told `now_ms` is."""
-        return self.cluster.epoch_ms + self.cluster.scheduler.now_ms + self.clock_offset_ms
+        clock, now = self.clock, self.cluster.scheduler.now_ms
+        if clock.drift_ppm == 0:  # the common case, without a call
+            return self.cluster.epoch_ms + now + clock.offset_ms
+        return self.cluster.epoch_ms + clock.read(now)
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """The clock's error right now (skew plus the drift so far), in ms."""
+        return self.clock.error_ms(self.cluster.scheduler.now_ms)
+
+    @clock_offset_ms.setter
+    def clock_offset_ms(self, offset_ms: int) -> None:
+        self.clock.set(self.cluster.scheduler.now_ms, offset_ms=offset_ms)
+
+    def coordinator_stats(self) -> dict[str, int]:
+        """Read coordinator counters (read repairs, digest mismatches, speculative
+        retries) summed over every process this machine has run."""
+        out = dict(self.retired_stats)
+        if self.node is not None:
+            for key, n in self.node.reads.stats.items():
+                out[key] = out.get(key, 0) + n
+        return out
 
     def _schedule(self, delay_ms: int, action: Callable[[], None], label: str):
         """An input for this incarnation, `delay_ms` from now, through the gate."""
         inc = self.incarnation
         return self.cluster.scheduler.schedule(delay_ms, lambda: self._input(inc, action),
-                                               f"{label} {self.id}")
+                                               (label, self.id))
 
     def _input(self, incarnation: int, action: Callable[[], None]) -> None:
         if self.node is None or incarnation != self.incarnation:
@@ -153,6 +189,7 @@ class SimHost:
     def _exit(self, why: str) -> None:
         """The process is gone: its timers, queued inputs, unflushed puts and client
         requests with it. The disk stays."""
+        self.retired_stats = self.coordinator_stats()
         self.node = None
         for event in self._timers.values():
             event.cancel()
@@ -212,10 +249,23 @@ class SimHost:
 
     # ---- inputs -----------------------------------------------------------------------
 
+    def deliver(self, source: NodeId, message: Any, payload: bytes) -> None:
+        """A message arrived from the network (already decoded) for the current process:
+        through the gate (queued while paused)."""
+        if self.paused:
+            self._input(self.incarnation, lambda: self.receive(source, message, payload))
+        elif self.node is not None:
+            self.receive(source, message, payload)
+
     def receive(self, source: NodeId, message: Any, payload: bytes) -> None:
         """A message arrived from the network (already decoded); called through the gate."""
-        self.cluster.record(f"msg {source}>{self.id} {type(message).__name__} {payload_digest(payload)}")
-        self._feed(lambda t: self.node.on_message(source, message, t))
+        self.cluster.record(f"msg {source}>{self.id} {type(message).__name__}", payload)
+        try:
+            effects = self.node.on_message(source, message, self.clock_ms())
+        except AgoraError as exc:
+            self._log("warning", f"rejected input: {exc}")
+            return
+        self._run(effects)
 
     def _feed(self, step: Callable[[int], list]) -> None:
         """Run one input through the node and execute the effects it returns."""
@@ -260,6 +310,11 @@ class SimHost:
             self._storage_get(eff)
         elif isinstance(eff, StorageScan):
             self._storage_scan(eff)
+        elif isinstance(eff, (HintPut, HintDelete, HintScan, HintIndex)):
+            self._hint_effect(eff)
+        elif isinstance(eff, (StorageReplace, StorageDropTable, BatchlogStore, BatchlogRemove,
+                              BatchlogLoad, Halt)):
+            self._gc_batchlog_effect(eff)
         elif isinstance(eff, PersistMeta):
             self.engine.put_meta(eff.key, eff.value)
         elif isinstance(eff, Log):
@@ -277,9 +332,10 @@ class SimHost:
     def _send(self, eff: Send) -> None:
         message = eff.message
         if eff.target == self.id:
-            digest = payload_digest(codec.encode(message))  # for the trace only
+            # Not encoded, as in the runtime; the trace names it (what it carries follows
+            # from earlier inputs, and shows in the messages it leads to).
             def local() -> None:
-                self.cluster.record(f"self {self.id} {type(message).__name__} {digest}")
+                self.cluster.record(f"self {self.id} {type(message).__name__}")
                 self._feed(lambda t: self.node.on_message(self.id, message, t))
             self._schedule(0, local, "local delivery")
         else:
@@ -305,7 +361,7 @@ class SimHost:
             del self._timers[timer_id]
             self._feed(lambda t: self.node.on_timer(timer_id, t))
 
-        holder.append(self._schedule(delay_ms, fire, f"timer {timer_id!r}"))
+        holder.append(self._schedule(delay_ms, fire, ("timer", timer_id)))
         self._timers[timer_id] = holder[0]
 
     def _storage_get(self, eff: StorageGet) -> None:
@@ -324,6 +380,70 @@ class SimHost:
             self._log("error", f"scan failed: {exc!r}")
             done = StorageScanDone(eff.op_id, (), True, f"storage error: {exc}")
         self._queue.extend(self.node.on_storage_done(done, self.clock_ms()))
+
+    def _gc_batchlog_effect(self, eff) -> None:
+        """As the runtime's `_gc_batchlog_effect`."""
+        if isinstance(eff, Halt):
+            self._log("error", f"halting at once: {eff.reason} (a test-only fault)")
+            self.crash()
+            return
+        if isinstance(eff, StorageDropTable):
+            self.engine.drop_table(eff.table_id)
+            return
+        if isinstance(eff, BatchlogRemove):
+            self.engine.batchlog_remove(eff.batch_id)
+            return
+        if isinstance(eff, BatchlogStore) and eff.sync:
+            def synced() -> None:
+                self._run(self.node.on_storage_done(self._gc_batchlog_done(eff), self.clock_ms()))
+            self._schedule(self.cluster.fsync_ms, synced, "batchlog fsync")
+            return
+        self._queue.extend(self.node.on_storage_done(self._gc_batchlog_done(eff), self.clock_ms()))
+
+    def _gc_batchlog_done(self, eff):
+        try:
+            if isinstance(eff, StorageReplace):
+                return StorageReplaceDone(eff.op_id, self.engine.replace(eff.pairs, eff.sync))
+            if isinstance(eff, BatchlogStore):
+                self.engine.batchlog_put(eff.batch_id, eff.entry, eff.sync)
+                return BatchlogDone(eff.op_id)
+            return BatchlogDone(eff.op_id, tuple(self.engine.batchlog_items()))
+        except Exception as exc:  # a storage failure answers this operation, not the node
+            self._log("error", f"{type(eff).__name__} failed: {exc!r}")
+            if isinstance(eff, StorageReplace):
+                return StorageReplaceDone(eff.op_id, 0, f"storage error: {exc}")
+            return BatchlogDone(eff.op_id, (), f"storage error: {exc}")
+
+    def _hint_effect(self, eff) -> None:
+        """As the runtime's `_hint_effect`: scans, deletes and unsynced puts at once (their
+        completion fed back in the same drain); a synced put is applied and reported
+        `fsync_ms` later, unless the process died meanwhile."""
+        if isinstance(eff, HintDelete):
+            self.engine.delete_hints(eff.keys)
+            return
+        if isinstance(eff, HintPut) and eff.sync:
+            def synced() -> None:
+                self._run(self.node.on_storage_done(self._hint_done(eff), self.clock_ms()))
+            self._schedule(self.cluster.fsync_ms, synced, "hint fsync")
+            return
+        self._queue.extend(self.node.on_storage_done(self._hint_done(eff), self.clock_ms()))
+
+    def _hint_done(self, eff):
+        try:
+            if isinstance(eff, HintPut):
+                self.engine.put_hints(eff.hints, eff.sync)
+                return HintPutDone(eff.op_id)
+            if isinstance(eff, HintScan):
+                return eff.collect(self.engine.hints_after(eff.prefix, eff.after))
+            return eff.collect(self.engine.hint_sizes())
+        except Exception as exc:  # a storage failure answers this operation, not the node
+            self._log("error", f"hint store failed: {exc!r}")
+            error = f"storage error: {exc}"
+            if isinstance(eff, HintPut):
+                return HintPutDone(eff.op_id, error)
+            if isinstance(eff, HintScan):
+                return HintScanDone(eff.op_id, (), True, error)
+            return HintIndexDone(eff.op_id, (), error)
 
     def _flush_puts(self) -> None:
         """Group commit: all mutations issued since the last flush go down as one batch."""

@@ -15,9 +15,16 @@ Semantics, chosen to match the runtime's TCP transport unless a fault says other
   arrives: a partition that starts while a message is in flight drops it, as a broken
   connection would.
 - Loss drops a message silently; duplication delivers a second copy with its own latency.
+- Latency is uniform over the link's range, except that with probability `slow` a message
+  takes SLOW_LATENCY_MS instead (the distribution's tail). Every fault setting can change
+  while a run goes on; the cluster's `set_network_faults` does it.
 - A payload the receiver cannot decode is our own bug (both ends run our codec), so it is
   an assertion, never a dropped message. With `check_roundtrip`, re-encoding the decoded
-  message must give back the same bytes, which catches encoders and decoders that disagree.
+  message must give back the same bytes, which catches encoders and decoders that disagree;
+  `check_roundtrip=n` checks every n-th message only (by sequence number, so the same ones
+  on every run), for long runs where the check would cost more than it finds.
+- A coordinator sends one message object to several replicas; it is encoded once and the
+  same bytes go to each (messages are values: nothing changes them between sends).
 
 Does not know: nodes, crashes or pauses. The cluster decides what a delivery means
 (`deliver(envelope, message)`) and is told about drops (`on_drop(envelope, reason)`).
@@ -37,9 +44,14 @@ from agora.sim.scheduler import Scheduler
 
 INTRA_DC_LATENCY_MS = (1, 5)  # one datacenter: a LAN hop, inclusive range
 INTER_DC_LATENCY_MS = (30, 80)  # between datacenters: a continent apart
+# The tail of the latency distribution: with probability `slow`, a message takes this long
+# instead (a retransmission after a lost segment, a GC pause on a switch, a congested link).
+# 200 ms .. 1.5 s straddles the coordinators' speculative-retry thresholds and stays under
+# their 2 s write timeout, so a slow message is late rather than lost.
+SLOW_LATENCY_MS = (200, 1_500)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
     """One message on the wire. `tag` is the sender-side context the cluster attaches (the
     target incarnation it was sent to); the network carries it untouched."""
@@ -72,10 +84,12 @@ class Network:
                  intra_dc_ms: tuple[int, int] = INTRA_DC_LATENCY_MS,
                  inter_dc_ms: tuple[int, int] = INTER_DC_LATENCY_MS,
                  loss: float = 0.0, duplicate: float = 0.0, reorder: bool = False,
-                 check_roundtrip: bool = True) -> None:
+                 slow: float = 0.0, slow_ms: tuple[int, int] = SLOW_LATENCY_MS,
+                 check_roundtrip: bool | int = True) -> None:
         for lo, hi in (intra_dc_ms, inter_dc_ms):
             assert 0 <= lo <= hi, f"bad latency range {(lo, hi)}"
-        assert 0.0 <= loss < 1.0 and 0.0 <= duplicate < 1.0
+        assert 0.0 <= loss < 1.0 and 0.0 <= duplicate < 1.0 and 0.0 <= slow <= 1.0
+        assert 0 <= slow_ms[0] <= slow_ms[1], f"bad latency range {slow_ms}"
         self.scheduler = scheduler
         self.rng = rng
         self.dc_of = dc_of
@@ -86,20 +100,28 @@ class Network:
         self.loss = loss
         self.duplicate = duplicate
         self.reorder = reorder
+        self.slow = slow
+        self.slow_ms = slow_ms
         self.check_roundtrip = check_roundtrip
+        self._roundtrip_every = 0 if check_roundtrip is False else int(check_roundtrip)
+        self._encoded: tuple[Any, bytes] | None = None  # the last message encoded, and its bytes
         self.blocked: set[tuple[NodeId, NodeId]] = set()
         self._link_latency: dict[tuple[NodeId, NodeId], tuple[int, int]] = {}
         self._link_last_ms: dict[tuple[NodeId, NodeId], int] = {}  # FIFO: last arrival per link
+        self._range_cache: dict[tuple[NodeId, NodeId], tuple[int, int]] = {}  # link -> latency range
         self._seq = 0
         self.stats = NetworkStats()
 
     # ---- latency ------------------------------------------------------------------------
 
     def latency_range(self, source: NodeId, target: NodeId) -> tuple[int, int]:
-        override = self._link_latency.get((source, target))
-        if override is not None:
-            return override
-        return self.intra_dc_ms if self.dc_of(source) == self.dc_of(target) else self.inter_dc_ms
+        link = (source, target)
+        cached = self._range_cache.get(link)
+        if cached is None:
+            cached = self._link_latency.get(link) or \
+                (self.intra_dc_ms if self.dc_of(source) == self.dc_of(target) else self.inter_dc_ms)
+            self._range_cache[link] = cached
+        return cached
 
     def set_latency(self, source: NodeId, target: NodeId, lo_ms: int, hi_ms: int,
                     both_ways: bool = True) -> None:
@@ -108,6 +130,7 @@ class Network:
         self._link_latency[(source, target)] = (lo_ms, hi_ms)
         if both_ways:
             self._link_latency[(target, source)] = (lo_ms, hi_ms)
+        self._range_cache.clear()
 
     # ---- partitions ---------------------------------------------------------------------
 
@@ -136,8 +159,18 @@ class Network:
 
     # ---- sending ------------------------------------------------------------------------
 
-    def send(self, source: NodeId, target: NodeId, message: Any, tag: Any = None) -> Envelope:
+    def encode(self, message: Any) -> bytes:
+        """The message's bytes through the real codec, reusing the last encoding when the
+        same message object goes to another target."""
+        last = self._encoded
+        if last is not None and last[0] is message:
+            return last[1]
         payload = codec.encode(message)
+        self._encoded = (message, payload)
+        return payload
+
+    def send(self, source: NodeId, target: NodeId, message: Any, tag: Any = None) -> Envelope:
+        payload = self.encode(message)
         self._seq += 1
         name = type(message).__name__
         envelope = Envelope(self._seq, source, target, payload, self.scheduler.now_ms, name, tag)
@@ -145,7 +178,7 @@ class Network:
         stats.sent += 1
         stats.bytes_sent += len(payload)
         stats.by_verb[name] = stats.by_verb.get(name, 0) + 1
-        if self.is_blocked(source, target):
+        if (source, target) in self.blocked:
             stats.dropped_blocked += 1
             self.on_drop(envelope, "blocked")
             return envelope
@@ -166,16 +199,19 @@ class Network:
 
     def _schedule(self, envelope: Envelope) -> None:
         lo, hi = self.latency_range(envelope.source, envelope.target)
-        at = self.scheduler.now_ms + self.rng.randint(lo, hi)
+        random = self.rng.random
+        if random() < self.slow:  # drawn always, so `slow` shifts no other draw
+            lo, hi = self.slow_ms
+        at = self.scheduler.now_ms + lo + int(random() * (hi - lo + 1))  # uniform over lo..hi
         link = (envelope.source, envelope.target)
         if not self.reorder:
             at = max(at, self._link_last_ms.get(link, 0))
             self._link_last_ms[link] = at
         self.scheduler.schedule_at(at, lambda: self._arrive(envelope),
-                                   f"msg {envelope.source}->{envelope.target}")
+                                   ("msg", envelope.source, envelope.target))
 
     def _arrive(self, envelope: Envelope) -> None:
-        if self.is_blocked(envelope.source, envelope.target):
+        if (envelope.source, envelope.target) in self.blocked:
             self.stats.dropped_blocked += 1
             self.on_drop(envelope, "blocked in flight")
             return
@@ -184,7 +220,8 @@ class Network:
         except ProtocolError as exc:  # both ends are our codec: this is our bug
             raise AssertionError(f"undecodable message {envelope.source}->{envelope.target}: "
                                  f"{exc}; payload {envelope.payload[:64].hex()}") from exc
-        if self.check_roundtrip:
+        every = self._roundtrip_every
+        if every and envelope.seq % every == 0:
             again = codec.encode(message)
             assert again == envelope.payload, (
                 f"codec round trip changed a {type(message).__name__}: "

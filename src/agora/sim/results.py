@@ -1,8 +1,10 @@
 """What a simulated client gets back: a small future that the simulator completes while it
 runs, and the errors only a simulated client can see.
 
-Owns: `SimFuture` (done / result() / error, and when it was submitted and completed in
-virtual time) and `ConnectionLost` (the coordinator crashed before answering, as a real
+Owns: `SimFuture` (done / result() / error, when it was submitted and completed in
+virtual time, callbacks run when it completes, and `info`: what the request used that the
+caller may want even when it fails, such as the write timestamp) and `ConnectionLost`
+(the coordinator crashed before answering, as a real
 driver sees a closed connection). Protocol errors (Unavailable, WriteTimeout, ...) are the
 coordinator's own `AgoraError`s, passed through unchanged.
 """
@@ -28,7 +30,7 @@ class SimFuture:
     the node's Reply carried) to what the caller asked for (rows instead of a partition)."""
 
     __slots__ = ("op", "via", "client_id", "submitted_ms", "completed_ms", "done", "_value",
-                 "_error", "_transform")
+                 "_error", "_transform", "_callbacks", "info")
 
     def __init__(self, op: str, via: NodeId, submitted_ms: int,
                  transform: Callable[[Any], Any] | None = None) -> None:
@@ -41,6 +43,15 @@ class SimFuture:
         self._value: Any = None
         self._error: BaseException | None = None
         self._transform = transform
+        self._callbacks: list[Callable[[SimFuture], None]] = []
+        self.info: dict[str, Any] = {}
+
+    def add_done_callback(self, callback: Callable[[SimFuture], None]) -> None:
+        """Call `callback(self)` when the request completes (at once if it has)."""
+        if self.done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
 
     def _complete(self, now_ms: int, value: Any = None, error: BaseException | None = None) -> None:
         assert not self.done, f"{self!r} completed twice"
@@ -50,6 +61,9 @@ class SimFuture:
         self.completed_ms = now_ms
         self._value = value
         self._error = error
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
 
     @property
     def ok(self) -> bool:

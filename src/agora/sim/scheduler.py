@@ -10,7 +10,9 @@ what makes one seed reproduce a run byte for byte (FoundationDB's and TigerBeetl
 simulators, DESIGN.md section 2).
 
 Does not know: nodes, networks or messages. An event is a callable; cancelling it marks it
-dead and the heap skips it when it comes up (lazy deletion keeps `cancel` O(1)).
+dead and the heap skips it when it comes up (lazy deletion keeps `cancel` O(1)). The heap
+holds (time, sequence, event) tuples, so ordering is a C-level comparison of two integers
+(the sequence numbers are unique: the event itself is never compared).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class SimEvent:
 
     __slots__ = ("at_ms", "seq", "action", "label", "cancelled")
 
-    def __init__(self, at_ms: int, seq: int, action: Callable[[], None], label: str) -> None:
+    def __init__(self, at_ms: int, seq: int, action: Callable[[], None], label: str | tuple) -> None:
         self.at_ms = at_ms
         self.seq = seq
         self.action = action
@@ -41,12 +43,16 @@ class SimEvent:
     def cancel(self) -> None:
         self.cancelled = True
 
-    def __lt__(self, other: SimEvent) -> bool:
-        return (self.at_ms, self.seq) < (other.at_ms, other.seq)
+    @property
+    def description(self) -> str:
+        """The label, formatted: a label may be a tuple of parts, joined only when shown
+        (formatting one for every event would cost more than the event)."""
+        label = self.label
+        return " ".join(map(str, label)) if isinstance(label, tuple) else str(label)
 
     def __repr__(self) -> str:
         state = " cancelled" if self.cancelled else ""
-        return f"<SimEvent {self.label} at {self.at_ms}ms #{self.seq}{state}>"
+        return f"<SimEvent {self.description} at {self.at_ms}ms #{self.seq}{state}>"
 
 
 class Scheduler:
@@ -54,23 +60,23 @@ class Scheduler:
 
     def __init__(self) -> None:
         self.now_ms = 0
-        self._heap: list[SimEvent] = []
+        self._heap: list[tuple[int, int, SimEvent]] = []
         self._seq = 0
         self._same_ms_count = 0
         self.events_run = 0
 
     # ---- scheduling ---------------------------------------------------------------------
 
-    def schedule_at(self, at_ms: int, action: Callable[[], None], label: str = "") -> SimEvent:
+    def schedule_at(self, at_ms: int, action: Callable[[], None], label: str | tuple = "") -> SimEvent:
         assert isinstance(at_ms, int), f"virtual time is integer milliseconds, got {at_ms!r}"
         assert at_ms >= self.now_ms, f"cannot schedule in the past ({at_ms} < {self.now_ms})"
         assert len(self._heap) < MAX_PENDING_EVENTS, "too many pending events: a runaway loop?"
         self._seq += 1
         event = SimEvent(at_ms, self._seq, action, label)
-        heapq.heappush(self._heap, event)
+        heapq.heappush(self._heap, (at_ms, self._seq, event))
         return event
 
-    def schedule(self, delay_ms: int, action: Callable[[], None], label: str = "") -> SimEvent:
+    def schedule(self, delay_ms: int, action: Callable[[], None], label: str | tuple = "") -> SimEvent:
         assert delay_ms >= 0, f"negative delay {delay_ms}"
         return self.schedule_at(self.now_ms + int(delay_ms), action, label)
 
@@ -79,9 +85,9 @@ class Scheduler:
     def next_time(self) -> int | None:
         """When the next live event is due, or None if nothing is pending."""
         heap = self._heap
-        while heap and heap[0].cancelled:
+        while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
-        return heap[0].at_ms if heap else None
+        return heap[0][0] if heap else None
 
     def step(self, limit_ms: int | None = None) -> bool:
         """Run the next live event if it is due at or before `limit_ms` (any time if None).
@@ -89,7 +95,7 @@ class Scheduler:
         due = self.next_time()
         if due is None or (limit_ms is not None and due > limit_ms):
             return False
-        event = heapq.heappop(self._heap)
+        event = heapq.heappop(self._heap)[2]
         if event.at_ms == self.now_ms:
             self._same_ms_count += 1
             assert self._same_ms_count <= MAX_EVENTS_PER_MS, \
@@ -102,11 +108,28 @@ class Scheduler:
         return True
 
     def advance_to(self, at_ms: int) -> None:
-        """Move the clock forward to `at_ms` after every event due by then has run."""
-        while self.step(at_ms):
-            pass
+        """Move the clock forward to `at_ms` after every event due by then has run (the
+        loop of `step`, inlined: this is the simulator's innermost loop)."""
+        heap, pop = self._heap, heapq.heappop
+        while heap:
+            due, _, event = heap[0]
+            if event.cancelled:
+                pop(heap)
+                continue
+            if due > at_ms:
+                break
+            pop(heap)
+            if due == self.now_ms:
+                self._same_ms_count += 1
+                assert self._same_ms_count <= MAX_EVENTS_PER_MS, \
+                    f"livelock: {MAX_EVENTS_PER_MS} events at {self.now_ms}ms without time moving"
+            else:
+                self._same_ms_count = 0
+                self.now_ms = due
+            self.events_run += 1
+            event.action()
         self.now_ms = max(self.now_ms, at_ms)
 
     @property
     def pending(self) -> int:
-        return sum(1 for e in self._heap if not e.cancelled)
+        return sum(1 for *_, e in self._heap if not e.cancelled)

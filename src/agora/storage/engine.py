@@ -9,6 +9,9 @@ memtable does, and returns raw data (tombstones included) for the coordinator to
 Durability follows Cassandra's commitlog: `apply(sync=False)` survives a process crash
 (`kill -9`) once it returns, but a power loss may drop it until the next `sync()`;
 `apply(sync=True)` fsyncs before returning. A sync makes every earlier write durable too.
+Hints follow the same rules: `put_hints(sync=False)` survives a process crash, a sync makes
+it survive a power loss; so do batchlog entries (`batchlog_put`) and compaction's
+`replace`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,50 @@ class StorageEngine(abc.ABC):
     @abc.abstractmethod
     def drop_table(self, table_id: bytes) -> None:
         """Forget every partition of `table_id`, durably."""
+
+    # ---- hints (agora.core.hints): an ordered map of opaque bytes, apart from table data --
+
+    @abc.abstractmethod
+    def put_hints(self, hints: Sequence[tuple[bytes, bytes]], sync: bool = False) -> None:
+        """Store these (key, value) hints in one atomic batch, with apply()'s durability."""
+
+    @abc.abstractmethod
+    def delete_hints(self, keys: Sequence[bytes]) -> None:
+        """Forget these hints (not synced: a crash may bring them back)."""
+
+    @abc.abstractmethod
+    def hints_after(self, prefix: bytes, after: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every hint whose key starts with `prefix` and is greater than
+        `after` (None: all of them), in key byte order."""
+
+    @abc.abstractmethod
+    def hint_sizes(self) -> Iterator[tuple[bytes, int]]:
+        """(key, value length) of every stored hint, in key order."""
+
+    # ---- tombstone compaction (agora.core.tombstones) --------------------------------------
+
+    @abc.abstractmethod
+    def replace(self, pairs: Sequence[tuple[Partition, Partition]], sync: bool = False) -> int:
+        """Compare-and-set rewrite, per partition, in one atomic batch: where the stored
+        partition (whole, canonical) still equals `expected`, store `new` instead -- rows and
+        tombstones `new` lacks are deleted, an empty `new` deletes the partition. Partitions
+        written to since `expected` was read are left alone (the next compaction pass sees
+        them again). Returns how many were replaced. This is the one write that removes data,
+        so it runs under the same read-modify-write discipline as `apply`."""
+
+    # ---- the batchlog (agora.core.batchlog): opaque entries by batch id, apart from data --
+
+    @abc.abstractmethod
+    def batchlog_put(self, batch_id: bytes, entry: bytes, sync: bool = False) -> None:
+        """Store a batchlog entry, with apply()'s durability."""
+
+    @abc.abstractmethod
+    def batchlog_remove(self, batch_id: bytes) -> None:
+        """Forget a batchlog entry (not synced: a crash may bring it back)."""
+
+    @abc.abstractmethod
+    def batchlog_items(self) -> list[tuple[bytes, bytes]]:
+        """(batch id, entry) of every stored batchlog entry, in batch id order."""
 
     @abc.abstractmethod
     def flush_wal(self) -> None:

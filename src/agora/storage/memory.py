@@ -13,6 +13,10 @@ partitions into `synced`. `crash()` models a power loss: `current` falls back to
 discarding every write applied with sync=False since the last sync. (A mere process crash
 loses nothing in the RocksDB engine, so the simulator needs no model of it.)
 
+Hints (`put_hints` ...) are modelled the same way, in a sorted map of their own: a sync makes
+every put and delete so far durable, a crash falls back to the synced hints. So are batchlog
+entries (`batchlog_put` ...) and compaction's `replace` (which touches `current` like apply).
+
 It is deterministic: no clock, no randomness, and every iteration is over insertion-ordered
 dicts or sorted keys. Stored partitions are canonical and never mutated in place (merges
 build new ones, sharing untouched rows: `reconcile.merge_into`), so the two views share them
@@ -43,6 +47,12 @@ class MemoryEngine(StorageEngine):
         self._dirty: dict[PartitionId, None] = {}  # touched since the last sync, in order
         self._meta: dict[str, bytes] = {}  # always synced
         self._index: dict[bytes, list[tuple[bytes, PartitionId]]] = {}  # see _table_index
+        self._hints: dict[bytes, bytes] = {}
+        self._hint_keys: list[bytes] = []  # sorted keys of _hints
+        self._synced_hints: dict[bytes, bytes] = {}
+        self._hints_dirty: dict[bytes, None] = {}  # hint keys put or deleted since the last sync
+        self._batchlog: dict[bytes, bytes] = {}  # batch id -> entry, as reads see it
+        self._synced_batchlog: dict[bytes, bytes] = {}
         self._closed = False
 
     # ---- data ---------------------------------------------------------------------------
@@ -111,6 +121,14 @@ class MemoryEngine(StorageEngine):
         """Nothing to do: the model only distinguishes synced from unsynced."""
 
     def sync(self) -> None:
+        self._synced_batchlog = dict(self._batchlog)
+        for key in self._hints_dirty:
+            value = self._hints.get(key)
+            if value is None:
+                self._synced_hints.pop(key, None)
+            else:
+                self._synced_hints[key] = value
+        self._hints_dirty.clear()
         for ident in self._dirty:
             stored = self._current.get(ident)
             if stored is None:
@@ -126,10 +144,88 @@ class MemoryEngine(StorageEngine):
         self._current = dict(self._synced)
         self._dirty.clear()
         self._index.clear()
+        self._hints = dict(self._synced_hints)
+        self._hint_keys = sorted(self._hints)
+        self._hints_dirty.clear()
+        self._batchlog = dict(self._synced_batchlog)
 
     def unsynced_count(self) -> int:
         """How many partitions a crash() now would roll back (for simulator checks)."""
         return len(self._dirty)
+
+    # ---- tombstone compaction -------------------------------------------------------------
+
+    def replace(self, pairs: Sequence[tuple[Partition, Partition]], sync: bool = False) -> int:
+        assert not self._closed, "engine closed"
+        replaced = 0
+        for expected, new in pairs:
+            ident = (expected.table_id, expected.key)
+            stored = self._current.get(ident)
+            if stored is None or reconcile.canonical(stored[1]) != expected:
+                continue  # written to (or gone) since it was read: the next pass decides
+            fresh = reconcile.canonical(new)
+            if reconcile.is_empty(fresh):
+                del self._current[ident]
+                self._index.pop(ident[0], None)
+            else:
+                self._current[ident] = (stored[0], fresh)
+            self._dirty[ident] = None
+            replaced += 1
+        if sync:
+            self.sync()
+        return replaced
+
+    # ---- batchlog -----------------------------------------------------------------------
+
+    def batchlog_put(self, batch_id: bytes, entry: bytes, sync: bool = False) -> None:
+        assert not self._closed, "engine closed"
+        self._batchlog[bytes(batch_id)] = bytes(entry)
+        if sync:
+            self.sync()
+
+    def batchlog_remove(self, batch_id: bytes) -> None:
+        assert not self._closed, "engine closed"
+        self._batchlog.pop(batch_id, None)
+
+    def batchlog_items(self) -> list[tuple[bytes, bytes]]:
+        return sorted(self._batchlog.items())
+
+    # ---- hints --------------------------------------------------------------------------
+
+    def put_hints(self, hints: Sequence[tuple[bytes, bytes]], sync: bool = False) -> None:
+        assert not self._closed, "engine closed"
+        for key, value in hints:
+            if key not in self._hints:
+                bisect.insort(self._hint_keys, key)
+            self._hints[key] = bytes(value)
+            self._hints_dirty[key] = None
+        if sync:
+            self.sync()
+
+    def delete_hints(self, keys: Sequence[bytes]) -> None:
+        assert not self._closed, "engine closed"
+        for key in keys:
+            if self._hints.pop(key, None) is not None:
+                del self._hint_keys[bisect.bisect_left(self._hint_keys, key)]
+                self._hints_dirty[key] = None
+
+    def hints_after(self, prefix: bytes, after: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        assert not self._closed, "engine closed"
+        keys_ = self._hint_keys
+        i = bisect.bisect_right(keys_, after) if after is not None and after >= prefix \
+            else bisect.bisect_left(keys_, prefix)
+        while i < len(keys_) and keys_[i].startswith(prefix):
+            key = keys_[i]
+            yield key, self._hints[key]
+            i += 1
+
+    def hint_sizes(self) -> Iterator[tuple[bytes, int]]:
+        for key in list(self._hint_keys):
+            yield key, len(self._hints[key])
+
+    def unsynced_hints(self) -> bool:
+        """Whether a crash() now would change the stored hints (for simulator checks)."""
+        return bool(self._hints_dirty)
 
     # ---- metadata -----------------------------------------------------------------------
 

@@ -23,7 +23,14 @@ does not block other writers), so one caller's fsync never stalls another's writ
 Durability: the WAL is always on. A write is in the OS once `apply` returns, so a process
 crash (`kill -9`) cannot lose it; `sync=True` or `sync()` fsyncs the WAL, so a power loss
 cannot either (Cassandra's commitlog_sync batch / periodic). Node metadata lives in a
-separate column family, `META_COLUMN_FAMILY`, written with sync=True.
+separate column family, `META_COLUMN_FAMILY`, written with sync=True. Hints (agora.core.hints)
+live in `HINTS_COLUMN_FAMILY`, opaque keys and values in key order, with apply()'s durability
+(the WAL is shared, so one sync covers data and hints alike). Batchlog entries
+(agora.core.batchlog) live in `BATCHLOG_COLUMN_FAMILY` under their batch id, likewise.
+
+`replace` (tombstone compaction) is a compare-and-set under the same write lock as `apply`:
+it re-reads the whole partition, and only if it still equals what the compaction pass read
+does it write the purged version, deleting the keys that version no longer has.
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ from agora.storage import keys
 from agora.storage.engine import StorageEngine, coalesce, token_segments
 
 META_COLUMN_FAMILY = "meta"
+HINTS_COLUMN_FAMILY = "hints"
+BATCHLOG_COLUMN_FAMILY = "batchlog"
 WRITE_BUFFER_BYTES = 32 << 20  # per memtable: modest, several nodes may share one machine
 MAX_WRITE_BUFFERS = 3  # memtables in memory at once (one filling, two flushing)
 BLOCK_CACHE_BYTES = 64 << 20  # uncompressed blocks cached for reads
@@ -117,8 +126,13 @@ def _options() -> Options:
 class RocksEngine(StorageEngine):
     def __init__(self, path: str) -> None:
         self._db: Rdict | None = Rdict(str(path), _options(),
-                                       column_families={META_COLUMN_FAMILY: _options()})
+                                       column_families={META_COLUMN_FAMILY: _options(),
+                                                        HINTS_COLUMN_FAMILY: _options(),
+                                                        BATCHLOG_COLUMN_FAMILY: _options()})
         self._meta = self._db.get_column_family(META_COLUMN_FAMILY)
+        self._hints = self._db.get_column_family(HINTS_COLUMN_FAMILY)
+        self._hints_handle = self._db.get_column_family_handle(HINTS_COLUMN_FAMILY)
+        self._batchlog = self._db.get_column_family(BATCHLOG_COLUMN_FAMILY)
         self._write_async = WriteOptions()
         self._write_async.sync = False
         self._write_async.disable_wal = False  # the WAL is what survives kill -9
@@ -234,6 +248,83 @@ class RocksEngine(StorageEngine):
         if current is not None and (done := _finish(current)) is not None:
             yield done
 
+    # ---- tombstone compaction -------------------------------------------------------------
+
+    def replace(self, pairs: Sequence[tuple[Partition, Partition]], sync: bool = False) -> int:
+        replaced = 0
+        with self._write_lock:  # nothing may merge into a partition between our read and write
+            batch = WriteBatch(raw_mode=True)
+            for expected, new in pairs:
+                prefix = keys.partition_prefix(expected.table_id, token_for_key(expected.key),
+                                               expected.key)
+                stored_raw = self._partition_items(prefix)
+                stored = Partition(expected.table_id, expected.key)
+                for key, raw in stored_raw.items():
+                    if key == prefix + keys.KIND_HEADER:
+                        _header_from_bytes(raw, stored)
+                    else:
+                        stored.rows[key[len(prefix) + 1:]] = _row_from_bytes(raw)
+                if reconcile.canonical(stored) != expected:
+                    continue  # written to since it was read: the next pass decides
+                fresh = reconcile.canonical(new)
+                wanted = {prefix + keys.KIND_HEADER: _header_to_bytes(fresh)}
+                row_prefix = prefix + keys.KIND_ROW
+                for ckey, row in fresh.rows.items():
+                    wanted[row_prefix + ckey] = _pack(row_to_plain(row))
+                for key in sorted(set(stored_raw) | set(wanted)):
+                    _put_if_changed(batch, key, stored_raw.get(key), wanted.get(key))
+                replaced += 1
+            if not batch.is_empty():
+                self._db.write(batch, self._write_async)
+        if sync:
+            self.sync()
+        return replaced
+
+    def _partition_items(self, prefix: bytes) -> dict[bytes, bytes]:
+        """Every stored key of one partition (header and rows) with its raw value."""
+        bounds = ReadOptions()
+        bounds.set_iterate_upper_bound(prefix + _ROWS_END)
+        return dict(self._db.items(from_key=prefix, read_opt=bounds))
+
+    # ---- batchlog -----------------------------------------------------------------------
+
+    def batchlog_put(self, batch_id: bytes, entry: bytes, sync: bool = False) -> None:
+        self._batchlog.put(bytes(batch_id), bytes(entry),
+                           self._write_sync if sync else self._write_async)
+
+    def batchlog_remove(self, batch_id: bytes) -> None:
+        self._batchlog.delete(bytes(batch_id), self._write_async)
+
+    def batchlog_items(self) -> list[tuple[bytes, bytes]]:
+        return list(self._batchlog.items())
+
+    # ---- hints --------------------------------------------------------------------------
+
+    def put_hints(self, hints: Sequence[tuple[bytes, bytes]], sync: bool = False) -> None:
+        batch = WriteBatch(raw_mode=True)
+        batch.set_default_column_family(self._hints_handle)
+        for key, value in hints:
+            batch.put(key, value)
+        self._db.write(batch, self._write_sync if sync else self._write_async)
+
+    def delete_hints(self, keys: Sequence[bytes]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        batch.set_default_column_family(self._hints_handle)
+        for key in keys:
+            batch.delete(key)
+        self._db.write(batch, self._write_async)
+
+    def hints_after(self, prefix: bytes, after: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        start = after + b"\x00" if after is not None and after >= prefix else prefix
+        for key, value in self._hints.items(from_key=start):
+            if not key.startswith(prefix):
+                break
+            yield key, value
+
+    def hint_sizes(self) -> Iterator[tuple[bytes, int]]:
+        for key, value in self._hints.items():
+            yield key, len(value)
+
     # ---- metadata -----------------------------------------------------------------------
 
     def put_meta(self, key: str, value: bytes) -> None:
@@ -264,6 +355,9 @@ class RocksEngine(StorageEngine):
     def close(self) -> None:
         if self._db is not None:
             self._meta.close()
+            self._hints.close()
+            self._batchlog.close()
+            self._hints_handle = None
             self._db.close()
             self._db = None
 

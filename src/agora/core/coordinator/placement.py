@@ -22,6 +22,10 @@ class Placement(Protocol):
 
     def is_alive(self, node: NodeId) -> bool: ...
 
+    def serves_reads(self, node: NodeId) -> bool:
+        """Alive and allowed to serve data: not a replica back from a downtime longer than
+        gc_grace that has not been checked or rebuilt yet (agora.core.tombstones)."""
+
     def next_req_id(self) -> int: ...
 
     def observe_latency(self, node: NodeId, ms: float) -> None:

@@ -176,7 +176,7 @@ class RangeReadCoordinator:
         """The fewest live replicas that satisfy the level, closest first; Unavailable if
         the live ones cannot."""
         p = self.placement
-        alive = sorted((r for r in replicas if p.is_alive(r) and req.counts(p.dc_of(r)) is not False),
+        alive = sorted((r for r in replicas if p.serves_reads(r) and req.counts(p.dc_of(r)) is not False),
                        key=p.proximity)
         reached = req.reached(p.dc_of(r) for r in alive)
         if not req.satisfied(reached):

@@ -8,6 +8,9 @@ asked for full data, the versions are merged, each stale replica that took part 
 difference, and only after those repairs are acknowledged does the client get its answer —
 which is what makes QUORUM reads monotonic. If enough answers have not arrived after the
 table's 99th-percentile latency, one more replica is asked for data (speculative retry).
+A replica that answers with an error (one back from a long downtime that may not serve yet,
+agora.core.tombstones) is replaced by the next candidate at once. Replicas are candidates
+only if `serves_reads` says so.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class ReadCoordinator:
                 raise InvalidRequest(f"{cl.name} reads are not supported")
             replicas, per_dc, rf = p.replicas_for(command.table_id, command.key)
             req = requirement(cl, rf, p.local_dc, per_dc)
-            alive = sorted((r for r in replicas if p.is_alive(r) and req.counts(p.dc_of(r)) is not False),
+            alive = sorted((r for r in replicas if p.serves_reads(r) and req.counts(p.dc_of(r)) is not False),
                            key=p.proximity)
             reached = req.reached(p.dc_of(r) for r in alive)
             if not req.satisfied(reached):
@@ -103,8 +106,10 @@ class ReadCoordinator:
 
     def on_response(self, source: NodeId, rsp: ReadRsp, now_ms: int) -> list:
         rd = self._by_req.get(rsp.req_id)
-        if rd is None or rd.replied or rsp.error is not None or source not in rd.contacted:
+        if rd is None or rd.replied or source not in rd.contacted:
             return []
+        if rsp.error is not None:  # e.g. a replica in quarantine: ask another one at once
+            return self._ask_another(rd) if rd.phase == "collect" else []
         if rd.phase == "collect":
             window = self.latency.get(rd.command.table_id)
             if window is not None:
@@ -155,6 +160,12 @@ class ReadCoordinator:
         for node in rd.candidates:
             if node not in rd.contacted:
                 self.stats["speculative_retries"] += 1
+                return [self._ask(rd, node, digest_only=False)]
+        return []
+
+    def _ask_another(self, rd: _Read) -> list:
+        for node in rd.candidates:
+            if node not in rd.contacted:
                 return [self._ask(rd, node, digest_only=False)]
         return []
 

@@ -5,13 +5,21 @@ AbstractWriteResponseHandler).
 Owns: per-request write state — who was sent what, which acks count toward the level, the
 timeout. Deliberately does not know how messages travel or how storage works; it emits
 `Send`, `SetTimer` and `Reply` effects. Unavailable is decided before anything is sent.
-Hints for replicas that are down or time out are not stored here yet (hinted handoff has its
-own module); ANY therefore still needs one live replica.
+
+Hinted handoff (Cassandra's StorageProxy.sendToHintedReplicas and the expiry of write
+callbacks): a replica the failure detector holds down is not sent the mutation but hinted,
+and a replica that was sent it but has not acknowledged it when write_request_timeout
+passes is hinted then, whether or not the client has been answered; so a request's state
+lives until every replica acked or the timeout fired. Whether to hint (enabled, the hint
+window) and the storing itself are `agora.core.hints`. Hints never count toward the
+consistency level, except for ANY, where a stored hint counts as one acknowledgement; ANY
+is therefore never Unavailable (with no live replica and no hint possible it times out).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agora.core.coordinator.placement import Placement
 from agora.core.effects import CancelTimer, Reply, Send, SetTimer
@@ -21,12 +29,23 @@ from agora.core.quorum import Requirement, requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition
 
 
+class Hinter(Protocol):
+    """What the coordinator needs of hinted handoff (`agora.core.hints.service`)."""
+
+    def should_hint(self, target: NodeId, now_ms: int) -> bool: ...
+
+    def store(self, target: NodeId, partitions: tuple[Partition, ...], now_ms: int,
+              on_stored=None) -> list: ...
+
+
 @dataclass
 class _PartitionWrite:
     """One partition's write inside a client request."""
 
     requirement: Requirement
     replicas: tuple[NodeId, ...]
+    partition: Partition
+    sent: tuple[NodeId, ...] = ()
     got: dict = field(default_factory=dict)
     acked: set = field(default_factory=set)
     done: bool = False
@@ -39,13 +58,15 @@ class _ClientWrite:
     parts: dict[int, _PartitionWrite]  # req_id -> partition write
     write_type: str
     remaining: int
+    unacked: int = 0  # replicas sent a mutation that have not acknowledged it
     replied: bool = False
 
 
 class WriteCoordinator:
-    def __init__(self, placement: Placement, write_timeout_ms: int):
+    def __init__(self, placement: Placement, write_timeout_ms: int, hints: Hinter | None = None):
         self.placement = placement
         self.write_timeout_ms = write_timeout_ms
+        self.hints = hints
         self._by_req: dict[int, _ClientWrite] = {}
         self._by_client: dict[int, _ClientWrite] = {}
 
@@ -54,7 +75,7 @@ class WriteCoordinator:
         return len(self._by_client)
 
     def start(self, client_id: int, partitions: list[Partition], cl: ConsistencyLevel,
-              write_type: str = "SIMPLE") -> list:
+              write_type: str = "SIMPLE", now_ms: int = 0) -> list:
         """Coordinate a write of `partitions` (each to its own replicas) at `cl`."""
         if cl in (ConsistencyLevel.SERIAL, ConsistencyLevel.LOCAL_SERIAL):
             return [Reply(client_id, InvalidRequest(f"{cl.name} is not supported for writes"))]
@@ -65,60 +86,101 @@ class WriteCoordinator:
                 replicas, per_dc, rf = p.replicas_for(part.table_id, part.key)
                 req = requirement(cl, rf, p.local_dc, per_dc)
                 alive = [r for r in replicas if p.is_alive(r)]
-                if not req.satisfied(req.reached(p.dc_of(r) for r in alive)):
-                    counted = sum(req.reached(p.dc_of(r) for r in alive).values())
-                    raise Unavailable(int(cl), req.total, counted)
+                reached = req.reached(p.dc_of(r) for r in alive)
+                if cl != ConsistencyLevel.ANY and not req.satisfied(reached):
+                    raise Unavailable(int(cl), req.total, sum(reached.values()))
                 plans.append((part, replicas, alive, req))
         except (Unavailable, InvalidRequest) as exc:
             return [Reply(client_id, exc)]
         if not plans:  # an empty batch is a no-op that succeeds, as in Cassandra
             return [Reply(client_id, None)]
         cw = _ClientWrite(client_id, cl, {}, write_type, remaining=len(plans))
+        self._by_client[client_id] = cw
         effects: list = []
         for part, replicas, alive, req in plans:
             req_id = p.next_req_id()
-            cw.parts[req_id] = _PartitionWrite(req, replicas)
+            cw.parts[req_id] = _PartitionWrite(req, replicas, part, tuple(alive))
+            cw.unacked += len(alive)
             self._by_req[req_id] = cw
             msg = MutationReq(req_id, (part,))
             effects.extend(Send(r, msg) for r in alive)
-        self._by_client[client_id] = cw
+            effects.extend(self._hint_down(cw, req_id, now_ms))
         effects.append(SetTimer(("write", client_id), self.write_timeout_ms))
         return effects
 
+    def _hint_down(self, cw: _ClientWrite, req_id: int, now_ms: int) -> list:
+        """Hints for the replicas of one partition that were not sent it (down); for ANY a
+        stored hint acknowledges the write."""
+        pw = cw.parts[req_id]
+        if self.hints is None:
+            return []
+        effects: list = []
+        for r in pw.replicas:
+            if r in pw.sent or not self.hints.should_hint(r, now_ms):
+                continue
+            on_stored = None
+            if cw.cl == ConsistencyLevel.ANY:
+                on_stored = lambda: self._on_hint_stored(cw, req_id)  # noqa: E731
+            effects.extend(self.hints.store(r, (pw.partition,), now_ms, on_stored))
+        return effects
+
+    def _on_hint_stored(self, cw: _ClientWrite, req_id: int) -> list:
+        return self._count(cw, cw.parts[req_id], None)
+
     def on_response(self, source: NodeId, rsp: MutationRsp) -> list:
         cw = self._by_req.get(rsp.req_id)
-        if cw is None or cw.replied:
+        if cw is None:
             return []
         pw = cw.parts[rsp.req_id]
-        if rsp.error is not None or source in pw.acked or source not in pw.replicas:
+        if rsp.error is not None or source in pw.acked or source not in pw.sent:
             return []
         pw.acked.add(source)
-        bucket = pw.requirement.counts(self.placement.dc_of(source))
+        cw.unacked -= 1
+        effects = self._count(cw, pw, pw.requirement.counts(self.placement.dc_of(source)))
+        if cw.unacked == 0 and cw.replied:
+            self._forget(cw)
+            effects.append(CancelTimer(("write", cw.client_id)))
+        return effects
+
+    def _count(self, cw: _ClientWrite, pw: _PartitionWrite, bucket) -> list:
+        """One acknowledgement (a replica's, or for ANY a stored hint) into `bucket`."""
         if bucket is not False:
             pw.got[bucket] = pw.got.get(bucket, 0) + 1
-        if not pw.done and pw.requirement.satisfied(pw.got):
-            pw.done = True
-            cw.remaining -= 1
-            if cw.remaining == 0:
-                return self._finish(cw, None)
-        return []
-
-    def on_timeout(self, client_id: int) -> list:
-        cw = self._by_client.get(client_id)
-        if cw is None or cw.replied:
+        if cw.replied or pw.done or not pw.requirement.satisfied(pw.got):
             return []
-        pending = [pw for pw in cw.parts.values() if not pw.done]
-        worst = pending[0] if pending else next(iter(cw.parts.values()))
-        received = sum(worst.got.values())
-        exc = WriteTimeout(int(cw.cl), received, worst.requirement.total, cw.write_type)
-        return self._finish(cw, exc)
-
-    def _finish(self, cw: _ClientWrite, error) -> list:
+        pw.done = True
+        cw.remaining -= 1
+        if cw.remaining:
+            return []
         cw.replied = True
+        if cw.unacked == 0:
+            self._forget(cw)
+            return [Reply(cw.client_id, None), CancelTimer(("write", cw.client_id))]
+        return [Reply(cw.client_id, None)]
+
+    def on_timeout(self, client_id: int, now_ms: int = 0) -> list:
+        """write_request_timeout passed: answer WriteTimeout if not yet answered, and hint
+        every replica that was sent the mutation and has not acknowledged it."""
+        cw = self._by_client.get(client_id)
+        if cw is None:
+            return []
+        self._forget(cw)
+        effects: list = []
+        if not cw.replied:
+            cw.replied = True
+            pending = [pw for pw in cw.parts.values() if not pw.done]
+            worst = pending[0] if pending else next(iter(cw.parts.values()))
+            received = sum(worst.got.values())
+            effects.append(Reply(client_id, WriteTimeout(int(cw.cl), received, worst.requirement.total,
+                                                         cw.write_type)))
+        if self.hints is not None:
+            for pw in cw.parts.values():
+                for r in pw.sent:
+                    if r not in pw.acked and self.hints.should_hint(r, now_ms):
+                        effects.extend(self.hints.store(r, (pw.partition,), now_ms))
+        return effects
+
+    def _forget(self, cw: _ClientWrite) -> None:
         for req_id in cw.parts:
             self._by_req.pop(req_id, None)
         self._by_client.pop(cw.client_id, None)
-        effects = [Reply(cw.client_id, error)]
-        if error is None:
-            effects.append(CancelTimer(("write", cw.client_id)))
-        return effects

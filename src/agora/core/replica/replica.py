@@ -5,6 +5,8 @@ ReadCommandVerbHandler, the latter also serving PartitionRangeReadCommand).
 Owns: the bookkeeping between a request from a coordinator, the storage operation it
 causes and the response. It answers a mutation only after storage reports it applied
 (house habit 2), so an acknowledgement always means "on this replica's disk (WAL)".
+A replayed hint (`HintReq`, agora.core.hints) is applied exactly like a mutation and
+answered with a `HintRsp`.
 It does not know about consistency levels or about other replicas.
 
 A range read is answered in bounded pieces: storage returns whole partitions up to
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from agora.core import reconcile
 from agora.core.effects import (Send, StorageGet, StorageGetDone, StoragePut, StoragePutDone,
                                 StorageScan, StorageScanDone)
+from agora.core.hints.messages import HintReq, HintRsp
 from agora.core.messages import (MutationReq, MutationRsp, RangeReadReq, RangeReadRsp, ReadReq,
                                  ReadRsp)
 from agora.core.types import NodeId, Partition, ReadCommand
@@ -46,20 +49,21 @@ class Replica:
         self.sync_writes = sync_writes
         self._next_op = 1
         self._pending: dict[int, tuple] = {}  # op_id -> (source, request)
-        self.stats = {"mutations": 0, "reads": 0, "digest_reads": 0, "range_reads": 0}
+        self.stats = {"mutations": 0, "hints": 0, "reads": 0, "digest_reads": 0, "range_reads": 0}
 
     def _op(self) -> int:
         op = self._next_op
         self._next_op += 1
         return op
 
-    def on_mutation(self, source: NodeId, req: MutationReq) -> list:
+    def on_mutation(self, source: NodeId, req: MutationReq | HintReq) -> list:
+        ack = HintRsp if isinstance(req, HintReq) else MutationRsp
         unknown = [p.table_id for p in req.partitions if not self.knows_table(p.table_id)]
         if unknown:
-            return [Send(source, MutationRsp(req.req_id, f"unknown table id {unknown[0].hex()}"))]
+            return [Send(source, ack(req.req_id, f"unknown table id {unknown[0].hex()}"))]
         op = self._op()
         self._pending[op] = (source, req)
-        self.stats["mutations"] += 1
+        self.stats["hints" if ack is HintRsp else "mutations"] += 1
         return [StoragePut(op, req.partitions, self.sync_writes)]
 
     def on_read(self, source: NodeId, req: ReadReq) -> list:
@@ -76,7 +80,8 @@ class Replica:
 
     def on_put_done(self, done: StoragePutDone) -> list:
         source, req = self._pending.pop(done.op_id)
-        return [Send(source, MutationRsp(req.req_id, done.error))]
+        ack = HintRsp if isinstance(req, HintReq) else MutationRsp
+        return [Send(source, ack(req.req_id, done.error))]
 
     def on_get_done(self, done: StorageGetDone, now_ms: int) -> list:
         source, req = self._pending.pop(done.op_id)

@@ -14,7 +14,7 @@ import msgpack
 
 from agora.core.effects import Event, Log, PersistMeta, Send
 from agora.core.errors import ProtocolError
-from agora.core.messages import SchemaPullReq, SchemaPush
+from agora.core.messages import SchemaPullReq, SchemaPush, SchemaVersion
 from agora.core.schema.model import Schema
 from agora.core.types import NodeId
 
@@ -26,6 +26,8 @@ class SchemaKeeper:
     def __init__(self, schema: Schema):
         self.schema = schema
         self._last_pull_ms: dict[NodeId, int] = {}
+        # versions peers reported straight back after our push; gossip catches up a round later
+        self.reported: dict[NodeId, str] = {}
 
     @property
     def version(self) -> str:
@@ -49,9 +51,19 @@ class SchemaKeeper:
             return [Log("warning", f"bad schema from {source}: {exc}")]
         merged = self.schema.merge(theirs)
         if merged.version() == self.schema.version():
-            return []
+            return [Send(source, SchemaVersion(self.version))]
         self.schema = merged
-        return [self.persist(), Event("schema_change", self.version)]
+        return [self.persist(), Event("schema_change", self.version), Send(source, SchemaVersion(self.version))]
+
+    def on_version(self, source: NodeId, msg: SchemaVersion) -> list:
+        self.reported[source] = msg.version
+        return []
+
+    def peer_version(self, peer: NodeId, gossiped: str | None) -> str | None:
+        """A peer's schema version: what it reported after our last push, if that matches
+        ours, else what gossip says."""
+        reported = self.reported.get(peer)
+        return reported if reported == self.version else gossiped
 
     def on_pull(self, source: NodeId, msg: SchemaPullReq) -> list:
         return [Send(source, SchemaPush(self.schema.to_plain()))]

@@ -3,7 +3,9 @@
 existence checks see the latest state) and then spreads (`schema/agreement.py`).
 
 Owns: Cassandra's DDL rules at the level of whole objects — CREATE ... [IF NOT EXISTS],
-DROP ... [IF EXISTS], replication validated by the real strategy code. Arguments are
+DROP ... [IF EXISTS], replication validated by the real strategy code (a bad replication map
+is a ConfigurationError, CQL 0x2300, as Cassandra's ConfigurationException). Counter columns
+are refused: Agora has no counters. Arguments are
 msgpack-native maps (the admin verbs send them; the CQL layer builds the same maps from
 statements). A change's timestamp is never below the schema's newest one, so a node whose
 clock lags cannot write a change that the merge would ignore.
@@ -11,10 +13,10 @@ clock lags cannot write a change that the merge would ignore.
 
 from __future__ import annotations
 
-from agora.core.errors import AlreadyExists, InvalidRequest
+from agora.core.errors import AlreadyExists, ConfigurationError, InvalidRequest
 from agora.core.ring.strategies import strategy_from_options
 from agora.core.schema.model import KeyspaceDef, TableDef, identifier, replication_options
-from agora.core.schema.types import parse_type
+from agora.core.schema.types import COUNTER, parse_type, references
 
 
 def _ts(schema, ts: int) -> int:
@@ -28,10 +30,28 @@ def _name(args: dict, key: str) -> str:
     return identifier(value)
 
 
+def _replication(raw) -> dict:
+    """A validated replication map. A bad one is a configuration error (CQL 0x2300), as
+    Cassandra's ConfigurationException from the strategy's validation."""
+    try:
+        replication = replication_options(dict(raw or {}))
+        strategy_from_options(replication)  # same validation a request would meet later
+    except ConfigurationError:
+        raise
+    except InvalidRequest as exc:
+        raise ConfigurationError(str(exc)) from None
+    return replication
+
+
+def _refuse_counters(columns) -> None:
+    for name, t in columns:
+        if references(t, lambda x: x == COUNTER):
+            raise InvalidRequest(f"Counter columns are not supported by Agora (column {name})")
+
+
 def create_keyspace(args: dict):
     name = _name(args, "name")
-    replication = replication_options(dict(args.get("replication") or {}))
-    strategy_from_options(replication)  # same validation a request would meet later
+    replication = _replication(args.get("replication"))
     ksdef = KeyspaceDef(name, replication, bool(args.get("durable_writes", True)))
     if_not_exists = bool(args.get("if_not_exists"))
 
@@ -80,6 +100,7 @@ def create_table(args: dict):
             raise AlreadyExists(ks, name)
         udts = lambda n: (schema.type(ks, n).user_type() if schema.type(ks, n) else None)  # noqa: E731
         parsed = {c: parse_type(t, udts) for c, t in types.items()}
+        _refuse_counters(parsed.items())
         ts = _ts(schema, ts)
         table = TableDef.build(
             ks, name, partition_key=[(c, parsed[c]) for c in pk],
@@ -114,8 +135,7 @@ def alter_keyspace(args: dict):
             raise InvalidRequest(f"Keyspace '{name}' does not exist")
         replication = dict(old.replication)
         if args.get("replication"):
-            replication = replication_options(dict(args["replication"]))
-            strategy_from_options(replication)
+            replication = _replication(args["replication"])
         durable = bool(args["durable_writes"]) if "durable_writes" in args else old.durable_writes
         return schema.with_keyspace(KeyspaceDef(name, replication, durable), _ts(schema, ts))
     return change
@@ -147,8 +167,10 @@ def alter_table_add(args: dict):
             if old.column(col) is not None:
                 raise InvalidRequest(f"Column with name '{col}' already exists")
             if static and not old.clustering_columns:
-                raise InvalidRequest(f"Static columns are not allowed in tables with no clustering columns")
-            columns.append(ColumnDef(col, parse_type(type_text, udts), "static" if static else "regular"))
+                raise InvalidRequest("Static columns are not allowed in tables with no clustering columns")
+            t = parse_type(type_text, udts)
+            _refuse_counters([(col, t)])
+            columns.append(ColumnDef(col, t, "static" if static else "regular"))
         return _replace_table(schema, old, columns, old.options, ts)
     return change
 
@@ -211,7 +233,7 @@ def create_type(args: dict):
         if schema.type(ks, name) is not None:
             if if_not_exists:
                 return schema
-            raise InvalidRequest(f"A user type with name '{name}' already exists")
+            raise AlreadyExists(ks, name)  # Cassandra answers Already_exists (0x2400) for types too
         udts = lambda n: (schema.type(ks, n).user_type() if schema.type(ks, n) else None)  # noqa: E731
         fields = [(identifier(f), parse_type(t, udts)) for f, t in args.get("fields") or []]
         typedef = TypeDef(ks, name, tuple(f for f, _ in fields), tuple(t for _, t in fields))

@@ -1,0 +1,111 @@
+"""The replica side of a tree request: scan a table's token range in bounded chunks, digest
+every partition, and answer with the Merkle tree's leaves (Cassandra's `Validator` and
+`ValidationManager`, without the compaction machinery).
+
+Owns: the validations in progress on this node. Each one holds a `TreeBuilder` (the
+finished leaf hashes and one running leaf hash) and a scan cursor, never the range's data:
+a chunk of at most VALIDATION_CHUNK_ROWS stored rows is read (`StorageScan`), digested and
+dropped before the next is asked for. Between chunks the validation waits
+VALIDATION_CHUNK_PAUSE_MS on a timer, which hands the driver's event loop back to gossip
+and client requests while a large range is hashed.
+
+Partitions are digested as reads compare them: `reconcile.digest(reconcile.expire(p, now))`
+of the whole stored partition, tombstones included, so two replicas holding the same data
+build the same tree whatever order it arrived in. It does not know who asked, beyond
+answering the sender, nor what the coordinator does with the tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agora.core import reconcile
+from agora.core.antientropy.merkle import TreeBuilder
+from agora.core.antientropy.messages import RepairTreeReq, RepairTreeRsp
+from agora.core.effects import Send, SetTimer, StorageScan, StorageScanDone
+from agora.core.types import NodeId, Token
+
+# Stored rows read per scan chunk (a partition counts its rows, at least 1; partitions are
+# never split, so one larger partition is read whole). Bounds the memory a validation holds
+# and how long one chunk keeps the driver busy (about 1000 rows of typical size: < 1 MiB,
+# tens of milliseconds), as RANGE_RSP_MAX_ROWS does for range reads.
+VALIDATION_CHUNK_ROWS = 1_000
+# Wait between two chunks of one validation, in milliseconds. 0 still yields the event loop
+# (a timer is a separate turn); raise it to throttle validation, as Cassandra throttles it
+# with compaction_throughput.
+VALIDATION_CHUNK_PAUSE_MS = 0
+# Validations one node runs at once, across every repair coordinator in the cluster; past
+# this a tree request is refused (its range fails and says why) rather than queued without
+# bound. A repair coordinator asks a replica for at most a few trees at a time.
+MAX_CONCURRENT_VALIDATIONS = 8
+
+
+@dataclass
+class _Validation:
+    source: NodeId
+    req: RepairTreeReq
+    builder: TreeBuilder
+    cursor: tuple[Token, bytes | None]
+    op_id: int = 0
+
+
+class Validator:
+    def __init__(self, knows_table: Callable[[bytes], bool], new_op: Callable[[], int]) -> None:
+        self.knows_table = knows_table
+        self.new_op = new_op
+        self._by_op: dict[int, _Validation] = {}
+        self._paused: dict[int, _Validation] = {}  # validation id -> validation, between chunks
+        self._next_id = 0
+        self.stats = {"trees_built": 0, "partitions_hashed": 0, "refused": 0}
+
+    @property
+    def in_progress(self) -> int:
+        return len(self._by_op) + len(self._paused)
+
+    def owns_op(self, op_id: int) -> bool:
+        return op_id in self._by_op
+
+    def on_tree_req(self, source: NodeId, req: RepairTreeReq) -> list:
+        if not self.knows_table(req.table_id):
+            return [Send(source, RepairTreeRsp(req.req_id, (), b"", 0, f"unknown table id {req.table_id.hex()}"))]
+        if self.in_progress >= MAX_CONCURRENT_VALIDATIONS:
+            self.stats["refused"] += 1
+            return [Send(source, RepairTreeRsp(req.req_id, (), b"", 0,
+                                               f"busy: {MAX_CONCURRENT_VALIDATIONS} validations in progress"))]
+        job = _Validation(source, req, TreeBuilder(req.start_token, req.end_token, req.depth),
+                          (req.start_token, None))
+        return [self._scan(job)]
+
+    def _scan(self, job: _Validation) -> StorageScan:
+        job.op_id = self.new_op()
+        self._by_op[job.op_id] = job
+        return StorageScan(job.op_id, job.req.table_id, job.cursor[0], job.cursor[1],
+                           job.req.end_token, VALIDATION_CHUNK_ROWS)
+
+    def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
+        job = self._by_op.pop(done.op_id)
+        if done.error is not None:
+            return [Send(job.source, RepairTreeRsp(job.req.req_id, (), b"", 0, done.error))]
+        now_s = now_ms // 1000
+        for token, stored in done.partitions:
+            job.builder.add(token, reconcile.digest(reconcile.expire(stored, now_s)))
+        self.stats["partitions_hashed"] += len(done.partitions)
+        if done.exhausted:
+            return [self._answer(job)]
+        last_token, last = done.partitions[-1]
+        job.cursor = (last_token, last.key)
+        self._next_id += 1
+        self._paused[self._next_id] = job
+        return [SetTimer(("antientropy", "validate", self._next_id), VALIDATION_CHUNK_PAUSE_MS)]
+
+    def on_timer(self, validation_id: int) -> list:
+        job = self._paused.pop(validation_id, None)
+        return [] if job is None else [self._scan(job)]
+
+    def _answer(self, job: _Validation) -> Send:
+        tree = job.builder.finish()
+        indices = tuple(sorted(tree.leaves))
+        hashes = b"".join(tree.leaves[i] for i in indices)
+        self.stats["trees_built"] += 1
+        return Send(job.source, RepairTreeRsp(job.req.req_id, indices, hashes, job.builder.partitions))

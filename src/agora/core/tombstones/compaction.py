@@ -1,0 +1,250 @@
+"""Tombstone compaction: a background pass on every node that walks each table's local data
+in bounded chunks, turns expired TTL cells into tombstones, and purges tombstones older than
+the table's `gc_grace_seconds` (Cassandra's compaction with its PurgeFunction; the rules of
+what may go are `reconcile.expire` and `reconcile.purge_tombstones`).
+
+Owns: the pass (which table, where in it, one storage operation in flight at a time), the
+node's *purge horizon* -- the largest local deletion time of anything it has ever purged,
+persisted and gossiped, which the downtime check of `downtime.py` reads -- and the *purge
+guards*: peers back from a long downtime that asked this node (or say in gossip) not to
+purge tombstones newer than their last-alive time until they are repaired.
+
+How a chunk goes: a `StorageScan` of at most GC_CHUNK_ROWS stored rows (negative op ids,
+so the node can tell compaction scans from the replica's); for each partition the purged
+version is computed here, purely; the partitions that change go back in one
+`StorageReplace`, a compare-and-set: a partition written to since the scan is left for the
+next pass, so a concurrent write is never lost. The horizon is raised (and persisted)
+before the replace is issued, so it never understates what the disk may have purged.
+Between chunks the pass waits GC_CHUNK_PAUSE_MS on a timer, so a large table never holds
+the event loop: each chunk is one bounded scan plus one bounded rewrite.
+
+Does not know: how storage lays partitions out (the engine does the replace), or when a
+repair has run (the downtime check and the repair code decide that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from agora.core import reconcile
+from agora.core.effects import (Log, PersistMeta, SetTimer, StorageReplace, StorageReplaceDone,
+                                StorageScan, StorageScanDone)
+from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, NodeId, Partition, Row
+
+# Stored rows read per chunk (a partition is never split): bounds the memory one chunk holds
+# and how long its rewrite holds the engine's write lock.
+GC_CHUNK_ROWS = 500
+# Pause between two chunks of a pass, in ms: the node serves other inputs in between.
+GC_CHUNK_PAUSE_MS = 1
+# The first pass of a process waits at least this many gossip rounds, so that gossip has
+# told it which peers need repair (their purge guards) before it purges anything.
+GC_FIRST_PASS_GOSSIP_ROUNDS = 10
+# Seconds of clock difference between nodes we tolerate: tombstones carry their
+# coordinator's clock, last-alive times the returning node's. Guards and the downtime check
+# widen every comparison by this much, on the safe side (NTP keeps real skew far below it).
+CLOCK_MARGIN_S = 2
+
+PURGE_HORIZON_META_KEY = "purge_horizon_s"
+PURGE_HORIZON_STATE = "PURGE_HORIZON"  # gossip: str(horizon), the largest purged ldt_s
+REPAIR_FLAG_STATE = "REPAIR_NEEDED"  # gossip: "<since_s> <state>" or "" (downtime.py)
+
+PASS_TIMER = ("tombstones", "pass")
+CHUNK_TIMER = ("tombstones", "chunk")
+
+
+def parse_repair_flag(value: str | None) -> tuple[int, str] | None:
+    """(since_s, state) from a REPAIR_NEEDED gossip value; None when not set or malformed
+    (a malformed value is a peer's bug; ignoring it only means no guard for it)."""
+    if not value:
+        return None
+    since, _, state = value.partition(" ")
+    return (int(since), state) if since.isdigit() else None
+
+
+class GossipView(Protocol):
+    def app_state(self, node: NodeId, key: str) -> str | None: ...
+
+    def generation_of(self, node: NodeId) -> int | None: ...
+
+    def known_nodes(self) -> list[NodeId]: ...
+
+
+class PurgeGuards:
+    """Peers whose missed tombstones this node must keep: explicit requests (PurgeHorizonReq,
+    valid for the requesting incarnation until its gossip flag is cleared) and every peer
+    whose gossip carries a REPAIR_NEEDED flag."""
+
+    def __init__(self, gossip: GossipView, local: NodeId):
+        self.gossip = gossip
+        self.local = local
+        self._explicit: dict[NodeId, tuple[int, int]] = {}  # node -> (generation, since_s)
+
+    def add(self, node: NodeId, generation: int, since_s: int) -> None:
+        old = self._explicit.get(node)
+        if old is None or (generation, -since_s) > (old[0], -old[1]):
+            self._explicit[node] = (generation, since_s)
+
+    def floor_s(self) -> int | None:
+        """No tombstone with ldt_s >= this may be purged (None: no guard)."""
+        floors = []
+        for node in sorted(self._explicit):
+            generation, since_s = self._explicit[node]
+            current = self.gossip.generation_of(node)
+            flag = self.gossip.app_state(node, REPAIR_FLAG_STATE)
+            if current is not None and (current > generation or (current == generation and flag == "")):
+                del self._explicit[node]  # repaired, or a newer incarnation that decides anew
+                continue
+            floors.append(since_s)
+        for node in self.gossip.known_nodes():
+            parsed = parse_repair_flag(self.gossip.app_state(node, REPAIR_FLAG_STATE))
+            if node != self.local and parsed is not None:
+                floors.append(parsed[0])
+        return min(floors) - CLOCK_MARGIN_S if floors else None
+
+    def guarded(self) -> list[NodeId]:
+        return sorted(self._explicit)
+
+
+def compact_partition(p: Partition, now_s: int, gc_before_s: int) -> tuple[Partition | None, int]:
+    """What compaction makes of one stored partition: expired cells become tombstones, then
+    tombstones with ldt_s < gc_before_s go. Returns (the new version or None if unchanged,
+    the largest ldt_s purged or 0 if nothing was)."""
+    expired = reconcile.canonical(reconcile.expire(p, now_s))
+    purged = reconcile.purge_tombstones(expired, gc_before_s)
+    if purged == p:
+        return None, 0
+    return purged, max_purged_ldt(expired, gc_before_s)
+
+
+def max_purged_ldt(p: Partition, gc_before_s: int) -> int:
+    """The largest ldt_s among what `purge_tombstones(p, gc_before_s)` drops from the
+    canonical partition `p` (0 if nothing)."""
+    found = [0]
+    if p.deletion is not None and p.deletion.ldt_s < gc_before_s:
+        found.append(p.deletion.ldt_s)
+    found += [rt.deletion.ldt_s for rt in p.range_tombstones if rt.deletion.ldt_s < gc_before_s]
+    for row in ([p.static] if p.static is not None else []) + list(p.rows.values()):
+        found.append(_row_purged_ldt(row, gc_before_s))
+    return max(found)
+
+
+def _row_purged_ldt(row: Row, gc_before_s: int) -> int:
+    def purgeable(c: Cell | None) -> bool:
+        return c is not None and (c.value is None or c.ttl_s > 0) and c.ldt_s < gc_before_s
+    found = [c.ldt_s for c in row.cells.values() if purgeable(c)]
+    if purgeable(row.marker):
+        found.append(row.marker.ldt_s)
+    if row.deletion is not None and row.deletion.ldt_s < gc_before_s:
+        found.append(row.deletion.ldt_s)
+    return max(found, default=0)
+
+
+class TombstoneCompaction:
+    """The pass. `tables()` lists (table id, gc_grace_seconds) of the current schema."""
+
+    def __init__(self, tables: Callable[[], list[tuple[bytes, int]]], guards: PurgeGuards,
+                 interval_ms: int, first_pass_ms: int, horizon_s: int = 0):
+        self.tables = tables
+        self.guards = guards
+        self.interval_ms = interval_ms
+        self.first_pass_ms = first_pass_ms
+        self.horizon_s = horizon_s
+        self._queue: list[bytes] = []  # tables still to walk in this pass
+        self._table: bytes | None = None
+        self._cursor: tuple[int, bytes | None] = (MIN_TOKEN, None)
+        self._op: int | None = None  # the one storage operation in flight
+        self._exhausted = False  # the chunk being rewritten was the table's last
+        self._next_op = -1
+        self.running = False
+        self.stats = {"passes": 0, "chunks": 0, "partitions_rewritten": 0}
+
+    def start(self, now_ms: int) -> list:
+        if self.interval_ms <= 0:
+            return []
+        return [SetTimer(PASS_TIMER, max(self.interval_ms, self.first_pass_ms))]
+
+    def owns_op(self, op_id: int) -> bool:
+        return op_id is not None and op_id == self._op
+
+    def run_pass(self, now_ms: int) -> list:
+        """Start a pass now, unless one is running (tests and the timer call this)."""
+        if self.running:
+            return []
+        self.running = True
+        self.stats["passes"] += 1
+        self._queue = sorted((tid for tid, _ in self.tables()), reverse=True)
+        return self._next_table()
+
+    def on_timer(self, timer_id, now_ms: int) -> list:
+        if timer_id == PASS_TIMER:
+            return [SetTimer(PASS_TIMER, self.interval_ms), *self.run_pass(now_ms)]
+        if timer_id == CHUNK_TIMER and self.running and self._op is None:
+            return self._scan() if self._table is not None else self._next_table()
+        return []
+
+    def _next_table(self) -> list:
+        if not self._queue:
+            self.running = False
+            self._table = None
+            return []
+        self._table = self._queue.pop()
+        self._cursor = (MIN_TOKEN, None)
+        return self._scan()
+
+    def _new_op(self) -> int:
+        op = self._next_op
+        self._next_op -= 1
+        self._op = op
+        return op
+
+    def _scan(self) -> list:
+        token, key = self._cursor
+        return [StorageScan(self._new_op(), self._table, token, key, MAX_TOKEN, GC_CHUNK_ROWS)]
+
+    def gc_before_s(self, gc_grace_s: int, now_s: int) -> int:
+        """Tombstones with ldt_s below this may go: older than gc_grace, and older than
+        every guard's last-alive time."""
+        floor = self.guards.floor_s()
+        limit = now_s - gc_grace_s
+        return limit if floor is None else min(limit, floor)
+
+    def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
+        self._op = None
+        grace = dict(self.tables()).get(self._table)
+        if done.error is not None or grace is None:
+            out = [] if done.error is None else [Log("warning", f"compaction scan failed: {done.error}")]
+            self._table = None  # on to the next table, after the pause
+            return out + [SetTimer(CHUNK_TIMER, GC_CHUNK_PAUSE_MS)]
+        now_s = now_ms // 1000
+        gc_before = self.gc_before_s(grace, now_s)
+        pairs, horizon = [], self.horizon_s
+        for _, stored in done.partitions:
+            new, purged_ldt = compact_partition(stored, now_s, gc_before)
+            if new is not None:
+                pairs.append((stored, new))
+                horizon = max(horizon, purged_ldt)
+        if done.partitions:
+            last_token, last = done.partitions[-1]
+            self._cursor = (last_token, last.key)
+        self.stats["chunks"] += 1
+        out: list = []
+        if horizon > self.horizon_s:  # durable before anything it covers is purged
+            self.horizon_s = horizon
+            out.append(PersistMeta(PURGE_HORIZON_META_KEY, str(horizon).encode()))
+        self._exhausted = done.exhausted
+        if pairs:
+            out.append(StorageReplace(self._new_op(), tuple(pairs)))
+            return out
+        return out + self._advance()
+
+    def on_replace_done(self, done: StorageReplaceDone) -> list:
+        self._op = None
+        self.stats["partitions_rewritten"] += done.replaced
+        out = [] if done.error is None else [Log("warning", f"compaction rewrite failed: {done.error}")]
+        return out + self._advance()
+
+    def _advance(self) -> list:
+        if self._exhausted:
+            self._table = None
+        return [SetTimer(CHUNK_TIMER, GC_CHUNK_PAUSE_MS)]

@@ -1,0 +1,188 @@
+"""Tombstone GC, the downtime check and the batchlog on a real 3-node cluster (RocksDB, real
+processes on 127.0.32.x), through the real cassandra-driver:
+
+(d) TTL'd data expires on schedule, as the driver sees it;
+(f) a LOGGED batch whose coordinator exits right after its batchlog write (the test-only
+    `debug_crash_after_batchlog` option) is applied in full by the batchlog holders;
+(c) a delete made while a replica was down does not come back when it returns -- neither
+    within gc_grace (the tombstone wins the merge) nor after the others purged the tombstone
+    (the returning replica drops its stale data and serves no reads until repaired).
+
+Hints are off, so nothing but the mechanisms under test can heal a replica. The tests share
+one cluster and run in file order; the last leaves node3 waiting for a repair."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from cassandra import ConsistencyLevel, Unavailable
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.policies import WhiteListRoundRobinPolicy
+from cassandra.query import BatchStatement, BatchType, SimpleStatement, tuple_factory
+
+from agora.runtime.cluster import wait_until
+
+from .conftest import ensure_all_up, make_cluster
+
+SUBNET = "127.0.32"
+RF3 = "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = make_cluster(tmp_path_factory, "gc", overrides={"hinted_handoff_enabled": False}, subnet=SUBNET)
+    yield c
+    c.down(kill=True)
+
+
+class Session:
+    """A driver session pinned to one node (`node` 1..3), closed on exit."""
+
+    def __init__(self, node: int = 1):
+        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([f"{SUBNET}.{node}"]),
+                                   row_factory=tuple_factory, request_timeout=20)
+        self.cluster = Cluster([f"{SUBNET}.{node}"], protocol_version=5,
+                               execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+        self.session = self.cluster.connect()
+
+    def run(self, text: str, params=(), cl=ConsistencyLevel.QUORUM):
+        return list(self.session.execute(SimpleStatement(text, consistency_level=cl), params))
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cluster.shutdown()
+
+
+def status(cluster, name: str) -> dict:
+    with cluster.client(name) as admin:
+        return admin.call("status", {})
+
+
+def wait_seen_down(cluster, down: str) -> None:
+    address = cluster.node(down).address
+    def seen() -> bool:
+        return all(any(n["address"] == address and not n["up"] for n in status(cluster, name)["nodes"])
+                   for name in ("node1", "node2", "node3") if name != down)
+    wait_until(seen, 30, f"{down} marked down")
+
+
+def inspect(cluster, name: str, table: str, k: int) -> list:
+    with cluster.client(name) as admin:
+        return admin.call("inspect", {"keyspace": "gc", "table": table, "key": {"k": k}})
+
+
+def test_ttl_expiry_is_seen_through_the_driver(cluster):
+    with Session(1) as s:
+        s.run(f"CREATE KEYSPACE IF NOT EXISTS gc WITH replication = {RF3}")
+        s.run("CREATE TABLE gc.ttl (k int PRIMARY KEY, v text) WITH default_time_to_live = 3")
+        s.run("INSERT INTO gc.ttl (k, v) VALUES (1, 'by default')", cl=ConsistencyLevel.ALL)
+        s.run("INSERT INTO gc.ttl (k, v) VALUES (2, 'explicit') USING TTL 2", cl=ConsistencyLevel.ALL)
+        s.run("INSERT INTO gc.ttl (k, v) VALUES (3, 'forever') USING TTL 0", cl=ConsistencyLevel.ALL)
+        assert sorted(s.run("SELECT k, v FROM gc.ttl")) == [(1, "by default"), (2, "explicit"), (3, "forever")]
+        wait_until(lambda: s.run("SELECT k FROM gc.ttl WHERE k = 2") == [], 10, "k=2 to expire")
+        wait_until(lambda: s.run("SELECT k FROM gc.ttl WHERE k = 1") == [], 10, "k=1 to expire")
+        assert s.run("SELECT k, v FROM gc.ttl", cl=ConsistencyLevel.ALL) == [(3, "forever")]
+    with cluster.client("node2") as admin:  # the pass rewrites them as tombstones
+        assert admin.call("compact", {})["partitions_rewritten"] >= 2
+    assert inspect(cluster, "node2", "ttl", 1) == [] and inspect(cluster, "node2", "ttl", 3) != []
+
+
+def test_a_logged_batch_whose_coordinator_dies_after_the_batchlog_write_is_applied(cluster):
+    ensure_all_up(cluster)
+    with Session(1) as s:
+        s.run(f"CREATE KEYSPACE IF NOT EXISTS gc WITH replication = {RF3}")
+        s.run("CREATE TABLE gc.batch (k int PRIMARY KEY, v text)")
+    node1 = cluster.node("node1")
+    options = yaml.safe_load(cluster.config_path(node1).read_text())
+    cluster.stop("node1")
+    cluster.config_path(node1).write_text(yaml.safe_dump({**options, "debug_crash_after_batchlog": True}))
+    cluster.start(["node1"])
+    try:
+        with Session(1) as s:
+            batch = BatchStatement(batch_type=BatchType.LOGGED, consistency_level=ConsistencyLevel.QUORUM)
+            for k in range(8):
+                batch.add(SimpleStatement("INSERT INTO gc.batch (k, v) VALUES (%s, %s)"), (k, f"b{k}"))
+            with pytest.raises(Exception):  # the coordinator is gone before it answers
+                s.session.execute(batch)
+        wait_until(lambda: not cluster.is_running(node1), 10, "node1 to exit")
+        assert "debug_crash_after_batchlog" in cluster.log_path(node1).read_text()
+        assert [inspect(cluster, "node2", "batch", k) for k in range(8)] == [[]] * 8  # not applied
+        wait_seen_down(cluster, "node1")
+        with Session(2) as s:
+            def applied():
+                return sorted(s.run("SELECT k, v FROM gc.batch")) == [(k, f"b{k}") for k in range(8)]
+            wait_until(applied, 40, "the batchlog replay")  # 2 x write_request_timeout + a round
+        for name in ("node2", "node3"):
+            assert [inspect(cluster, name, "batch", k) for k in range(8)] == [[{"k": k, "v": f"b{k}"}] for k in range(8)]
+            wait_until(lambda name=name: status(cluster, name)["batchlog"]["entries"] == 0, 20,
+                       f"{name}'s batchlog to be empty")
+    finally:
+        cluster.stop("node1", kill=True)
+        cluster.config_path(node1).write_text(yaml.safe_dump(options))
+        ensure_all_up(cluster)
+
+
+def test_a_logged_batch_leaves_no_batchlog_behind(cluster):
+    ensure_all_up(cluster)
+    with Session(3) as s:
+        batch = BatchStatement(batch_type=BatchType.LOGGED, consistency_level=ConsistencyLevel.ALL)
+        for k in range(100, 105):
+            batch.add(SimpleStatement("INSERT INTO gc.batch (k, v) VALUES (%s, 'ok')"), (k,))
+        s.session.execute(batch)
+        assert len(s.run("SELECT k FROM gc.batch WHERE k IN (100, 101, 102, 103, 104)")) == 5
+    assert status(cluster, "node3")["batchlog"]["logged_batches"] == 1
+    for name in ("node1", "node2", "node3"):
+        wait_until(lambda name=name: status(cluster, name)["batchlog"]["entries"] == 0, 10,
+                   f"{name}'s batchlog to be empty")
+
+
+def test_a_delete_missed_within_gc_grace_does_not_come_back(cluster):
+    ensure_all_up(cluster)
+    with Session(1) as s:
+        s.run("CREATE TABLE gc.long (k int PRIMARY KEY, v text)")  # gc_grace: 10 days
+        s.run("INSERT INTO gc.long (k, v) VALUES (1, 'deleted')", cl=ConsistencyLevel.ALL)
+        cluster.stop("node3", kill=True)
+        wait_seen_down(cluster, "node3")
+        s.run("DELETE FROM gc.long WHERE k = 1")
+    cluster.start(["node3"])
+    assert status(cluster, "node3")["tombstones"]["state"] == "serving"
+    assert inspect(cluster, "node3", "long", 1) == [{"k": 1, "v": "deleted"}]  # it missed the delete
+    with Session(3) as s:
+        assert s.run("SELECT v FROM gc.long WHERE k = 1", cl=ConsistencyLevel.ALL) == []
+    assert inspect(cluster, "node3", "long", 1) == []  # read repair gave it the tombstone
+
+
+def test_a_delete_purged_while_a_replica_was_down_does_not_come_back(cluster):
+    ensure_all_up(cluster)
+    with Session(1) as s:
+        s.run("CREATE TABLE gc.short (k int PRIMARY KEY, v text) WITH gc_grace_seconds = 2")
+        s.run("INSERT INTO gc.short (k, v) VALUES (1, 'zombie')", cl=ConsistencyLevel.ALL)
+        s.run("INSERT INTO gc.short (k, v) VALUES (2, 'alive')", cl=ConsistencyLevel.ALL)
+        cluster.stop("node3", kill=True)
+        wait_seen_down(cluster, "node3")
+        s.run("DELETE FROM gc.short WHERE k = 1")
+    for name in ("node1", "node2"):  # compact until the tombstone, past gc_grace, is purged
+        def purged(name=name) -> bool:
+            with cluster.client(name) as admin:
+                admin.call("compact", {})
+            return status(cluster, name)["tombstones"]["purge_horizon_s"] > 0
+        wait_until(purged, 20, f"{name} to purge the tombstone")
+    cluster.start(["node3"])
+    wait_until(lambda: status(cluster, "node3")["tombstones"]["state"] == "rebuilding", 20,
+               "node3 to find its data may hold zombies")
+    assert status(cluster, "node3")["tombstones"]["needs_repair"]
+    assert inspect(cluster, "node3", "short", 1) == []  # its stale copy is gone
+    for node in (1, 2, 3):
+        with Session(node) as s:
+            for cl in (ConsistencyLevel.ONE, ConsistencyLevel.QUORUM):
+                assert s.run("SELECT v FROM gc.short WHERE k = 1", cl=cl) == []
+                assert s.run("SELECT v FROM gc.short WHERE k = 2", cl=cl) == [("alive",)]
+    with Session(1) as s:
+        with pytest.raises(NoHostAvailable) as err:  # node3 serves no reads until repaired
+            s.run("SELECT v FROM gc.short WHERE k = 1", cl=ConsistencyLevel.ALL)
+        (cause,) = err.value.errors.values()  # the driver wraps the node's answer
+        assert isinstance(cause, Unavailable) and (cause.required_replicas, cause.alive_replicas) == (3, 2)
+        s.run("INSERT INTO gc.short (k, v) VALUES (3, 'new')", cl=ConsistencyLevel.ALL)  # writes land
+    assert inspect(cluster, "node3", "short", 3) == [{"k": 3, "v": "new"}]

@@ -1,0 +1,515 @@
+"""The statement layer (processor, modify, select, where, terms, bind, schema DDL) run end to
+end in-process over a one-node in-memory backend: each test pins a rule that the real-driver
+integration test (tests/integration/test_cql_statements.py) found broken, so it fails again
+if the rule breaks. Values go in as CQL text or serialized bound values and come out as the
+driver would decode them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import json
+import math
+from decimal import Decimal
+
+import pytest
+from cassandra.util import Date, Duration, Time
+
+from agora.core import reconcile
+from agora.core.errors import AlreadyExists, ConfigurationError, InvalidRequest
+from agora.core.ring.partitioner import token_for_key
+from agora.core.schema import ddl
+from agora.core.schema import types as T
+from agora.core.schema.model import Schema
+from agora.core.types import ConsistencyLevel, RangeCommand, ReadCommand
+from agora.cql.backend import ClusterView, NodeView
+from agora.cql.processor import Processor
+from agora.cql.requests import BatchChild, BatchRequest, QueryParams, Session
+from agora.cql.results import Rows
+from agora.storage.memory import MemoryEngine
+
+NOW_S = 1_700_000_000
+QUORUM = int(ConsistencyLevel.QUORUM)
+MAX_PAGES = 500  # more pages than any query here needs: past this, paging is going round in circles
+
+
+class MemoryBackend:
+    """A single node's Backend over the in-memory storage engine, recording the consistency
+    level of every read."""
+
+    def __init__(self, dcs: tuple[str, ...] = ("dc1",)):
+        self.schema = Schema()
+        self.engine = MemoryEngine()
+        self.read_levels: list[ConsistencyLevel] = []
+        self._dcs = dcs
+        self._ts = 1_000_000
+
+    def cluster_view(self) -> ClusterView:
+        nodes = [NodeView(f"127.0.0.{i + 1}:7000", f"127.0.0.{i + 1}", 7000, f"127.0.0.{i + 1}", 9042, dc,
+                          "rack1", f"00000000-0000-0000-0000-00000000000{i + 1}", (i,), None, "5.0.0", True)
+                 for i, dc in enumerate(self._dcs)]
+        return ClusterView("test", nodes[0], tuple(nodes[1:]))
+
+    def timestamp(self) -> int:
+        self._ts += 1
+        return self._ts
+
+    def now_s(self) -> int:
+        return NOW_S
+
+    async def write(self, partitions, cl, write_type="SIMPLE") -> None:
+        self.engine.apply(partitions)
+
+    async def read(self, cmd, cl):
+        self.read_levels.append(cl)
+        stored = self.engine.read(cmd)
+        view = None if stored is None else reconcile.live_view(stored, NOW_S)
+        return None if view is None or reconcile.is_empty(view) else view
+
+    async def read_range(self, cmd: RangeCommand, cl):
+        out = []
+        for token, stored in self.engine.scan(cmd.table_id, cmd.start_token, cmd.end_token):
+            if cmd.start_key is not None and (token, stored.key) <= (cmd.start_token, cmd.start_key):
+                continue
+            sliced = reconcile.slice_partition(stored, ReadCommand(cmd.table_id, stored.key, cmd.slices, cmd.columns))
+            live = reconcile.live_view(sliced, NOW_S)
+            if not reconcile.is_empty(live):
+                out.append(live)
+        return out
+
+    async def schema_change(self, change) -> str:
+        self.schema = change(self.schema, self.timestamp())
+        return "version"
+
+    async def wait_schema_agreement(self, timeout_s: float) -> bool:
+        return True
+
+
+class Node:
+    """A processor over a MemoryBackend with one session, in keyspace ks (RF 1)."""
+
+    def __init__(self, dcs=("dc1",)):
+        self.backend = MemoryBackend(dcs)
+        self.processor = Processor(self.backend)
+        self.session = Session()
+        self("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+        self("USE ks")
+
+    def __call__(self, text: str, values=None, page_size=None, consistency=QUORUM, paging_state=None):
+        params = QueryParams(consistency=consistency, values=list(values or []), page_size=page_size,
+                             paging_state=paging_state)
+        return asyncio.run(self.processor.query(text, params, self.session))
+
+    def rows(self, text: str, values=None, page_size=None) -> list[tuple]:
+        """Every row, following the paging state page after page as a driver does."""
+        out, state = [], None
+        for _ in range(MAX_PAGES):
+            result = self(text, values, page_size, paging_state=state)
+            assert isinstance(result, Rows)
+            assert page_size is None or len(result.rows) <= page_size
+            out += [tuple(None if v is None else T.deserialize(c.type, v) for c, v in zip(result.columns, row))
+                    for row in result.rows]
+            state = result.paging_state
+            if state is None:
+                return out
+        raise AssertionError(f"paging never ended: {len(out)} rows after {MAX_PAGES} pages")
+
+    def prepared(self, text: str, values: list):
+        prepared = asyncio.run(self.processor.prepare(text, None, self.session))
+        raw = [None if v is None else T.serialize(spec.type, v) for spec, v in zip(prepared.bind_columns, values)]
+        return asyncio.run(self.processor.execute(prepared.statement_id, None,
+                                                  QueryParams(consistency=QUORUM, values=raw), self.session))
+
+
+@pytest.fixture
+def node():
+    return Node()
+
+
+# ---- static columns ---------------------------------------------------------------------------
+
+
+def test_static_columns_are_written_with_the_partition_key_alone(node):
+    node("CREATE TABLE t (k int, c int, v int, st text static, PRIMARY KEY (k, c))")
+    node("INSERT INTO t (k, st) VALUES (1, 'inserted')")
+    assert node.rows("SELECT k, c, v, st FROM t WHERE k = 1") == [(1, None, None, "inserted")]
+    node("INSERT INTO t (k, c, v) VALUES (1, 0, 0)")
+    node("UPDATE t SET st = 'updated' WHERE k = 1")
+    assert node.rows("SELECT c, st FROM t WHERE k = 1") == [(0, "updated")]
+    for bad, words in (("UPDATE t SET st = 'x' WHERE k = 1 AND c = 0", "modifies only static columns"),
+                       ("DELETE st FROM t WHERE k = 1 AND c = 0", "modifies only static columns"),
+                       ("INSERT INTO t (k, v) VALUES (1, 5)", "Some clustering keys are missing: c"),
+                       ("UPDATE t SET st = 'x', v = 1 WHERE k = 1", "Some clustering keys are missing: c")):
+        with pytest.raises(InvalidRequest, match=words):
+            node(bad)
+    node("DELETE st FROM t WHERE k = 1")
+    assert node.rows("SELECT c, st FROM t WHERE k = 1") == [(0, None)]
+
+
+def test_insert_of_statics_with_part_of_the_clustering_key_is_refused(node):
+    node("CREATE TABLE t2 (k int, a int, b int, st int static, PRIMARY KEY (k, a, b))")
+    with pytest.raises(InvalidRequest, match="Some clustering keys are missing: b"):
+        node("INSERT INTO t2 (k, a, st) VALUES (1, 1, 1)")
+
+
+# ---- literals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("literal, expected", [
+    ("'00:00:00.000000001'", Time(1)),
+    ("'23:59:59.999999999'", Time(86_399_999_999_999)),
+    ("'13:30'", Time(datetime.time(13, 30))),
+    ("'01:02:03.5'", Time(datetime.time(1, 2, 3, 500_000))),
+])
+def test_time_literals_keep_nanoseconds(node, literal, expected):
+    node("CREATE TABLE IF NOT EXISTS times (k int PRIMARY KEY, v time)")
+    node(f"INSERT INTO times (k, v) VALUES (1, {literal})")
+    assert node.rows("SELECT v FROM times WHERE k = 1") == [(expected,)]
+
+
+@pytest.mark.parametrize("literal", ["'24:00:00'", "'12:60:00'", "'1:2:3.1234567890'", "'noon'"])
+def test_bad_time_literals_are_invalid(node, literal):
+    node("CREATE TABLE IF NOT EXISTS times (k int PRIMARY KEY, v time)")
+    with pytest.raises(InvalidRequest, match="formatted time"):
+        node(f"INSERT INTO times (k, v) VALUES (1, {literal})")
+
+
+@pytest.mark.parametrize("literal, days", [
+    ("'1970-01-01'", 0), ("'0001-01-01'", -719_162), ("'2024-02-29'", 19_782), ("'9999-12-31'", 2_932_896),
+    ("'-5877641-06-23'", -2**31), ("'5881580-07-11'", 2**31 - 1), ("'-0001-03-01'", -719_834),
+])
+def test_date_literals_cover_the_whole_date_range(node, literal, days):
+    node("CREATE TABLE IF NOT EXISTS dates (k int PRIMARY KEY, v date)")
+    node(f"INSERT INTO dates (k, v) VALUES (1, {literal})")
+    assert node.rows("SELECT v FROM dates WHERE k = 1") == [(Date(days),)]
+
+
+@pytest.mark.parametrize("literal", ["'2023-02-29'", "'2024-13-01'", "'2024-04-31'", "'-5877641-06-22'",
+                                     "'5881580-07-12'", "'2024/01/01'"])
+def test_bad_date_literals_are_invalid(node, literal):
+    node("CREATE TABLE IF NOT EXISTS dates (k int PRIMARY KEY, v date)")
+    with pytest.raises(InvalidRequest, match="formatted date"):
+        node(f"INSERT INTO dates (k, v) VALUES (1, {literal})")
+
+
+def test_days_from_civil_agrees_with_python_dates():
+    from agora.cql.terms import _days_from_civil
+    epoch = datetime.date(1970, 1, 1)
+    for ordinal in range(1, 3_652_059, 997):
+        d = datetime.date.fromordinal(ordinal)
+        assert _days_from_civil(d.year, d.month, d.day) == (d - epoch).days
+
+
+def test_list_and_set_literals_only_fit_their_own_collection(node):
+    node("CREATE TABLE lits (k int PRIMARY KEY, l list<int>, s set<int>)")
+    with pytest.raises(InvalidRequest, match="list literal"):
+        node("INSERT INTO lits (k, s) VALUES (1, [1])")
+    with pytest.raises(InvalidRequest, match="set literal"):
+        node("INSERT INTO lits (k, l) VALUES (1, {1})")
+    node("INSERT INTO lits (k, l, s) VALUES (1, [2, 1], {2, 1})")
+    assert node.rows("SELECT l, s FROM lits WHERE k = 1") == [([2, 1], {1, 2})]
+
+
+# ---- DDL errors -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("replication", [
+    {"class": "NoSuchStrategy"}, {"class": "SimpleStrategy"}, {"class": "SimpleStrategy", "replication_factor": "x"},
+    {"class": "SimpleStrategy", "replication_factor": "1", "dc1": "1"},
+])
+def test_bad_replication_is_a_configuration_error(replication):
+    with pytest.raises(ConfigurationError):
+        ddl.create_keyspace({"name": "k", "replication": replication})
+    schema = ddl.create_keyspace({"name": "k", "replication": {"class": "SimpleStrategy",
+                                                                "replication_factor": "1"}})(Schema(), 1)
+    with pytest.raises(ConfigurationError):
+        ddl.alter_keyspace({"name": "k", "replication": replication})(schema, 2)
+
+
+def test_unknown_datacenter_is_a_configuration_error():
+    node = Node(dcs=("dc1", "dc2"))
+    with pytest.raises(ConfigurationError, match="nowhere"):
+        node("CREATE KEYSPACE geo WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 1, 'nowhere': 1}")
+    node("CREATE KEYSPACE geo WITH replication = {'class': 'NetworkTopologyStrategy', 'replication_factor': 2}")
+    assert dict(node.backend.schema.keyspace("geo").replication) == {
+        "class": "org.apache.cassandra.locator.NetworkTopologyStrategy", "dc1": "2", "dc2": "2"}
+    with pytest.raises(ConfigurationError):
+        node("ALTER KEYSPACE geo WITH replication = {'class': 'NetworkTopologyStrategy', 'dc3': 1}")
+
+
+def test_creating_an_existing_type_is_already_exists(node):
+    node("CREATE TYPE u (a int)")
+    with pytest.raises(AlreadyExists) as info:
+        node("CREATE TYPE u (b int)")
+    assert (info.value.keyspace, info.value.table) == ("ks", "u")
+    node("CREATE TYPE IF NOT EXISTS u (b int)")
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE TABLE c1 (k int PRIMARY KEY, n counter)",
+    "CREATE TABLE c2 (k int, c int, n counter static, PRIMARY KEY (k, c))",
+])
+def test_counter_columns_are_refused(node, statement):
+    with pytest.raises(InvalidRequest, match="Counter columns are not supported"):
+        node(statement)
+
+
+def test_counter_updates_and_batches_are_refused(node):
+    node("CREATE TABLE plain (k int PRIMARY KEY, v int)")
+    with pytest.raises(InvalidRequest, match="Counter columns are not supported"):
+        node("ALTER TABLE plain ADD n counter")
+    with pytest.raises(InvalidRequest, match="Counters are not supported"):
+        node("BEGIN COUNTER BATCH UPDATE plain SET v = v + 1 WHERE k = 1 APPLY BATCH")
+    request = BatchRequest(2, [BatchChild("UPDATE plain SET v = v + 1 WHERE k = 1", None, [])],
+                           QueryParams(consistency=QUORUM))
+    with pytest.raises(InvalidRequest, match="Counters are not supported"):
+        asyncio.run(node.processor.batch(request, node.session))
+
+
+def test_a_batch_timestamp_excludes_statement_timestamps(node):
+    node("CREATE TABLE b (k int PRIMARY KEY, v int)")
+    with pytest.raises(InvalidRequest, match="either on BATCH or individual statements"):
+        node("BEGIN BATCH USING TIMESTAMP 5 INSERT INTO b (k, v) VALUES (1, 1) USING TIMESTAMP 6 APPLY BATCH")
+    node("BEGIN BATCH USING TIMESTAMP 5 INSERT INTO b (k, v) VALUES (1, 1) APPLY BATCH")
+    assert node.rows("SELECT WRITETIME(v) FROM b WHERE k = 1") == [(5,)]
+
+
+# ---- SELECT ------------------------------------------------------------------------------------
+
+
+def test_select_star_lists_statics_before_regular_columns(node):
+    node("CREATE TABLE order_t (k int, c int, a int, zs int static, b int, PRIMARY KEY (k, c))")
+    result = node("SELECT * FROM order_t")
+    assert [c.name for c in result.columns] == ["k", "c", "zs", "a", "b"]
+
+
+def test_select_json_renders_each_type_as_cassandra_does(node):
+    node("CREATE TYPE addr (street text, \"Num\" int)")
+    node("CREATE TABLE j (k int PRIMARY KEY, d decimal, x double, f float, dt date, tm time, du duration, "
+         "ts timestamp, a frozen<addr>, m map<int, text>, tu tuple<int, text>, t text, b blob)")
+    node("INSERT INTO j (k, d, x, f, dt, tm, du, ts, a, m, tu, t, b) VALUES (1, 1.50, -Infinity, 0.1, '2024-02-29', "
+         "'01:02:03.000000004', -1d2h, '2011-02-03 04:05:06.789Z', {street: 's', \"Num\": 2}, {1: 'a'}, "
+         "(1, null), 'é', 0x00ff)")
+    (text,), = node.rows("SELECT JSON d, x, f, dt, tm, du, ts, a, m, tu, t, b FROM j WHERE k = 1")
+    assert text == ('{"d": 1.50, "x": null, "f": 0.1, "dt": "2024-02-29", "tm": "01:02:03.000000004", '
+                    '"du": "-1d2h", "ts": "2011-02-03 04:05:06.789Z", "a": {"street": "s", "\\"Num\\"": 2}, '
+                    '"m": {"1": "a"}, "tu": [1, null], "t": "é", "b": "0x00ff"}')
+    json.loads(text)
+
+
+@pytest.mark.parametrize("months, days, nanos, text", [
+    (14, 25, 18_367_008_009_010, "1y2mo25d5h6m7s8ms9us10ns"), (0, -1, -7_200 * 10**9, "-1d2h"),
+    (12, 0, 0, "1y"), (0, 0, 1, "1ns"), (0, 0, 0, ""),
+])
+def test_duration_json_text(months, days, nanos, text):
+    from agora.cql.select import _json_native
+    assert _json_native("duration", Duration(months, days, nanos)) == json.dumps(text)
+
+
+def test_float_json_is_the_shortest_text_of_the_float32():
+    from agora.cql.select import _json_native
+    assert [_json_native("float", T.deserialize(T.FLOAT, T.serialize(T.FLOAT, v)))
+            for v in (0.1, 1.5, 3.4028234663852886e38, 1e-45, math.nan)] == \
+        ["0.1", "1.5", "3.4028235e+38", "1e-45", "null"]
+
+
+def _events(node):
+    node("CREATE TABLE ev (k int, c1 int, c2 int, v int, PRIMARY KEY (k, c1, c2)) "
+         "WITH CLUSTERING ORDER BY (c1 ASC, c2 DESC)")
+    for k, c1, c2 in itertools.product(range(2), range(4), range(4)):
+        node(f"INSERT INTO ev (k, c1, c2, v) VALUES ({k}, {c1}, {c2}, {c1 * 4 + c2})")
+
+
+def test_order_by_over_in_partitions_merges_them_and_cannot_be_paged(node):
+    _events(node)
+    query = "SELECT k, c1, c2 FROM ev WHERE k IN (0, 1) AND c1 = 1 ORDER BY c1 DESC"
+    with pytest.raises(InvalidRequest, match="Cannot page queries with both ORDER BY and a IN restriction"):
+        node(query, page_size=100)
+    assert [r[1:] for r in node.rows(query)] == [(1, 0), (1, 0), (1, 1), (1, 1), (1, 2), (1, 2), (1, 3), (1, 3)]
+    assert [r[1:] for r in node.rows(query + " LIMIT 3", page_size=100)] == [(1, 0), (1, 0), (1, 1)]
+
+
+OPS = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
+
+
+@pytest.mark.parametrize("lower, upper", [
+    ((">", (1, 2)), None), ((">=", (1, 2)), None), (None, ("<", (2, 1))), (None, ("<=", (2, 1))),
+    ((">", (0, 3)), ("<=", (3, 0))), ((">=", (1, 1)), ("<", (1, 3))), ((">", (2, 2)), ("<", (1, 0))),
+    ((">=", (1,)), ("<", (2, 2))), ((">", (1, 1)), ("<=", (3,))),
+])
+def test_multi_column_slices_over_mixed_clustering_orders_follow_tuple_order(node, lower, upper):
+    _events(node)
+    where, keep = [], []
+    for bound in (lower, upper):
+        if bound is not None:
+            op, values = bound
+            cols = ("c1", "c2")[:len(values)]
+            where.append(f"({', '.join(cols)}) {op} ({', '.join(map(str, values))})")
+            keep.append(lambda ck, op=op, values=values: OPS[op](ck[:len(values)], values))
+    expected = sorted(((c1, c2) for c1, c2 in itertools.product(range(4), range(4))
+                       if all(f((c1, c2)) for f in keep)), key=lambda ck: (ck[0], -ck[1]))
+    clause = " AND ".join(where)
+    assert [r[1:] for r in node.rows(f"SELECT k, c1, c2 FROM ev WHERE k = 0 AND {clause}")] == expected
+    assert [r[1:] for r in node.rows(f"SELECT k, c1, c2 FROM ev WHERE k = 0 AND {clause}", page_size=3)] == expected
+    assert [r[1:] for r in node.rows(f"SELECT k, c1, c2 FROM ev WHERE k = 0 AND {clause} ORDER BY c1 DESC")] == \
+        expected[::-1]
+    node(f"DELETE FROM ev WHERE k = 1 AND {clause}")
+    left = [r[1:] for r in node.rows("SELECT k, c1, c2 FROM ev WHERE k = 1")]
+    assert left == sorted(set(itertools.product(range(4), range(4))) - set(expected), key=lambda ck: (ck[0], -ck[1]))
+
+
+def test_multi_column_in_needs_no_filtering_and_touches_only_its_tuples(node):
+    _events(node)
+    assert node.rows("SELECT c1, c2 FROM ev WHERE k = 0 AND (c1, c2) IN ((3, 0), (0, 3))") == [(0, 3), (3, 0)]
+    node("UPDATE ev SET v = -1 WHERE k = 0 AND (c1, c2) IN ((3, 0), (0, 3))")
+    node("DELETE FROM ev WHERE k = 1 AND (c1, c2) IN ((1, 1), (2, 2))")
+    assert node.rows("SELECT c1, c2 FROM ev WHERE k = 0 AND v = -1 ALLOW FILTERING") == [(0, 3), (3, 0)]
+    assert len(node.rows("SELECT c1 FROM ev WHERE k = 1")) == 14
+    assert node.rows("SELECT c1, c2 FROM ev WHERE k = 1 AND c1 IN (1, 2) AND c2 IN (1, 2)") == [(1, 2), (2, 1)]
+
+
+def test_token_of_a_key_on_the_right_of_a_token_relation(node):
+    node("CREATE TABLE tk (a int, b text, v int, PRIMARY KEY ((a, b)))")
+    for a in range(20):
+        node(f"INSERT INTO tk (a, b, v) VALUES ({a}, 'x', {a})")
+    by_token = sorted(node.rows("SELECT token(a, b), a FROM tk"))
+    start = by_token[5][1]
+    after = [r[0] for r in node.rows(f"SELECT a FROM tk WHERE token(a, b) > token({start}, 'x')")]
+    assert after == [a for _, a in by_token[6:]]
+    bound = node.prepared("SELECT a FROM tk WHERE token(a, b) <= token(?, ?)", [start, "x"])
+    assert [T.deserialize(T.INT, r[0]) for r in bound.rows] == [a for _, a in by_token[:6]]
+    with pytest.raises(InvalidRequest, match="2 required but 1 provided"):
+        node("SELECT a FROM tk WHERE token(a, b) > token(1)")
+
+
+# ---- list operations read at the statement's consistency level ----------------------------
+
+
+def test_list_operations_by_position_read_at_the_statement_level(node):
+    node("CREATE TABLE lists (k int PRIMARY KEY, l list<int>)")
+    node("INSERT INTO lists (k, l) VALUES (1, [1, 2, 3])")
+    node.backend.read_levels.clear()
+    node("UPDATE lists SET l[1] = 20 WHERE k = 1", consistency=int(ConsistencyLevel.ALL))
+    node("UPDATE lists SET l = l - [3] WHERE k = 1", consistency=int(ConsistencyLevel.LOCAL_QUORUM))
+    node("DELETE l[0] FROM lists WHERE k = 1", consistency=int(ConsistencyLevel.ANY))
+    assert node.backend.read_levels == [ConsistencyLevel.ALL, ConsistencyLevel.LOCAL_QUORUM, ConsistencyLevel.ONE]
+    assert node.rows("SELECT l FROM lists WHERE k = 1") == [([20],)]
+
+
+def test_token_for_key_is_what_token_selector_reports(node):
+    node("CREATE TABLE single (k int PRIMARY KEY)")
+    node("INSERT INTO single (k) VALUES (7)")
+    assert node.rows("SELECT token(k) FROM single") == [(token_for_key(T.serialize(T.INT, 7)),)]
+
+
+def test_decimal_json_is_bare_and_keeps_its_scale(node):
+    node("CREATE TABLE dj (k int PRIMARY KEY, d decimal)")
+    node("INSERT INTO dj (k, d) VALUES (1, -0.000000123)")
+    (text,), = node.rows("SELECT JSON d FROM dj")
+    assert text == '{"d": -1.23E-7}' and json.loads(text, parse_float=Decimal) == {"d": Decimal("-1.23E-7")}
+
+
+def test_group_by_aggregates_per_group_and_limit_counts_groups(node):
+    _events(node)  # k 0..1, c1 0..3, c2 0..3, v = 4 * c1 + c2
+    assert node.rows("SELECT k, COUNT(*), MAX(v) FROM ev GROUP BY k") in (
+        [(0, 16, 15), (1, 16, 15)], [(1, 16, 15), (0, 16, 15)])
+    assert node.rows("SELECT c1, COUNT(*), SUM(v) FROM ev WHERE k = 1 GROUP BY k, c1") == \
+        [(c1, 4, 16 * c1 + 6) for c1 in range(4)]
+    assert node.rows("SELECT c1, c2 FROM ev WHERE k = 0 GROUP BY k, c1") == [(c1, 3) for c1 in range(4)]
+    assert node.rows("SELECT c1, COUNT(*) FROM ev WHERE k = 0 GROUP BY k, c1 LIMIT 2") == [(0, 4), (1, 4)]
+    for bad in ("SELECT COUNT(*) FROM ev GROUP BY c1", "SELECT COUNT(*) FROM ev WHERE k = 0 GROUP BY k, c2",
+                "SELECT COUNT(*) FROM ev GROUP BY k PER PARTITION LIMIT 1"):
+        with pytest.raises(InvalidRequest):
+            node(bad)
+
+
+def test_limit_applies_to_the_aggregate_row_not_to_its_input(node):
+    _events(node)
+    assert node.rows("SELECT COUNT(*) FROM ev LIMIT 5") == [(32,)]
+    assert node.rows("SELECT COUNT(*), MIN(v) FROM ev WHERE k = 0 LIMIT 1") == [(16, 0)]
+
+
+PAGED_QUERIES = [
+    "SELECT k, a, b, st FROM pg",
+    "SELECT k, a, b FROM pg WHERE k = 3",
+    "SELECT k, a, b FROM pg WHERE k = 3 ORDER BY a DESC",
+    "SELECT k, a, b FROM pg WHERE k = 3 AND a <= 1 ORDER BY a DESC",
+    "SELECT k, a, b FROM pg WHERE k = 3 AND a >= 1 ORDER BY a DESC, b ASC",
+    "SELECT k, a, b FROM pg WHERE k = 3 AND a IN (0, 2) ORDER BY a DESC",
+    "SELECT k, a, b FROM pg WHERE k IN (0, 2, 3) AND a IN (0, 2)",
+    "SELECT k, a, b, st FROM pg WHERE k IN (0, 1, 3)",
+    "SELECT k, a, b FROM pg WHERE k = 3 AND (a, b) > (0, 1) AND (a, b) <= (2, 1)",
+    "SELECT k, a, b FROM pg WHERE k = 3 AND (a, b) > (0, 1) ORDER BY a DESC",
+    "SELECT DISTINCT k, st FROM pg",
+    "SELECT k, a, b FROM pg WHERE b = 1 ALLOW FILTERING",
+    "SELECT k, st FROM pg WHERE st = 0 ALLOW FILTERING",
+    "SELECT k, a, b FROM pg PER PARTITION LIMIT 2",
+    "SELECT k, a, b FROM pg LIMIT 7",
+]
+
+
+@pytest.fixture(scope="module")
+def paged_node():
+    """Partitions k = 0..3 with k * 3 rows... k = 0 holds only static data; clustering (a ASC, b DESC)."""
+    node = Node()
+    node("CREATE TABLE pg (k int, a int, b int, st int static, PRIMARY KEY (k, a, b)) "
+         "WITH CLUSTERING ORDER BY (a ASC, b DESC)")
+    for k in range(4):
+        node(f"INSERT INTO pg (k, st) VALUES ({k}, {k * 10})")
+        for a, b in itertools.product(range(k), range(3)):
+            node(f"INSERT INTO pg (k, a, b) VALUES ({k}, {a}, {b})")
+    return node
+
+
+@pytest.mark.parametrize("query", PAGED_QUERIES)
+@pytest.mark.parametrize("page_size", [1, 2, 5])
+def test_paging_returns_exactly_the_unpaged_rows(paged_node, query, page_size):
+    whole = paged_node.rows(query)
+    assert whole, "the query must select something for the comparison to mean anything"
+    assert paged_node.rows(query, page_size=page_size) == whole
+
+
+def test_static_only_partitions_are_rows_only_for_whole_partition_queries(paged_node):
+    assert paged_node.rows("SELECT k, a, st FROM pg WHERE k = 0") == [(0, None, 0)]
+    assert paged_node.rows("SELECT k, a, st FROM pg WHERE k = 0 AND a = 1") == []
+    assert paged_node.rows("SELECT k, a, st FROM pg WHERE k IN (0, 1) AND a >= 0") == [(1, 0, 10)] * 3
+    assert paged_node.rows("SELECT k FROM pg WHERE k = 0 AND b = 1 ALLOW FILTERING") == []
+
+
+def test_named_bind_markers_are_described_by_their_names(node):
+    node("CREATE TABLE named (k int, c int, v text, PRIMARY KEY (k, c))")
+    prepared = asyncio.run(node.processor.prepare("SELECT v FROM named WHERE k = :key AND c IN :cs LIMIT :n",
+                                                  None, node.session))
+    assert [(c.name, c.type.cql_name()) for c in prepared.bind_columns] == \
+        [("key", "int"), ("cs", "list<int>"), ("n", "int")]
+    assert prepared.pk_indexes == [0]
+
+
+@pytest.mark.parametrize("where", ["c > 1 AND c > 2", "c < 1 AND c <= 2", "(c) > (1) AND (c) >= (2)"])
+def test_two_bounds_on_one_side_are_invalid(node, where):
+    node("CREATE TABLE IF NOT EXISTS bounds (k int, c int, PRIMARY KEY (k, c))")
+    with pytest.raises(InvalidRequest, match="More than one restriction was found"):
+        node(f"SELECT * FROM bounds WHERE k = 1 AND {where}")
+
+
+def test_setting_a_column_excludes_other_operations_on_it(node):
+    node("CREATE TABLE conflict (k int PRIMARY KEY, v int, l list<int>)")
+    for bad in ("UPDATE conflict SET v = 1, v = 2 WHERE k = 1", "UPDATE conflict SET l = [1], l = l + [2] WHERE k = 1"):
+        with pytest.raises(InvalidRequest, match="Multiple incompatible setting of column"):
+            node(bad)
+    node("UPDATE conflict SET l = l + [1], l = [0] + l WHERE k = 1")
+    assert node.rows("SELECT l FROM conflict WHERE k = 1") == [([0, 1],)]
+
+
+def test_bound_null_and_unset_ttl_and_timestamp(node):
+    from agora.cql.requests import UNSET
+    node("CREATE TABLE using_t (k int PRIMARY KEY, v int) WITH default_time_to_live = 1000")
+    insert = "INSERT INTO using_t (k, v) VALUES (?, 1) USING TTL ? AND TIMESTAMP ?"
+    int_ = lambda v: T.serialize(T.INT, v)  # noqa: E731
+    node(insert, [int_(1), None, T.serialize(T.BIGINT, 77)])  # null TTL: none at all
+    node(insert, [int_(2), UNSET, UNSET])  # unset TTL: the table's default; unset timestamp: now
+    assert node.rows("SELECT k, TTL(v), WRITETIME(v) FROM using_t WHERE k IN (1, 2)") == \
+        [(1, None, 77), (2, 1000, node.backend._ts)]
+    with pytest.raises(InvalidRequest, match="Invalid null value of timestamp"):
+        node(insert, [int_(3), UNSET, None])

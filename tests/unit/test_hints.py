@@ -1,0 +1,214 @@
+"""The parts of hinted handoff driven by hand: the hint record and its key order, the
+scan/index cutting rules both drivers share, both engines' hint stores (and the memory
+engine's model of what a power loss keeps), the replay throttle, the size option parser, and
+the write coordinator's hinting decisions on a fake placement."""
+
+from __future__ import annotations
+
+import pytest
+
+from agora.core.config import config_from_dict, parse_size_bytes
+from agora.core.coordinator.write import WriteCoordinator
+from agora.core.effects import HintIndex, HintScan, Reply, Send, SetTimer
+from agora.core.errors import ConfigError, Unavailable, WriteTimeout
+from agora.core.hints import hint as records
+from agora.core.hints.throttle import THROTTLE_BURST_MS, Throttle
+from agora.core.messages import MutationRsp
+from agora.core.types import Cell, ConsistencyLevel as CL, Partition, Row
+from agora.storage.memory import MemoryEngine
+from agora.storage.rocks import RocksEngine
+
+TID = bytes(range(16))
+
+
+def _part(key: bytes = b"k", value: bytes = b"v") -> Partition:
+    p = Partition(TID, key)
+    p.rows[b""] = Row((), Cell(10, b""), None, {("v", b""): Cell(10, value)})
+    return p
+
+
+# ---- records ---------------------------------------------------------------------------------
+
+
+def test_a_hint_round_trips_and_keys_order_by_target_then_time_then_id():
+    key, value = records.encode("127.0.0.3:7000", "host-3", 5_000, 7, 1, 864_000, (_part(),))
+    hint = records.decode(key, value)
+    assert (hint.target, hint.host_id, hint.creation_ms, hint.gc_grace_s) == ("127.0.0.3:7000", "host-3", 5_000, 864_000)
+    assert hint.partitions == (_part(),) and hint.size == len(value)
+    assert key.startswith(records.target_prefix("127.0.0.3:7000"))
+    keys = [records.encode(t, None, ms, gen, seq, 1, (_part(),))[0]
+            for t, ms, gen, seq in [("127.0.0.3:7000", 9, 1, 1), ("127.0.0.1:7000", 50, 1, 1),
+                                    ("127.0.0.3:7000", 9, 1, 2), ("127.0.0.3:7000", 2, 9, 9)]]
+    assert sorted(keys) == [keys[1], keys[3], keys[0], keys[2]]
+
+
+def test_a_hint_is_live_until_its_gc_grace_has_passed():
+    hint = records.decode(*records.encode("t", None, 1_000, 1, 1, 10, (_part(),)))
+    assert hint.live_at(10_999) and not hint.live_at(11_000)
+
+
+def test_scan_cuts_at_count_or_bytes_and_index_totals_per_target():
+    items = [(b"a\x00%d" % i, b"x" * 10) for i in range(5)]
+    assert HintScan(1, b"a\x00", None, 3, 1000).collect(items).hints == tuple(items[:3])
+    done = HintScan(1, b"a\x00", None, 100, 25).collect(items)
+    assert done.hints == tuple(items[:3]) and not done.exhausted  # the third crosses 25 bytes
+    assert HintScan(1, b"a\x00", None, 100, 1000).collect(items).exhausted
+    sizes = [(b"a\x00\x01", 3), (b"a\x00\x02", 4), (b"b\x00\x01", 5)]
+    assert HintIndex(2).collect(sizes).targets == ((b"a", 2, 7), (b"b", 1, 5))
+
+
+# ---- engines ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "rocks"])
+def engine(request, tmp_path):
+    eng = MemoryEngine() if request.param == "memory" else RocksEngine(str(tmp_path / "db"))
+    yield eng
+    eng.close()
+
+
+def test_engines_keep_hints_ordered_per_prefix_and_apart_from_data(engine):
+    engine.put_hints([(b"b\x00\x02", b"22"), (b"a\x00\x01", b"1"), (b"b\x00\x01", b"11")])
+    engine.put_hints([(b"b\x00\x03", b"333")], sync=True)
+    assert list(engine.hints_after(b"b\x00", None)) == [(b"b\x00\x01", b"11"), (b"b\x00\x02", b"22"), (b"b\x00\x03", b"333")]
+    assert list(engine.hints_after(b"b\x00", b"b\x00\x01")) == [(b"b\x00\x02", b"22"), (b"b\x00\x03", b"333")]
+    assert list(engine.hints_after(b"b\x00", b"a\x00\x01")) == list(engine.hints_after(b"b\x00", None))
+    engine.delete_hints([b"b\x00\x02", b"nope"])
+    assert list(engine.hint_sizes()) == [(b"a\x00\x01", 1), (b"b\x00\x01", 2), (b"b\x00\x03", 3)]
+    assert list(engine.scan(TID, 0, 0)) == []  # hints are not table data
+
+
+def test_rocks_hints_survive_a_reopen(tmp_path):
+    eng = RocksEngine(str(tmp_path / "db"))
+    eng.put_hints([(b"a\x00\x01", b"1")])
+    eng.close()
+    eng = RocksEngine(str(tmp_path / "db"))
+    assert list(eng.hint_sizes()) == [(b"a\x00\x01", 1)]
+    eng.close()
+
+
+def test_memory_engine_power_loss_keeps_only_synced_hint_puts_and_deletes():
+    eng = MemoryEngine()
+    eng.put_hints([(b"a\x00\x01", b"1"), (b"a\x00\x02", b"2")], sync=True)
+    eng.put_hints([(b"a\x00\x03", b"3")])
+    eng.delete_hints([b"a\x00\x01"])
+    assert eng.unsynced_hints()
+    eng.crash()
+    assert [k for k, _ in eng.hint_sizes()] == [b"a\x00\x01", b"a\x00\x02"]
+    eng.delete_hints([b"a\x00\x01"])
+    eng.sync()
+    eng.crash()
+    assert [k for k, _ in eng.hint_sizes()] == [b"a\x00\x02"]
+
+
+# ---- throttle, config ------------------------------------------------------------------------
+
+
+def test_the_throttle_holds_its_rate_over_time():
+    t = Throttle(10_000)  # bytes per second
+    sent, now = 0, 0
+    while now <= 10_000:
+        if t.try_take(700, now):
+            sent += 700
+        else:
+            now += t.wait_ms(now)
+    assert sent <= 10_000 * 10 + 10_000 * THROTTLE_BURST_MS / 1000 + 700 * 2
+    assert sent >= 10_000 * 10 * 0.95
+    assert Throttle(0).try_take(10**9, 0) and Throttle(0).unlimited
+
+
+@pytest.mark.parametrize("text,expected", [("1024KiB", 1 << 20), ("1MiB", 1 << 20), ("2GiB", 2 << 30),
+                                           ("512B", 512), ("77", 77), (0, 0), (4096, 4096)])
+def test_size_options_take_binary_units(text, expected):
+    assert parse_size_bytes("x", text) == expected
+    assert config_from_dict({"hinted_handoff_throttle": text}).hinted_handoff_throttle == expected
+
+
+@pytest.mark.parametrize("bad", ["1KB", "1 mb", "-1", -5, True, 1.5, "KiB"])
+def test_bad_sizes_name_the_option(bad):
+    with pytest.raises(ConfigError, match="hinted_handoff_throttle"):
+        config_from_dict({"hinted_handoff_throttle": bad})
+
+
+# ---- the write coordinator's hinting ---------------------------------------------------------
+
+
+class _Placement:
+    local, local_dc = "n1", "dc1"
+
+    def __init__(self, alive):
+        self.alive = set(alive)
+        self._req = 0
+
+    def replicas_for(self, table_id, key):
+        return ("n1", "n2", "n3"), None, 3
+
+    def dc_of(self, node):
+        return "dc1"
+
+    def is_alive(self, node):
+        return node in self.alive
+
+    def next_req_id(self):
+        self._req += 1
+        return self._req
+
+
+class _Hints:
+    def __init__(self, allowed=("n1", "n2", "n3")):
+        self.allowed = set(allowed)
+        self.stored: list = []
+
+    def should_hint(self, target, now_ms):
+        return target in self.allowed and target != "n1"
+
+    def store(self, target, partitions, now_ms, on_stored=None):
+        self.stored.append((target, now_ms, on_stored))
+        return [("hint", target)]
+
+
+def test_down_replicas_are_hinted_when_sent_and_silent_ones_at_the_timeout():
+    hints = _Hints()
+    wc = WriteCoordinator(_Placement({"n1", "n2"}), 2_000, hints)
+    effects = wc.start(1, [_part()], CL.ONE, now_ms=5)
+    assert [e.target for e in effects if isinstance(e, Send)] == ["n1", "n2"]
+    assert ("hint", "n3") in effects and [t for t, _, _ in hints.stored] == ["n3"]
+    req_id = effects[0].message.req_id
+    assert wc.on_response("n1", MutationRsp(req_id)) == [Reply(1, None)]  # ONE met
+    assert wc.in_flight == 1  # kept: n2 has not answered yet
+    effects = wc.on_timeout(1, now_ms=2_005)
+    assert effects == [("hint", "n2")]  # no second reply, a hint for the silent replica
+    assert [(t, ms) for t, ms, _ in hints.stored] == [("n3", 5), ("n2", 2_005)]
+    assert wc.in_flight == 0
+
+
+def test_a_write_acked_by_every_sent_replica_is_forgotten_and_its_timer_cancelled():
+    wc = WriteCoordinator(_Placement({"n1", "n2", "n3"}), 2_000, _Hints())
+    effects = wc.start(1, [_part()], CL.QUORUM)
+    req_id = effects[0].message.req_id
+    wc.on_response("n1", MutationRsp(req_id))
+    assert wc.on_response("n2", MutationRsp(req_id)) == [Reply(1, None)]
+    assert [type(e).__name__ for e in wc.on_response("n3", MutationRsp(req_id))] == ["CancelTimer"]
+    assert wc.in_flight == 0
+
+
+def test_any_counts_a_stored_hint_and_is_never_unavailable():
+    hints = _Hints()
+    wc = WriteCoordinator(_Placement(set()), 2_000, hints)  # even the coordinator's own copy is off
+    wc.placement.replicas_for = lambda t, k: (("n2", "n3"), None, 2)
+    effects = wc.start(1, [_part()], CL.ANY)
+    assert not [e for e in effects if isinstance(e, (Send, Reply))]
+    assert isinstance(effects[-1], SetTimer)
+    _, _, on_stored = hints.stored[0]
+    assert on_stored()[0] == Reply(1, None)
+    assert hints.stored[1][2]() == []  # the second hint finds the write answered
+
+
+def test_any_with_no_hint_possible_times_out_and_other_levels_are_unavailable():
+    wc = WriteCoordinator(_Placement(set()), 2_000, _Hints(allowed=()))
+    wc.placement.replicas_for = lambda t, k: (("n2", "n3"), None, 2)
+    assert len(wc.start(1, [_part()], CL.ANY)) == 1  # only the timer
+    (reply,) = wc.on_timeout(1, 2_000)
+    assert isinstance(reply.result, WriteTimeout) and (reply.result.received, reply.result.required) == (0, 1)
+    (reply,) = wc.start(2, [_part()], CL.ONE)
+    assert isinstance(reply.result, Unavailable)

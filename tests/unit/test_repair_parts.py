@@ -1,0 +1,151 @@
+"""The parts of anti-entropy repair driven by hand: which ranges a request covers (scope),
+a push in bounded chunks with acknowledgements (streaming), echo skipping that never skips
+a version the peer lacks, and a tree built in chunks (validator)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agora.core import reconcile
+from agora.core.antientropy import streaming
+from agora.core.antientropy.merkle import build_tree
+from agora.core.antientropy.messages import (RepairStreamAck, RepairStreamData, RepairSyncReq,
+                                             RepairSyncRsp, RepairTreeReq, RepairTreeRsp)
+from agora.core.antientropy.scope import RepairRequest, parse_request, repair_ranges
+from agora.core.antientropy.validator import Validator
+from agora.core.effects import Send, SetTimer, StoragePut, StoragePutDone, StorageScan
+from agora.core.errors import InvalidRequest
+from agora.core.ring.partitioner import token_for_key
+from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, Partition, Row
+from agora.storage.memory import MemoryEngine
+
+TID = bytes(range(16))
+A, B, C = "a:7000", "b:7000", "c:7000"
+TOKENS = (-100, 0, 100)
+OWNERS = (A, B, C)
+TABLE_RF2 = ((A, B), (B, C), (C, A))  # position i: (tokens[i-1], tokens[i]] and its replicas
+
+
+# ---- scope -------------------------------------------------------------------------------
+
+
+def test_the_whole_ring_is_cut_at_every_token_and_at_the_wrap():
+    got = [(r.start, r.end, r.replicas) for r in repair_ranges(TOKENS, TABLE_RF2, OWNERS, RepairRequest(), None)]
+    assert got == [(MIN_TOKEN, -100, (A, B)), (-100, 0, (B, C)), (0, 100, (A, C)), (100, MAX_TOKEN, (A, B))]
+
+
+def test_node_token_range_and_primary_scopes():
+    def spans(req, node):
+        return [(r.start, r.end) for r in repair_ranges(TOKENS, TABLE_RF2, OWNERS, req, node)]
+    assert spans(RepairRequest(node=C), C) == [(-100, 0), (0, 100)]
+    assert spans(RepairRequest(start_token=-50, end_token=50), None) == [(-50, 0), (0, 50)]
+    assert spans(RepairRequest(start_token=50, end_token=-150), None) == [(50, 100), (100, MAX_TOKEN),
+                                                                        (MIN_TOKEN, -150)]
+    assert spans(RepairRequest(node=A, primary_only=True), A) == [(MIN_TOKEN, -100), (100, MAX_TOKEN)]
+    single = ((A,), (B,), (C,))  # RF 1: nothing to compare
+    assert repair_ranges(TOKENS, single, OWNERS, RepairRequest(), None) == []
+
+
+@pytest.mark.parametrize("args", [{"table": "t"}, {"start_token": 1}, {"start_token": "x", "end_token": 2},
+                                  {"start_token": 2**63, "end_token": 0}, {"keyspace": 5}, {"what": 1},
+                                  {"node": "a", "primary_only": True, "start_token": 1, "end_token": 2}])
+def test_bad_requests_are_invalid(args):
+    with pytest.raises(InvalidRequest):
+        parse_request(args)
+
+
+# ---- streaming ---------------------------------------------------------------------------
+
+
+def part(key: bytes, value: bytes, ts: int = 1) -> Partition:
+    return Partition(TID, key, rows={b"": Row((), Cell(ts, b""), None, {("v", b""): Cell(ts, value)})})
+
+
+class Ids:
+    def __init__(self, start: int) -> None:
+        self.n = start
+
+    def __call__(self) -> int:
+        self.n += 1
+        return self.n
+
+
+def engine_with(parts) -> MemoryEngine:
+    e = MemoryEngine()
+    e.apply(parts)
+    return e
+
+
+def run_push(engine, peer_receiver, rows_per_chunk, bytes_per_message, monkeypatch):
+    """Drive one push by hand; returns (the StreamData messages, the SyncRsp)."""
+    monkeypatch.setattr(streaming, "STREAM_CHUNK_ROWS", rows_per_chunk)
+    monkeypatch.setattr(streaming, "STREAM_MESSAGE_MAX_BYTES", bytes_per_message)
+    sender = streaming.StreamSender(lambda t: True, lambda n: True, Ids(0), Ids(1000), peer_receiver)
+    effects = sender.on_sync_req(C, RepairSyncReq(7, TID, B, ((MIN_TOKEN, MAX_TOKEN),)))
+    sent, scans = [], 0
+    while True:
+        (eff,) = [e for e in effects if isinstance(e, (StorageScan, Send))][:1] or [None]
+        if isinstance(eff, StorageScan):
+            scans += 1
+            effects = sender.on_scan_done(eff.collect(engine.scan(TID, *eff.token_range())), 0)
+            continue
+        data = [e.message for e in effects if isinstance(e, Send) and isinstance(e.message, RepairStreamData)]
+        if data:
+            sent += data
+            effects = [x for m in data for x in sender.on_ack(B, RepairStreamAck(m.req_id))]
+            continue
+        (rsp,) = [e.message for e in effects if isinstance(e, Send) and isinstance(e.message, RepairSyncRsp)]
+        return sent, rsp, scans
+
+
+def test_a_push_goes_in_row_chunks_and_size_bounded_messages(monkeypatch):
+    parts = [part(f"k{i:02}".encode(), b"x" * 30) for i in range(50)]
+    size = streaming.partition_bytes(parts[0])
+    assert all(streaming.partition_bytes(p) == size for p in parts)
+    sent, rsp, scans = run_push(engine_with(parts), lambda *a: False, 10, 3 * size, monkeypatch)
+    assert scans == 5  # 50 one-row partitions, 10 rows a chunk (the last scan sees the end)
+    assert [len(m.partitions) for m in sent] == [3, 3, 3, 1] * 5  # at most 3 a message
+    assert sorted(p.key for m in sent for p in m.partitions) == sorted(p.key for p in parts)
+    assert (rsp.req_id, rsp.partitions, rsp.rows, rsp.bytes, rsp.error) == (7, 50, 50, 50 * size, None)
+
+
+def test_echoes_are_skipped_but_never_a_version_the_peer_lacks(monkeypatch):
+    receiver = streaming.StreamReceiver(lambda t: True, Ids(0), False)
+    from_peer = [part(b"same", b"v"), part(b"merged", b"v")]
+    (put,) = receiver.on_data(B, RepairStreamData(1, TID, tuple(from_peer)), now_ms=1_000)
+    assert isinstance(put, StoragePut)
+    assert receiver.on_put_done(StoragePutDone(put.op_id)) == [Send(B, RepairStreamAck(1))]
+    ours = engine_with(from_peer)
+    ours.apply([part(b"merged", b"newer", ts=2), part(b"own", b"o")])
+    sent, rsp, _ = run_push(ours, receiver.pushed_by, 100, 10**6, monkeypatch)
+    assert sorted(p.key for m in sent for p in m.partitions) == [b"merged", b"own"]
+    assert receiver.pushed_by(B, TID, from_peer[0], 1_000 + streaming.ECHO_MEMORY_MS - 1)
+    assert not receiver.pushed_by(B, TID, from_peer[0], 1_000 + streaming.ECHO_MEMORY_MS)
+    assert not receiver.pushed_by(C, TID, from_peer[0], 1_000)  # another peer pushed nothing
+
+
+# ---- validator ----------------------------------------------------------------------------
+
+
+def test_a_tree_is_built_in_chunks_and_matches_one_built_at_once(monkeypatch):
+    from agora.core.antientropy import validator as v
+    monkeypatch.setattr(v, "VALIDATION_CHUNK_ROWS", 3)
+    parts = [part(f"k{i}".encode(), b"x") for i in range(20)]
+    engine = engine_with(parts)
+    val = Validator(lambda t: True, Ids(0))
+    effects = val.on_tree_req(A, RepairTreeReq(9, TID, MIN_TOKEN, MAX_TOKEN, 12))
+    chunks = 0
+    while True:
+        (eff,) = effects
+        if isinstance(eff, StorageScan):
+            chunks += 1
+            effects = val.on_scan_done(eff.collect(engine.scan(TID, *eff.token_range())), 5_000)
+        elif isinstance(eff, SetTimer):  # the pause between chunks
+            effects = val.on_timer(eff.timer_id[2])
+        else:
+            rsp = eff.message
+            break
+    assert isinstance(rsp, RepairTreeRsp) and rsp.partitions == 20 and chunks == 7
+    expected = build_tree(MIN_TOKEN, MAX_TOKEN, 12, sorted(
+        (token_for_key(p.key), reconcile.digest(p)) for p in parts))
+    assert rsp.leaves() == expected.leaves
