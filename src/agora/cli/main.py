@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
     from agora.cli.sim import add_parser as add_sim_parser
     add_sim_parser(sub)
+
+    from agora.cli.bench import add_parser as add_bench_parser
+    add_bench_parser(sub)
     return p
 
 
@@ -213,6 +216,15 @@ COMMANDS = {"up": cmd_up, "status": cmd_status, "hints": cmd_hints, "stop": cmd_
             "down": cmd_down, "node": cmd_node, "demo": cmd_demo, "cqlsh": cmd_cqlsh,
             "repair": cmd_repair}
 COMMANDS["sim"] = cmd_sim
+
+
+def cmd_bench(args) -> int:
+    from agora.cli.bench import cmd_bench as run_bench
+
+    return run_bench(args)
+
+
+COMMANDS["bench"] = cmd_bench
 
 
 def main(argv: list[str] | None = None) -> int:

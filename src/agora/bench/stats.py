@@ -1,0 +1,127 @@
+"""Latency recording (HDR histogram when `hdrhistogram` is installed, else sorted samples) and
+the per-100 ms timeline of successes, errors and max latency. Values are microseconds."""
+
+from __future__ import annotations
+
+import random
+
+try:
+    from hdrh.histogram import HdrHistogram
+except ImportError:  # pragma: no cover - depends on the environment
+    HdrHistogram = None
+
+HIGHEST_US = 120_000_000  # two minutes
+PERCENTILES = (50.0, 95.0, 99.0, 99.9)
+MAX_SAMPLES = 1_000_000  # fallback: reservoir size per histogram
+
+
+class Latencies:
+    """Mergeable across processes through `export()` / `Latencies.merge()`."""
+
+    def __init__(self):
+        if HdrHistogram is not None:
+            self._h = HdrHistogram(1, HIGHEST_US, 3)
+            self.record = self._record_hdr
+        else:
+            self._samples: list[int] = []
+            self._seen = 0
+            self._max = 0
+            self._rng = random.Random(1)
+            self.record = self._record_sample
+
+    def _record_hdr(self, us: int) -> None:
+        self._h.record_value(min(max(us, 1), HIGHEST_US))
+
+    def _record_sample(self, us: int) -> None:
+        self._seen += 1
+        self._max = max(self._max, us)
+        if len(self._samples) < MAX_SAMPLES:
+            self._samples.append(us)
+        else:
+            j = self._rng.randrange(self._seen)
+            if j < MAX_SAMPLES:
+                self._samples[j] = us
+
+    def export(self):
+        if HdrHistogram is not None:
+            return ("hdr", self._h.encode())
+        return ("samples", self._samples, self._seen, self._max)
+
+    @staticmethod
+    def merge(exports) -> dict:
+        """Summary dict: count, p50/p95/p99/p99.9, max, mean (µs)."""
+        exports = list(exports)
+        if not exports:
+            return {"count": 0}
+        if exports[0][0] == "hdr":
+            total = HdrHistogram(1, HIGHEST_US, 3)
+            for e in exports:
+                total.add(HdrHistogram.decode(e[1]))
+            n = total.get_total_count()
+            if n == 0:
+                return {"count": 0}
+            out = {"count": n, "mean_us": round(total.get_mean_value(), 1), "max_us": total.get_max_value()}
+            for p in PERCENTILES:
+                out[f"p{p:g}_us"] = total.get_value_at_percentile(p)
+            out["histogram"] = "hdr"
+            return out
+        samples = sorted(s for e in exports for s in e[1])
+        n = sum(e[2] for e in exports)
+        if not samples:
+            return {"count": 0}
+        out = {"count": n, "mean_us": round(sum(samples) / len(samples), 1), "max_us": max(e[3] for e in exports)}
+        for p in PERCENTILES:
+            out[f"p{p:g}_us"] = samples[min(len(samples) - 1, max(0, int(len(samples) * p / 100.0 + 0.5) - 1))]
+        out["histogram"] = "samples"
+        return out
+
+
+class Timeline:
+    """Per-100 ms buckets from the start of the measured phase: [successes, errors, max latency µs]."""
+
+    BUCKET_S = 0.1
+
+    def __init__(self):
+        self.buckets: dict[int, list[int]] = {}
+
+    def record(self, t_since_start: float, ok: bool, us: int) -> None:
+        b = self.buckets.get(i := int(t_since_start / self.BUCKET_S))
+        if b is None:
+            b = self.buckets[i] = [0, 0, 0]
+        b[0 if ok else 1] += 1
+        if us > b[2]:
+            b[2] = us
+
+    @staticmethod
+    def merge(parts) -> list[list[int]]:
+        """A dense list indexed by bucket: [successes, errors, max µs]."""
+        out: dict[int, list[int]] = {}
+        for part in parts:
+            for i, (ok, err, mx) in part.items():
+                b = out.setdefault(int(i), [0, 0, 0])
+                b[0] += ok
+                b[1] += err
+                b[2] = max(b[2], mx)
+        if not out:
+            return []
+        return [out.get(i, [0, 0, 0]) for i in range(max(out) + 1)]
+
+
+SPARK = " ▁▂▃▄▅▆▇█"
+
+
+def render_timeline(buckets: list[list[int]], events: list[tuple[float, str]]) -> list[str]:
+    """One line per second: a sparkline of the ten 100 ms success counts, totals, max latency, events."""
+    if not buckets:
+        return []
+    peak = max(b[0] for b in buckets) or 1
+    lines = ["  second  successes per 100 ms   ok/s     errors  max ms  events"]
+    for s in range((len(buckets) + 9) // 10):
+        part = buckets[s * 10:(s + 1) * 10]
+        spark = "".join(SPARK[min(8, (b[0] * 8 + peak - 1) // peak)] if b[0] else "·" for b in part).ljust(10)
+        ok = sum(b[0] for b in part)
+        err = sum(b[1] for b in part)
+        mx = max(b[2] for b in part) / 1000.0
+        ev = ", ".join(f"{what} @{t:.1f}s" for t, what in events if s <= t < s + 1)
+        lines.append(f"  {s:5d}s  |{spark}|  {ok:8d}  {err:9d}  {mx:6.1f}  {ev}")
+    return lines

@@ -1,0 +1,36 @@
+"""Smoke test of `agora bench`: a short YCSB-A run through the real driver against a 3-node cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import make_cluster
+
+
+@pytest.fixture(scope="module")
+def bench_cluster(tmp_path_factory):
+    cluster = make_cluster(tmp_path_factory, "bench", subnet="127.0.40")
+    yield cluster
+    cluster.down(kill=True)
+
+
+@pytest.mark.timeout(60)
+def test_bench_workload_a_smoke(bench_cluster, tmp_path):
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agora", "bench", "--hosts", "127.0.40.1", "--workload", "a", "--keys", "200",
+         "--duration", "2", "--concurrency", "8", "--json", str(out), "--dir", str(bench_cluster.dir)],
+        capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["operations"] > 0
+    assert doc["errors"] == 0, doc["errors_by_type"]
+    lat = doc["latency_us"]
+    assert 0 < lat["p50_us"] <= lat["p95_us"] <= lat["p99_us"] <= lat["p99.9_us"] <= lat["max_us"]
+    assert set(doc["latency_by_op_us"]) == {"read", "write"}
+    assert doc["server_cpu"] and doc["server_cpu"]["us_per_op"] > 0
+    assert "throughput" in proc.stdout
