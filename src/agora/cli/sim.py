@@ -42,7 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-hints", dest="hints", action="store_false", help="turn hinted handoff off")
     p.add_argument("--read-levels", default=None, help="comma-separated read levels (default: all that fit)")
     p.add_argument("--write-levels", default=None, help="comma-separated write levels (default: all that fit)")
-    p.add_argument("--swarm", type=int, default=0, metavar="N", help="run N seeds with randomized options")
+    p.add_argument("--swarm", type=int, default=0, metavar="N",
+                   help="run N seeds, each with options drawn from its seed (of the options above, only "
+                        "--seed, --ops, --faults and --converge apply)")
     p.add_argument("--history", metavar="FILE", help="write the run's history as JSON lines")
     p.set_defaults(func=cmd_sim)
 

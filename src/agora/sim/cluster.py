@@ -129,17 +129,24 @@ class SimCluster:
 
     # ---- trace and records ------------------------------------------------------------
 
-    def record(self, line: str, payload: bytes | None = None) -> None:
+    def record(self, line: str, payload: bytes | None = None, tail: str = "",
+               note: str | None = None) -> None:
         """One trace line at the current virtual time. A message's `payload` goes into the
-        hash whole; the kept line shows a short digest of it."""
+        hash whole, and the kept line shows a short digest of it, then `tail`. A `note` is
+        shown in the kept line but not hashed (so the hash does not depend on
+        `keep_trace`)."""
         line = f"{self.scheduler.now_ms} {line}"
         h = self._trace_hash
         h.update(line.encode("utf-8", "backslashreplace"))
         if payload is not None:
             h.update(payload)
+        if tail:
+            h.update(tail.encode("utf-8", "backslashreplace"))
         h.update(b"\n")
         if self.keep_trace:
-            self.trace.append(line if payload is None else f"{line} {payload_digest(payload)}")
+            shown = note if payload is None else payload_digest(payload)
+            parts = [line] + ([shown] if shown is not None else []) + ([tail] if tail else [])
+            self.trace.append(" ".join(parts))
 
     def trace_hash(self) -> str:
         return self._trace_hash.hexdigest()
@@ -169,7 +176,7 @@ class SimCluster:
         host.deliver(envelope.source, message, envelope.payload)
 
     def _dropped(self, envelope: Envelope, reason: str) -> None:
-        self.record(f"drop {envelope.source}>{envelope.target} {envelope.kind} {reason}", envelope.payload)
+        self.record(f"drop {envelope.source}>{envelope.target} {envelope.kind}", envelope.payload, reason)
 
     # ---- running ----------------------------------------------------------------------
 

@@ -332,10 +332,12 @@ class SimHost:
     def _send(self, eff: Send) -> None:
         message = eff.message
         if eff.target == self.id:
-            # Not encoded, as in the runtime; the trace names it (what it carries follows
-            # from earlier inputs, and shows in the messages it leads to).
+            # Not encoded, as in the runtime: the trace hash names it (what it carries
+            # follows from earlier inputs, and shows in the messages it leads to); a kept
+            # trace also shows its digest.
             def local() -> None:
-                self.cluster.record(f"self {self.id} {type(message).__name__}")
+                note = payload_digest(codec.encode(message)) if self.cluster.keep_trace else None
+                self.cluster.record(f"self {self.id} {type(message).__name__}", note=note)
                 self._feed(lambda t: self.node.on_message(self.id, message, t))
             self._schedule(0, local, "local delivery")
         else:
