@@ -16,27 +16,7 @@ from agora.core.plain import (MAX_INT64, MIN_INT64, partition_from_plain, partit
                               range_command_from_plain, range_command_to_plain,
                               read_command_from_plain, read_command_to_plain)
 from agora.core.types import Partition, RangeCommand, ReadCommand, Token
-from agora.core.wire import Message, expect
-
-
-def _int(v: Any, what: str) -> int:
-    expect(type(v) is int, f"{what} must be an int")
-    return v
-
-
-def _str(v: Any, what: str) -> str:
-    expect(type(v) is str, f"{what} must be a string")
-    return v
-
-
-def _opt_str(v: Any, what: str) -> str | None:
-    expect(v is None or type(v) is str, f"{what} must be a string or nil")
-    return v
-
-
-def _fields(fields: Any, n: int, name: str) -> list:
-    expect(isinstance(fields, list) and len(fields) == n, f"{name} takes {n} fields")
-    return fields
+from agora.core.wire import Message, expect, fields_of, int_field, opt_str_field, str_field
 
 
 # ---- data path ----------------------------------------------------------------------
@@ -55,9 +35,9 @@ class MutationReq(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, parts = _fields(fields, 2, "MutationReq")
+        req_id, parts = fields_of(fields, 2, "MutationReq")
         expect(isinstance(parts, list) and parts, "MutationReq.partitions must be a non-empty list")
-        return cls(_int(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts))
+        return cls(int_field(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +51,8 @@ class MutationRsp(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, error = _fields(fields, 2, "MutationRsp")
-        return cls(_int(req_id, "req_id"), _opt_str(error, "error"))
+        req_id, error = fields_of(fields, 2, "MutationRsp")
+        return cls(int_field(req_id, "req_id"), opt_str_field(error, "error"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +69,9 @@ class ReadReq(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, cmd, digest_only = _fields(fields, 3, "ReadReq")
+        req_id, cmd, digest_only = fields_of(fields, 3, "ReadReq")
         expect(type(digest_only) is bool, "digest_only must be a bool")
-        return cls(_int(req_id, "req_id"), read_command_from_plain(cmd), digest_only)
+        return cls(int_field(req_id, "req_id"), read_command_from_plain(cmd), digest_only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +91,10 @@ class ReadRsp(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, plain, digest, error = _fields(fields, 4, "ReadRsp")
+        req_id, plain, digest, error = fields_of(fields, 4, "ReadRsp")
         expect(digest is None or type(digest) is bytes, "digest must be bytes or nil")
         part = None if plain is None else partition_from_plain(plain)
-        return cls(_int(req_id, "req_id"), part, digest, _opt_str(error, "error"))
+        return cls(int_field(req_id, "req_id"), part, digest, opt_str_field(error, "error"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +111,8 @@ class RangeReadReq(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, cmd = _fields(fields, 2, "RangeReadReq")
-        return cls(_int(req_id, "req_id"), range_command_from_plain(cmd))
+        req_id, cmd = fields_of(fields, 2, "RangeReadReq")
+        return cls(int_field(req_id, "req_id"), range_command_from_plain(cmd))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +136,7 @@ class RangeReadRsp(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, parts, more, last_token, last_key, error = _fields(fields, 6, "RangeReadRsp")
+        req_id, parts, more, last_token, last_key, error = fields_of(fields, 6, "RangeReadRsp")
         expect(isinstance(parts, list), "RangeReadRsp.partitions must be a list")
         expect(type(more) is bool, "more must be a bool")
         if more:
@@ -165,8 +145,8 @@ class RangeReadRsp(Message):
             expect(type(last_key) is bytes, "last_key must be bytes")
         else:
             expect(last_token is None and last_key is None, "no last position without more")
-        return cls(_int(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts), more,
-                   last_token, last_key, _opt_str(error, "error"))
+        return cls(int_field(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts), more,
+                   last_token, last_key, opt_str_field(error, "error"))
 
 
 # ---- schema --------------------------------------------------------------------------
@@ -184,7 +164,7 @@ class SchemaPush(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        (schema,) = _fields(fields, 1, "SchemaPush")
+        (schema,) = fields_of(fields, 1, "SchemaPush")
         return cls(schema)
 
 
@@ -200,8 +180,8 @@ class SchemaPullReq(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        (req_id,) = _fields(fields, 1, "SchemaPullReq")
-        return cls(_int(req_id, "req_id"))
+        (req_id,) = fields_of(fields, 1, "SchemaPullReq")
+        return cls(int_field(req_id, "req_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +197,8 @@ class SchemaVersion(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        (version,) = _fields(fields, 1, "SchemaVersion")
-        return cls(_str(version, "version"))
+        (version,) = fields_of(fields, 1, "SchemaVersion")
+        return cls(str_field(version, "version"))
 
 
 # ---- admin / client verbs (the `agora` CLI and tests) -----------------------------------
@@ -241,9 +221,9 @@ class ClientReq(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, op, args = _fields(fields, 3, "ClientReq")
+        req_id, op, args = fields_of(fields, 3, "ClientReq")
         expect(isinstance(args, dict), "ClientReq.args must be a map")
-        return cls(_int(req_id, "req_id"), _str(op, "op"), args)
+        return cls(int_field(req_id, "req_id"), str_field(op, "op"), args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +240,6 @@ class ClientRsp(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, result, error = _fields(fields, 3, "ClientRsp")
+        req_id, result, error = fields_of(fields, 3, "ClientRsp")
         expect(error is None or isinstance(error, list), "ClientRsp.error must be a list or nil")
-        return cls(_int(req_id, "req_id"), result, error)
+        return cls(int_field(req_id, "req_id"), result, error)

@@ -29,3 +29,24 @@ def expect(cond: bool, what: str) -> None:
     """Check a property of decoded input; a failure is the peer's fault: ProtocolError."""
     if not cond:
         raise ProtocolError(f"malformed message: {what}")
+
+
+def fields_of(fields, n: int, name: str) -> list:
+    """The decoded field list of a message that takes exactly `n` fields."""
+    expect(isinstance(fields, list) and len(fields) == n, f"{name} takes {n} fields")
+    return fields
+
+
+def int_field(v, what: str) -> int:
+    expect(type(v) is int, f"{what} must be an int")
+    return v
+
+
+def str_field(v, what: str) -> str:
+    expect(type(v) is str, f"{what} must be a string")
+    return v
+
+
+def opt_str_field(v, what: str) -> str | None:
+    expect(v is None or type(v) is str, f"{what} must be a string or nil")
+    return v

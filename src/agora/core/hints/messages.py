@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from agora.core.plain import partition_from_plain, partition_to_plain
 from agora.core.types import Partition
-from agora.core.wire import Message, expect
+from agora.core.wire import Message, expect, fields_of, int_field, opt_str_field
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +29,9 @@ class HintReq(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        expect(isinstance(fields, list) and len(fields) == 2, "HintReq takes 2 fields")
-        req_id, parts = fields
-        expect(type(req_id) is int, "req_id must be an int")
+        req_id, parts = fields_of(fields, 2, "HintReq")
         expect(isinstance(parts, list) and parts, "HintReq.partitions must be a non-empty list")
-        return cls(req_id, tuple(partition_from_plain(p) for p in parts))
+        return cls(int_field(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +47,5 @@ class HintRsp(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        expect(isinstance(fields, list) and len(fields) == 2, "HintRsp takes 2 fields")
-        req_id, error = fields
-        expect(type(req_id) is int, "req_id must be an int")
-        expect(error is None or type(error) is str, "error must be a string or nil")
-        return cls(req_id, error)
+        req_id, error = fields_of(fields, 2, "HintRsp")
+        return cls(int_field(req_id, "req_id"), opt_str_field(error, "error"))
