@@ -245,7 +245,7 @@ def test_rocks_shadowed_rows_on_disk_are_dropped_on_read(tmp_path):
 
 
 _KILLED_WRITER = textwrap.dedent("""
-    import sys, time
+    import signal, sys
     from agora.core.types import Cell, Partition, Row
     from agora.storage.rocks import RocksEngine
     e = RocksEngine(sys.argv[1])
@@ -254,7 +254,8 @@ _KILLED_WRITER = textwrap.dedent("""
                            rows={b"r": Row((b"r",), None, None, {("v", b""): Cell(1, b"x")})})
                  for i in range(100)], sync=False)
     print("applied", flush=True)
-    time.sleep(600)
+    while True:
+        signal.pause()  # until the test's SIGKILL
 """)
 
 

@@ -16,17 +16,18 @@ from agora.core.plain import (MAX_INT64, MIN_INT64, partition_from_plain, partit
                               range_command_from_plain, range_command_to_plain,
                               read_command_from_plain, read_command_to_plain)
 from agora.core.types import Partition, RangeCommand, ReadCommand, Token
-from agora.core.wire import Message, expect, fields_of, int_field, opt_str_field, str_field
+from agora.core.wire import (Acknowledgement, Message, expect, fields_of, int_field, opt_str_field,
+                             partitions_field, str_field)
 
 
 # ---- data path ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class MutationReq(Message):
-    """Apply these partition fragments (one batch) on the receiving replica."""
+class PartitionsMessage(Message):
+    """The shape of a request carrying partition fragments to apply: (req_id, partitions).
+    Verbs of that shape subclass it and set only VERB."""
 
-    VERB = 1
     req_id: int
     partitions: tuple[Partition, ...]
 
@@ -35,24 +36,20 @@ class MutationReq(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        req_id, parts = fields_of(fields, 2, "MutationReq")
-        expect(isinstance(parts, list) and parts, "MutationReq.partitions must be a non-empty list")
-        return cls(int_field(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts))
+        req_id, parts = fields_of(fields, 2, cls.__name__)
+        return cls(int_field(req_id, "req_id"), partitions_field(parts, cls.__name__))
 
 
 @dataclass(frozen=True, slots=True)
-class MutationRsp(Message):
+class MutationReq(PartitionsMessage):
+    """Apply these partition fragments (one batch) on the receiving replica."""
+
+    VERB = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MutationRsp(Acknowledgement):
     VERB = 2
-    req_id: int
-    error: str | None = None
-
-    def to_wire(self) -> list:
-        return [self.req_id, self.error]
-
-    @classmethod
-    def from_wire(cls, fields):
-        req_id, error = fields_of(fields, 2, "MutationRsp")
-        return cls(int_field(req_id, "req_id"), opt_str_field(error, "error"))
 
 
 @dataclass(frozen=True, slots=True)

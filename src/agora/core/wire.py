@@ -9,9 +9,11 @@ input. The codec (`agora.core.codec`) frames `[VERB, *to_wire()]` with msgpack.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from agora.core.errors import ProtocolError
+from agora.core.plain import partition_from_plain
 
 
 class Message:
@@ -50,3 +52,26 @@ def str_field(v, what: str) -> str:
 def opt_str_field(v, what: str) -> str | None:
     expect(v is None or type(v) is str, f"{what} must be a string or nil")
     return v
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement(Message):
+    """The shape of every plain answer: the request's id, and an error text or None. Verbs
+    of that shape subclass it and set only VERB."""
+
+    req_id: int
+    error: str | None = None
+
+    def to_wire(self) -> list:
+        return [self.req_id, self.error]
+
+    @classmethod
+    def from_wire(cls, fields):
+        req_id, error = fields_of(fields, 2, cls.__name__)
+        return cls(int_field(req_id, "req_id"), opt_str_field(error, "error"))
+
+
+def partitions_field(parts, name: str) -> tuple:
+    """A non-empty list of partitions in plain form (agora.core.plain)."""
+    expect(isinstance(parts, list) and parts, f"{name}.partitions must be a non-empty list")
+    return tuple(partition_from_plain(p) for p in parts)

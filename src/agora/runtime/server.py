@@ -22,17 +22,18 @@ from concurrent.futures import ThreadPoolExecutor
 from agora.core import codec
 from agora.core.config import NodeConfig
 from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
-                                StorageGet, StorageGetDone, StoragePut, StoragePutDone,
-                                StorageScan, StorageScanDone)
-from agora.core.effects import (HintDelete, HintIndex, HintIndexDone, HintPut, HintPutDone,
-                                HintScan, HintScanDone)
-from agora.core.effects import (BatchlogDone, BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
-                                StorageDropTable, StorageReplace, StorageReplaceDone)
+                                StorageGet, StoragePut, StoragePutDone,
+                                StorageScan)
+from agora.core.effects import (HintDelete, HintIndex, HintPut,
+                                HintScan)
+from agora.core.effects import (BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
+                                StorageDropTable, StorageReplace)
 from agora.core.errors import AgoraError, ProtocolError
 from agora.core.messages import ClientReq
 from agora.core.node import restore
 from agora.core.types import ConsistencyLevel, Partition, RangeCommand, ReadCommand
 from agora.runtime.transport import Transport
+from agora.storage import completions
 from agora.storage.rocks import RocksEngine
 
 log = logging.getLogger("agora.node")
@@ -193,21 +194,18 @@ class NodeRuntime:
     # ---- storage ------------------------------------------------------------------------
 
     def _storage_get(self, eff: StorageGet) -> None:
-        try:
-            part = self.engine.read(eff.command)
-            done = StorageGetDone(eff.op_id, part)
-        except Exception as exc:  # a storage failure answers this read, not the node
-            log.exception("read failed")
-            done = StorageGetDone(eff.op_id, None, f"storage error: {exc}")
-        self._queue.extend(self.node.on_storage_done(done, now_ms()))
+        self._queue.extend(self.node.on_storage_done(self._complete(eff), now_ms()))
 
     def _storage_scan(self, eff: StorageScan) -> None:
+        self._queue.extend(self.node.on_storage_done(self._complete(eff), now_ms()))
+
+    def _complete(self, eff):
+        """Run a storage effect and return its completion (agora.storage.completions)."""
         try:
-            done = eff.collect(self.engine.scan(eff.table_id, *eff.token_range()))
-        except Exception as exc:  # a storage failure answers this scan, not the node
-            log.exception("scan failed")
-            done = StorageScanDone(eff.op_id, (), True, f"storage error: {exc}")
-        self._queue.extend(self.node.on_storage_done(done, now_ms()))
+            return completions.complete(self.engine, eff)
+        except Exception as exc:  # a storage failure answers this operation, not the node
+            log.exception("%s failed", type(eff).__name__)
+            return completions.failed(eff, exc)
 
     def _gc_batchlog_effect(self, eff) -> None:
         """Tombstone compaction's rewrites, the downtime check's wipe, the batchlog
@@ -229,24 +227,10 @@ class NodeRuntime:
                 log.exception("%s failed", type(eff).__name__)
             return
         if isinstance(eff, BatchlogStore) and eff.sync:
-            fut = self._loop.run_in_executor(self._fsync_pool, self._gc_batchlog_done, eff)
+            fut = self._loop.run_in_executor(self._fsync_pool, self._complete, eff)
             fut.add_done_callback(lambda f: self._run(self.node.on_storage_done(f.result(), now_ms())))
             return
-        self._queue.extend(self.node.on_storage_done(self._gc_batchlog_done(eff), now_ms()))
-
-    def _gc_batchlog_done(self, eff):
-        try:
-            if isinstance(eff, StorageReplace):
-                return StorageReplaceDone(eff.op_id, self.engine.replace(eff.pairs, eff.sync))
-            if isinstance(eff, BatchlogStore):
-                self.engine.batchlog_put(eff.batch_id, eff.entry, eff.sync)
-                return BatchlogDone(eff.op_id)
-            return BatchlogDone(eff.op_id, tuple(self.engine.batchlog_items()))
-        except Exception as exc:  # a storage failure answers this operation, not the node
-            log.exception("%s failed", type(eff).__name__)
-            if isinstance(eff, StorageReplace):
-                return StorageReplaceDone(eff.op_id, 0, f"storage error: {exc}")
-            return BatchlogDone(eff.op_id, (), f"storage error: {exc}")
+        self._queue.extend(self.node.on_storage_done(self._complete(eff), now_ms()))
 
     def _hint_effect(self, eff) -> None:
         """Hints (agora.core.hints) in the engine's hint store. Scans, deletes and unsynced
@@ -259,27 +243,10 @@ class NodeRuntime:
                 log.exception("hint delete failed")
             return
         if isinstance(eff, HintPut) and eff.sync:
-            fut = self._loop.run_in_executor(self._fsync_pool, self._hint_done, eff)
+            fut = self._loop.run_in_executor(self._fsync_pool, self._complete, eff)
             fut.add_done_callback(lambda f: self._run(self.node.on_storage_done(f.result(), now_ms())))
             return
-        self._queue.extend(self.node.on_storage_done(self._hint_done(eff), now_ms()))
-
-    def _hint_done(self, eff):
-        try:
-            if isinstance(eff, HintPut):
-                self.engine.put_hints(eff.hints, eff.sync)
-                return HintPutDone(eff.op_id)
-            if isinstance(eff, HintScan):
-                return eff.collect(self.engine.hints_after(eff.prefix, eff.after))
-            return eff.collect(self.engine.hint_sizes())
-        except Exception as exc:  # a storage failure answers this operation, not the node
-            log.exception("hint store failed")
-            error = f"storage error: {exc}"
-            if isinstance(eff, HintPut):
-                return HintPutDone(eff.op_id, error)
-            if isinstance(eff, HintScan):
-                return HintScanDone(eff.op_id, (), True, error)
-            return HintIndexDone(eff.op_id, (), error)
+        self._queue.extend(self.node.on_storage_done(self._complete(eff), now_ms()))
 
     def _flush_puts(self) -> None:
         """Group commit: all mutations issued since the last flush go down as one batch."""

@@ -56,15 +56,16 @@ from typing import TYPE_CHECKING, Any
 from agora.core import codec
 from agora.core.config import NodeConfig
 from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Send, SetTimer,
-                                StorageGet, StorageGetDone, StoragePut, StoragePutDone,
-                                StorageScan, StorageScanDone)
-from agora.core.effects import (HintDelete, HintIndex, HintIndexDone, HintPut, HintPutDone,
-                                HintScan, HintScanDone)
-from agora.core.effects import (BatchlogDone, BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
-                                StorageDropTable, StorageReplace, StorageReplaceDone)
+                                StorageGet, StoragePut, StoragePutDone,
+                                StorageScan)
+from agora.core.effects import (HintDelete, HintIndex, HintPut,
+                                HintScan)
+from agora.core.effects import (BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
+                                StorageDropTable, StorageReplace)
 from agora.core.errors import AgoraError
 from agora.core.node import Node, restore
 from agora.core.types import NodeId
+from agora.storage import completions
 from agora.sim.clock import SimClock
 from agora.sim.results import ConnectionLost, SimFuture
 from agora.storage.memory import MemoryEngine
@@ -367,21 +368,18 @@ class SimHost:
         self._timers[timer_id] = holder[0]
 
     def _storage_get(self, eff: StorageGet) -> None:
-        try:
-            part = self.engine.read(eff.command)
-            done = StorageGetDone(eff.op_id, part)
-        except Exception as exc:  # a storage failure answers this read, not the node
-            self._log("error", f"read failed: {exc!r}")
-            done = StorageGetDone(eff.op_id, None, f"storage error: {exc}")
-        self._queue.extend(self.node.on_storage_done(done, self.clock_ms()))
+        self._queue.extend(self.node.on_storage_done(self._complete(eff), self.clock_ms()))
 
     def _storage_scan(self, eff: StorageScan) -> None:
+        self._queue.extend(self.node.on_storage_done(self._complete(eff), self.clock_ms()))
+
+    def _complete(self, eff):
+        """As the runtime's `_complete` (agora.storage.completions)."""
         try:
-            done = eff.collect(self.engine.scan(eff.table_id, *eff.token_range()))
-        except Exception as exc:  # a storage failure answers this scan, not the node
-            self._log("error", f"scan failed: {exc!r}")
-            done = StorageScanDone(eff.op_id, (), True, f"storage error: {exc}")
-        self._queue.extend(self.node.on_storage_done(done, self.clock_ms()))
+            return completions.complete(self.engine, eff)
+        except Exception as exc:  # a storage failure answers this operation, not the node
+            self._log("error", f"{type(eff).__name__} failed: {exc!r}")
+            return completions.failed(eff, exc)
 
     def _gc_batchlog_effect(self, eff) -> None:
         """As the runtime's `_gc_batchlog_effect`."""
@@ -397,24 +395,10 @@ class SimHost:
             return
         if isinstance(eff, BatchlogStore) and eff.sync:
             def synced() -> None:
-                self._run(self.node.on_storage_done(self._gc_batchlog_done(eff), self.clock_ms()))
+                self._run(self.node.on_storage_done(self._complete(eff), self.clock_ms()))
             self._schedule(self.cluster.fsync_ms, synced, "batchlog fsync")
             return
-        self._queue.extend(self.node.on_storage_done(self._gc_batchlog_done(eff), self.clock_ms()))
-
-    def _gc_batchlog_done(self, eff):
-        try:
-            if isinstance(eff, StorageReplace):
-                return StorageReplaceDone(eff.op_id, self.engine.replace(eff.pairs, eff.sync))
-            if isinstance(eff, BatchlogStore):
-                self.engine.batchlog_put(eff.batch_id, eff.entry, eff.sync)
-                return BatchlogDone(eff.op_id)
-            return BatchlogDone(eff.op_id, tuple(self.engine.batchlog_items()))
-        except Exception as exc:  # a storage failure answers this operation, not the node
-            self._log("error", f"{type(eff).__name__} failed: {exc!r}")
-            if isinstance(eff, StorageReplace):
-                return StorageReplaceDone(eff.op_id, 0, f"storage error: {exc}")
-            return BatchlogDone(eff.op_id, (), f"storage error: {exc}")
+        self._queue.extend(self.node.on_storage_done(self._complete(eff), self.clock_ms()))
 
     def _hint_effect(self, eff) -> None:
         """As the runtime's `_hint_effect`: scans, deletes and unsynced puts at once (their
@@ -425,27 +409,10 @@ class SimHost:
             return
         if isinstance(eff, HintPut) and eff.sync:
             def synced() -> None:
-                self._run(self.node.on_storage_done(self._hint_done(eff), self.clock_ms()))
+                self._run(self.node.on_storage_done(self._complete(eff), self.clock_ms()))
             self._schedule(self.cluster.fsync_ms, synced, "hint fsync")
             return
-        self._queue.extend(self.node.on_storage_done(self._hint_done(eff), self.clock_ms()))
-
-    def _hint_done(self, eff):
-        try:
-            if isinstance(eff, HintPut):
-                self.engine.put_hints(eff.hints, eff.sync)
-                return HintPutDone(eff.op_id)
-            if isinstance(eff, HintScan):
-                return eff.collect(self.engine.hints_after(eff.prefix, eff.after))
-            return eff.collect(self.engine.hint_sizes())
-        except Exception as exc:  # a storage failure answers this operation, not the node
-            self._log("error", f"hint store failed: {exc!r}")
-            error = f"storage error: {exc}"
-            if isinstance(eff, HintPut):
-                return HintPutDone(eff.op_id, error)
-            if isinstance(eff, HintScan):
-                return HintScanDone(eff.op_id, (), True, error)
-            return HintIndexDone(eff.op_id, (), error)
+        self._queue.extend(self.node.on_storage_done(self._complete(eff), self.clock_ms()))
 
     def _flush_puts(self) -> None:
         """Group commit: all mutations issued since the last flush go down as one batch."""

@@ -23,7 +23,7 @@ from agora.core.antientropy.merkle import HASH_BYTES, MAX_TREE_DEPTH
 from agora.core.plain import (MAX_INT64, MIN_INT64, TABLE_ID_BYTES, partition_from_plain,
                               partition_to_plain)
 from agora.core.types import Partition, Token
-from agora.core.wire import Message, expect
+from agora.core.wire import Acknowledgement, Message, expect
 
 # Token ranges one sync request may name: a tree of 2**MAX_TREE_DEPTH leaves differs in at
 # most 2**(MAX_TREE_DEPTH - 1) separate runs of leaves, so this never cuts a real request.
@@ -193,18 +193,8 @@ class RepairStreamData(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class RepairStreamAck(Message):
+class RepairStreamAck(Acknowledgement):
     VERB = 55
-    req_id: int
-    error: str | None = None
-
-    def to_wire(self) -> list:
-        return [self.req_id, self.error]
-
-    @classmethod
-    def from_wire(cls, fields):
-        req_id, error = _fields(fields, 2, "RepairStreamAck")
-        return cls(_int(req_id, "req_id"), _opt_str(error, "error"))
 
 
 REPAIR_MESSAGES = (RepairTreeReq, RepairTreeRsp, RepairSyncReq, RepairSyncRsp,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agora.core.plain import partition_from_plain, partition_to_plain
+from agora.core.plain import partition_to_plain
 from agora.core.types import Partition
-from agora.core.wire import Message, expect
+from agora.core.wire import Acknowledgement, Message, expect, fields_of, int_field, partitions_field
 
 BATCH_ID_BYTES = 16  # a UUID, as Cassandra's batch ids
 
@@ -36,31 +36,15 @@ class BatchStoreReq(Message):
 
     @classmethod
     def from_wire(cls, fields):
-        expect(isinstance(fields, list) and len(fields) == 3, "BatchStoreReq takes 3 fields")
-        req_id, batch_id, parts = fields
-        expect(type(req_id) is int, "req_id must be an int")
-        expect(isinstance(parts, list) and parts, "BatchStoreReq.partitions must be a non-empty list")
-        return cls(req_id, _batch_id(batch_id), tuple(partition_from_plain(p) for p in parts))
+        req_id, batch_id, parts = fields_of(fields, 3, "BatchStoreReq")
+        return cls(int_field(req_id, "req_id"), _batch_id(batch_id), partitions_field(parts, "BatchStoreReq"))
 
 
 @dataclass(frozen=True, slots=True)
-class BatchStoreRsp(Message):
+class BatchStoreRsp(Acknowledgement):
     """The batch is stored (error None), or why it was not."""
 
     VERB = 61
-    req_id: int
-    error: str | None = None
-
-    def to_wire(self) -> list:
-        return [self.req_id, self.error]
-
-    @classmethod
-    def from_wire(cls, fields):
-        expect(isinstance(fields, list) and len(fields) == 2, "BatchStoreRsp takes 2 fields")
-        req_id, error = fields
-        expect(type(req_id) is int, "req_id must be an int")
-        expect(error is None or type(error) is str, "error must be a string or nil")
-        return cls(req_id, error)
 
 
 @dataclass(frozen=True, slots=True)
