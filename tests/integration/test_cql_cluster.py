@@ -30,7 +30,7 @@ def connect(policy=None, **kw):
     profile = ExecutionProfile(load_balancing_policy=policy or TokenAwarePolicy(DCAwareRoundRobinPolicy()),
                                row_factory=tuple_factory, request_timeout=20)
     cl = Cluster([f"{SUBNET}.1"], execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5, **kw)
-    return cl, cl.connect()
+    return cl, cl.connect(wait_for_all_pools=True)  # token-aware routing needs every pool open
 
 
 def test_ddl_is_visible_everywhere_without_the_agreement_wait(cluster):

@@ -143,7 +143,7 @@ def _connect(spec: WorkerSpec):
                                consistency_level=cl, row_factory=tuple_factory,
                                request_timeout=REQUEST_TIMEOUT_S)
     cluster = Cluster(spec.hosts, port=spec.port, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
-    return cluster, cluster.connect()
+    return cluster, cluster.connect(wait_for_all_pools=True)  # measure token-aware routing from the first request
 
 
 def run_worker(spec: WorkerSpec, progress, ready, go, results) -> None:
