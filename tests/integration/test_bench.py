@@ -34,3 +34,21 @@ def test_bench_workload_a_smoke(bench_cluster, tmp_path):
     assert set(doc["latency_by_op_us"]) == {"read", "write"}
     assert doc["server_cpu"] and doc["server_cpu"]["us_per_op"] > 0
     assert "throughput" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+def test_bench_rate_and_chart(bench_cluster, tmp_path):
+    """--rate is an open loop: the operation count follows rate x duration, not the cluster's speed."""
+    out, chart = tmp_path / "rate.json", tmp_path / "rate.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agora", "bench", "--hosts", "127.0.40.1", "--workload", "write", "--keys", "200",
+         "--duration", "2", "--rate", "200", "--processes", "2", "--json", str(out), "--chart", str(chart),
+         "--dir", str(bench_cluster.dir), "--quiet"],
+        capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["errors"] == 0, doc["errors_by_type"]
+    assert 300 <= doc["operations"] <= 440, doc["operations"]  # 200/s x 2 s = 400 intended
+    assert doc["latency_windows_1s"] and doc["timeline_100ms"]
+    png = chart.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

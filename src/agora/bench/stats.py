@@ -1,8 +1,11 @@
-"""Latency recording (HDR histogram when `hdrhistogram` is installed, else sorted samples) and
-the per-100 ms timeline of successes, errors and max latency. Values are microseconds."""
+"""Latency recording (HDR histogram when `hdrhistogram` is installed, else sorted samples), the
+per-100 ms timeline of successes, errors and max latency, and per-second latency windows (for
+percentiles over time). Values are microseconds. Shared by `agora bench` and the etcd / Redis
+load generators in benchmarks/, so every system is measured by the same code."""
 
 from __future__ import annotations
 
+import os
 import random
 
 try:
@@ -13,6 +16,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 HIGHEST_US = 120_000_000  # two minutes
 PERCENTILES = (50.0, 95.0, 99.0, 99.9)
 MAX_SAMPLES = 1_000_000  # fallback: reservoir size per histogram
+SLOW_US = 1_000_000  # "over_1s": successes slower than this (what a kill must not cause)
 
 
 class Latencies:
@@ -63,6 +67,8 @@ class Latencies:
             out = {"count": n, "mean_us": round(total.get_mean_value(), 1), "max_us": total.get_max_value()}
             for p in PERCENTILES:
                 out[f"p{p:g}_us"] = total.get_value_at_percentile(p)
+            out["over_1s"] = sum(it.count_at_value_iterated_to for it in total.get_recorded_iterator()
+                                 if total.get_lowest_equivalent_value(it.value_iterated_to) > SLOW_US)
             out["histogram"] = "hdr"
             return out
         samples = sorted(s for e in exports for s in e[1])
@@ -72,6 +78,7 @@ class Latencies:
         out = {"count": n, "mean_us": round(sum(samples) / len(samples), 1), "max_us": max(e[3] for e in exports)}
         for p in PERCENTILES:
             out[f"p{p:g}_us"] = samples[min(len(samples) - 1, max(0, int(len(samples) * p / 100.0 + 0.5) - 1))]
+        out["over_1s"] = round(sum(1 for s in samples if s > SLOW_US) * n / len(samples))
         out["histogram"] = "samples"
         return out
 
@@ -105,6 +112,63 @@ class Timeline:
         if not out:
             return []
         return [out.get(i, [0, 0, 0]) for i in range(max(out) + 1)]
+
+
+class Windows:
+    """One latency histogram per `WINDOW_S` of the measured phase, for percentiles over time."""
+
+    WINDOW_S = 1.0
+
+    def __init__(self):
+        self.windows: dict[int, Latencies] = {}
+
+    def record(self, t_since_start: float, us: int) -> None:
+        w = self.windows.get(i := int(t_since_start / self.WINDOW_S))
+        if w is None:
+            w = self.windows[i] = Latencies()
+        w.record(us)
+
+    def export(self) -> dict[int, tuple]:
+        return {i: w.export() for i, w in self.windows.items()}
+
+    @staticmethod
+    def merge(parts) -> list[dict]:
+        """A dense list indexed by window: the `Latencies.merge` summary of that window."""
+        by_window: dict[int, list] = {}
+        for part in parts:
+            for i, e in part.items():
+                by_window.setdefault(int(i), []).append(e)
+        if not by_window:
+            return []
+        return [Latencies.merge(by_window.get(i, [])) for i in range(max(by_window) + 1)]
+
+
+def process_cpu_seconds(pid: int | str = "self") -> float | None:
+    """utime + stime of a process from /proc/<pid>/stat (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def unavailability(buckets: list[list[int]], after_s: float, bucket_s: float = Timeline.BUCKET_S) -> dict:
+    """From a per-100 ms timeline: the longest run of buckets at or after `after_s` with no
+    success (the window in which the system answered nothing), and where it started."""
+    start = int(after_s / bucket_s)
+    best_len, best_at, run_len, run_at = 0, None, 0, None
+    for i in range(start, len(buckets)):
+        if buckets[i][0] == 0:
+            if run_len == 0:
+                run_at = i
+            run_len += 1
+            if run_len > best_len:
+                best_len, best_at = run_len, run_at
+        else:
+            run_len = 0
+    return {"longest_no_success_s": round(best_len * bucket_s, 3),
+            "starts_at_s": None if best_at is None else round(best_at * bucket_s, 3)}
 
 
 SPARK = " ▁▂▃▄▅▆▇█"

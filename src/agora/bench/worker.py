@@ -1,5 +1,7 @@
 """One load-generating process: its own driver `Cluster`, prepared statements, `tuple_factory`,
-token-aware routing, and a closed loop keeping `concurrency` requests in flight.
+token-aware routing, and either a closed loop keeping `concurrency` requests in flight (`Engine`)
+or an open loop issuing requests at a fixed rate (`RateEngine`, latency from each request's
+intended start so coordinated omission cannot hide a stall).
 
 The parent (agora.cli.bench) starts P of these. Each loads its slice of the keys (if asked),
 reports ready, waits for the parent's go, runs the measured phase and puts its results (latency
@@ -16,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from agora.bench.keys import key_chooser
-from agora.bench.stats import Latencies, Timeline
+from agora.bench.stats import Latencies, Timeline, Windows, process_cpu_seconds
 
 WORKLOADS = {  # name: fraction of reads; the rest are writes (YCSB "update" = overwrite of v)
     "write": 0.0,
@@ -45,6 +47,8 @@ class WorkerSpec:
     ops: int | None  # this process's share
     load: bool
     seed: int
+    rate: float | None = None  # this process's ops/s (open loop); None: closed loop
+    rate_offset_s: float = 0.0  # this process's phase within the common schedule
 
 
 class Engine:
@@ -132,6 +136,64 @@ class Engine:
             self.local.depth = depth
 
 
+class RateEngine:
+    """Open loop: request n of this process is due at t0 + offset + n / rate, whatever happened to
+    earlier ones. At most `max_inflight` are outstanding; due requests beyond that wait in the
+    client, and their latency still counts from the due time (coordinated omission corrected).
+    Every request due before the deadline is issued, so a stall at the end is not dropped."""
+
+    def __init__(self, session, rate: float, offset_s: float, max_inflight: int, next_op, deadline: float | None,
+                 on_done, progress, slot):
+        self.session, self.interval_ns, self.offset_ns = session, int(1e9 / rate), int(offset_s * 1e9)
+        self.max_inflight, self.next_op, self.deadline = max_inflight, next_op, deadline
+        self.on_done, self.progress, self.slot = on_done, progress, slot
+        self.cv = threading.Condition()
+        self.inflight = 0
+
+    def run(self) -> None:
+        start_ns = time.perf_counter_ns() + self.offset_ns
+        end_ns = None if self.deadline is None else \
+            start_ns - self.offset_ns + int((self.deadline - time.monotonic()) * 1e9)
+        n = 0
+        while True:
+            due = start_ns + n * self.interval_ns
+            if end_ns is not None and due >= end_ns:
+                break
+            wait_ns = due - time.perf_counter_ns()
+            if wait_ns > 0:
+                time.sleep(wait_ns / 1e9)
+            with self.cv:
+                while self.inflight >= self.max_inflight:
+                    self.cv.wait(0.1)
+                op = self.next_op()
+                if op is None:
+                    break
+                self.inflight += 1
+            n += 1
+            kind, stmt, params = op
+            try:
+                fut = self.session.execute_async(stmt, params, timeout=REQUEST_TIMEOUT_S)
+            except Exception as exc:
+                self._complete(exc, kind, due)
+                continue
+            fut.add_callbacks(self._ok, self._complete, callback_args=(kind, due), errback_args=(kind, due))
+        with self.cv:
+            while self.inflight:
+                self.cv.wait(0.1)
+
+    def _ok(self, _rows, kind, due) -> None:
+        self._complete(None, kind, due)
+
+    def _complete(self, exc, kind, due) -> None:
+        us = (time.perf_counter_ns() - due) // 1000
+        self.on_done(kind, us, exc)
+        if self.progress is not None:
+            self.progress[self.slot + (0 if exc is None else 1)] += 1
+        with self.cv:
+            self.inflight -= 1
+            self.cv.notify()
+
+
 def _connect(spec: WorkerSpec):
     from cassandra import ConsistencyLevel
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
@@ -191,6 +253,7 @@ def run_worker(spec: WorkerSpec, progress, ready, go, results) -> None:
 
         hist = {"read": Latencies(), "write": Latencies()}
         timeline = Timeline()
+        windows = Windows()
         errors: Counter = Counter()
         error_samples: dict[str, str] = {}
 
@@ -198,12 +261,14 @@ def run_worker(spec: WorkerSpec, progress, ready, go, results) -> None:
         go.wait()
         t0 = time.monotonic()
         first_ns = time.perf_counter_ns()
+        cpu0 = process_cpu_seconds()
 
         def done(kind, us, exc):
             t = (time.perf_counter_ns() - first_ns) / 1e9
             if exc is None:
                 hist[kind].record(us)
                 timeline.record(t, True, us)
+                windows.record(t, us)
             else:
                 name = type(exc).__name__
                 errors[name] += 1
@@ -211,10 +276,17 @@ def run_worker(spec: WorkerSpec, progress, ready, go, results) -> None:
                 timeline.record(t, False, us)
 
         deadline = t0 + spec.duration_s if spec.duration_s is not None else None
-        Engine(session, spec.concurrency, next_op, deadline, done, progress, slot).run()
+        if spec.rate:
+            RateEngine(session, spec.rate, spec.rate_offset_s, spec.concurrency, next_op, deadline, done, progress,
+                       slot).run()
+        else:
+            Engine(session, spec.concurrency, next_op, deadline, done, progress, slot).run()
         elapsed = time.monotonic() - t0
+        cpu1 = process_cpu_seconds()
         results.put((spec.index, {
             "elapsed_s": elapsed,
+            "client_cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
+            "windows": windows.export(),
             "hist": {k: h.export() for k, h in hist.items()},
             "timeline": timeline.buckets,
             "errors": dict(errors),

@@ -1,7 +1,8 @@
 """`agora bench`: load through the real cassandra-driver against any CQL contact points.
 
 Owns: arguments, schema setup, starting the worker processes (agora.bench.worker), the live
-progress line, the --kill schedule, server CPU accounting for local nodes, and the report.
+progress line, the --kill schedule, server (and client) CPU accounting for local nodes, the
+report, and the --json / --chart outputs (agora.bench.chart).
 A client only: it speaks to the cluster through the driver, and to a local cluster's processes
 through `LocalCluster` (pids, kill -9, restart)."""
 
@@ -9,13 +10,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import queue
 import sys
 import threading
 import time
 
-from agora.bench.stats import PERCENTILES, Latencies, Timeline, render_timeline
+from agora.bench.stats import PERCENTILES, Latencies, Timeline, Windows, process_cpu_seconds, render_timeline
 from agora.bench.worker import KEYSPACE, TABLE, WORKLOADS, WorkerSpec, run_worker
 
 CONSISTENCY_LEVELS = ("ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM",
@@ -44,9 +44,13 @@ def add_parser(sub) -> None:
     run = b.add_mutually_exclusive_group()
     run.add_argument("--duration", type=float, metavar="SECONDS", help="measured phase length (default 10)")
     run.add_argument("--ops", type=int, help="total operations in the measured phase")
+    b.add_argument("--rate", type=float, metavar="OPS_PER_S",
+                   help="open loop at this total rate, spread over the processes (latency counts from each request's "
+                        "intended start; --concurrency then caps requests in flight per process)")
     b.add_argument("--distribution", choices=("uniform", "zipfian"), default="uniform",
                    help="key choice (zipfian: YCSB scrambled zipfian, theta 0.99)")
     b.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    b.add_argument("--chart", metavar="FILE.png", help="write a PNG: throughput and latency percentiles over time")
     b.add_argument("--kill", metavar="NODE@SECONDS", help="kill -9 NODE (node2 or 127.0.0.2) at SECONDS into the run")
     b.add_argument("--restart-after", type=float, metavar="SECONDS", help="with --kill: start the node again after")
     b.add_argument("--seed", type=int, default=1)
@@ -65,15 +69,6 @@ def _local_cluster(directory: str):
         return None
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _cpu_snapshot(cluster, hosts: list[str]) -> dict[str, tuple[int, float]]:
     """node name -> (pid, utime+stime seconds), for local nodes among the contact points' cluster."""
     out = {}
@@ -81,7 +76,7 @@ def _cpu_snapshot(cluster, hosts: list[str]) -> dict[str, tuple[int, float]]:
         return out
     for n in cluster.nodes:
         pid = cluster.pid(n)
-        if pid is not None and (cpu := _cpu_seconds(pid)) is not None:
+        if pid is not None and (cpu := process_cpu_seconds(pid)) is not None:
             out[n.name] = (pid, cpu)
     return out
 
@@ -158,10 +153,17 @@ def _summarize(results: list[dict], elapsed: float) -> dict:
         for k, v in r["error_samples"].items():
             samples.setdefault(k, v)
     ops = overall.get("count", 0)
+    client_cpu = [r.get("client_cpu_s") for r in results]
+    client = None
+    if ops and all(c is not None for c in client_cpu):
+        total = sum(client_cpu)
+        client = {"total_s": round(total, 3), "us_per_op": round(total * 1e6 / ops, 1),
+                  "cores_busy": round(total / elapsed, 2) if elapsed > 0 else None}
     return {"operations": ops, "errors": sum(errors.values()), "errors_by_type": errors, "error_samples": samples,
             "elapsed_s": round(elapsed, 3), "throughput_ops_s": round(ops / elapsed, 1) if elapsed > 0 else 0.0,
             "latency_us": overall, "latency_by_op_us": per_kind,
-            "timeline_100ms": Timeline.merge(r["timeline"] for r in results)}
+            "client_cpu": client, "timeline_100ms": Timeline.merge(r["timeline"] for r in results),
+            "latency_windows_1s": Windows.merge(r["windows"] for r in results)}
 
 
 def _fmt_ms(us) -> str:
@@ -181,6 +183,9 @@ def _print_report(args, summary: dict, cpu: dict | None) -> None:
         print(f"    {kind:5s} {s['count']:>9d} ops  {cols}  max {_fmt_ms(s.get('max_us'))}")
     for k, v in sorted(summary["errors_by_type"].items(), key=lambda kv: -kv[1]):
         print(f"  error {k}: {v}   e.g. {summary['error_samples'].get(k, '')[:160]}")
+    if summary.get("client_cpu"):
+        c = summary["client_cpu"]
+        print(f"  client CPU {c['total_s']:.2f} s = {c['us_per_op']:.0f} µs/op ({c['cores_busy']:.2f} cores busy)")
     if cpu:
         nodes = ", ".join(f"{n} {s:.2f}s" for n, s in cpu["per_node_s"].items())
         print(f"  server CPU {cpu['total_s']:.2f} s ({nodes}) = {cpu['us_per_op']:.0f} µs/op, "
@@ -201,6 +206,9 @@ def run_bench(args) -> int:
     if args.kill and cluster is None:
         print("agora bench: --kill needs the local cluster (--dir) whose nodes are the contact points", file=sys.stderr)
         return 2
+    if args.rate is not None and args.rate <= 0:
+        print("agora bench: --rate must be positive", file=sys.stderr)
+        return 2
     if args.keys < 1 or args.concurrency < 1 or args.processes < 1:
         print("agora bench: --keys, --concurrency and --processes must be at least 1", file=sys.stderr)
         return 2
@@ -220,7 +228,9 @@ def run_bench(args) -> int:
     for i in range(P):
         share = None if args.ops is None else args.ops // P + (1 if i < args.ops % P else 0)
         spec = WorkerSpec(i, P, hosts, args.port, args.workload, args.keys, args.value_size, args.cl,
-                          args.concurrency, args.distribution, duration, share, load, args.seed)
+                          args.concurrency, args.distribution, duration, share, load, args.seed,
+                          rate=None if args.rate is None else args.rate / P,
+                          rate_offset_s=0.0 if args.rate is None else i / args.rate)
         p = ctx.Process(target=run_worker, args=(spec, progress, ready, go, results_q), daemon=True)
         p.start()
         procs.append(p)
@@ -300,7 +310,9 @@ def run_bench(args) -> int:
                "ms_per_1000_ops": round(total * 1e6 / summary["operations"], 1),
                "not_counted": sorted(set(before) - set(per_node))}
     _print_report(args, summary, cpu)
-    if args.kill:
+    if args.rate:
+        print(f"  open loop at {args.rate:g} ops/s: latency counted from each request's intended start")
+    if args.kill or args.rate:
         print("  timeline (per second; sparkline = successes per 100 ms, scaled to the busiest bucket):")
         for line in render_timeline(summary["timeline_100ms"], events):
             print(line)
@@ -309,6 +321,13 @@ def run_bench(args) -> int:
                **summary, "server_cpu": cpu, "events": [{"t_s": round(t, 3), "event": e} for t, e in events]}
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
+    if args.chart:
+        from agora.bench.chart import write_chart
+
+        title = (f"agora bench: workload {args.workload}, CL {args.cl}, {args.processes} x {args.concurrency}"
+                 + (f", open loop {args.rate:g}/s" if args.rate else ", closed loop")
+                 + f" - {summary['throughput_ops_s']:.0f} ops/s, {summary['errors']} errors")
+        write_chart(args.chart, title, summary["timeline_100ms"], summary["latency_windows_1s"], events, args.rate)
     return 0
 
 
