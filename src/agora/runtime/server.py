@@ -64,6 +64,8 @@ class NodeRuntime:
         self._next_client = 1
         self._puts: list[StoragePut] = []
         self._flush_scheduled = False
+        self._encoded_msg: object = None  # the last message sent to a peer, and its bytes
+        self._encoded = b""
         self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.event_listeners: list = []
@@ -146,7 +148,10 @@ class NodeRuntime:
                 msg = eff.message
                 self._loop.call_soon(self._feed, lambda t: self.node.on_message(self.node.local, msg, t))
             else:
-                self.transport.send(eff.target, codec.encode(eff.message))
+                msg = eff.message
+                if msg is not self._encoded_msg:  # one mutation goes to several replicas:
+                    self._encoded_msg, self._encoded = msg, codec.encode(msg)  # encode it once
+                self.transport.send(eff.target, self._encoded)
         elif isinstance(eff, Reply):
             fut = self._futures.pop(eff.client_id, None)
             if fut is not None and not fut.done():

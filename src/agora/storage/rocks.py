@@ -11,7 +11,9 @@ row, so a table's token range is one contiguous scan). Values are msgpack of
 
 `apply` multi-gets the header and the touched rows of every partition in the batch, merges
 them with the incoming fragments by `agora.core.reconcile`, and writes the results in one
-WriteBatch (atomic). Rows shadowed by a newer header deletion are not rewritten eagerly;
+WriteBatch (atomic). The usual write (rows newer than everything stored for them, no
+header) skips building the stored rows: `_supersedes` proves the merge would return the
+incoming row unchanged, and it is written as it came. Rows shadowed by a newer header deletion are not rewritten eagerly;
 `read` and `scan` reassemble partitions and return them in canonical form, so such rows are
 dropped on the way out (and by the next write that touches them).
 
@@ -168,6 +170,22 @@ class RocksEngine(StorageEngine):
                     lookup: list[bytes], existing: list, at: int) -> None:
         """Merge one incoming partition with the stored header and rows it touches
         (lookup[at] is the header key, the row keys follow in incoming.rows order)."""
+        if existing[at] is None and incoming.deletion is None and not incoming.range_tombstones \
+                and incoming.static is None:
+            # The common write: rows only, no stored header. Rows that supersede what is
+            # stored are written as they come, without building the stored row (below).
+            slow = False
+            for i, (ckey, row) in enumerate(incoming.rows.items(), start=at + 1):
+                raw = existing[i]
+                if _supersedes(row, raw):
+                    new = _pack(row_to_plain(row))
+                    if new != raw:
+                        batch.put(lookup[i], new)
+                else:
+                    slow = True
+                    break
+            if not slow:
+                return
         stored = Partition(incoming.table_id, incoming.key)
         _header_from_bytes(existing[at], stored)
         for i, ckey in enumerate(incoming.rows, start=at + 1):
@@ -365,6 +383,43 @@ class RocksEngine(StorageEngine):
         live = self._db.property_int_value("rocksdb.estimate-live-data-size") or 0
         memtables = self._db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0
         return live + memtables
+
+
+def _supersedes(row: Row, raw: bytes | None) -> bool:
+    """True when merging `row` into the stored row `raw` (under no header) gives `row`
+    itself: `row` is canonical on its own (no row deletion, no collection-wide tombstone,
+    not empty) and beats every stored cell and the stored marker by a strictly greater
+    timestamp, with nothing stored that it lacks. Ties and anything else take the full merge
+    of `agora.core.reconcile`, which this shortcut must agree with (tests/unit/test_storage.py)."""
+    if row.deletion is not None:
+        return False
+    cells = row.cells
+    marker = row.marker
+    if marker is None and not cells:
+        return False
+    for (_column, path), cell in cells.items():
+        if not path and cell.value is None:
+            return False  # a collection-wide tombstone: it may shadow elements
+    if raw is None:
+        return True
+    stored = _unpack(raw)
+    if not _is_stored_row(stored):
+        return False
+    _clustering, stored_marker, stored_deletion, flat = stored
+    if stored_deletion is not None:
+        return False
+    if stored_marker is not None and (marker is None or marker.ts <= stored_marker[0]):
+        return False
+    for j in range(0, len(flat), 6):
+        cell = cells.get((flat[j], flat[j + 1]))
+        if cell is None or cell.ts <= flat[j + 2]:
+            return False
+    return True
+
+
+def _is_stored_row(obj: object) -> bool:
+    return type(obj) is list and len(obj) == 4 and (obj[1] is None or type(obj[1]) is list) \
+        and type(obj[3]) is list and len(obj[3]) % 6 == 0
 
 
 def _put_if_changed(batch: WriteBatch, key: bytes, old: bytes | None,
