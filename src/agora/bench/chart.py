@@ -16,7 +16,7 @@ def write_chart(path: str, title: str, timeline: list[list[int]], windows: list[
     import matplotlib.pyplot as plt
 
     per_s = 1.0 / Timeline.BUCKET_S
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True,
                                       gridspec_kw={"height_ratios": [1, 1.2]})
     t = [i * Timeline.BUCKET_S for i in range(len(timeline))]
     top.step(t, [b[0] * per_s for b in timeline], where="post", lw=0.9, color="tab:blue", label="ok/s (100 ms buckets)")
@@ -27,11 +27,11 @@ def write_chart(path: str, title: str, timeline: list[list[int]], windows: list[
     top.set_ylabel("operations / s")
     top.set_ylim(bottom=0)
     top.grid(alpha=0.3)
-    top.legend(loc="lower right", fontsize=8)
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
     if timeline:
-        bottom.plot(t, [max(b[2], 1) / 1000 for b in timeline], lw=0.6, color="lightgrey",
-                    label="max per 100 ms")
+        bottom.plot(t, [b[2] / 1000 if b[0] + b[1] else float("nan") for b in timeline], lw=0.6,
+                    color="darkgrey", label="max per 100 ms (incl. failures)")
     wt = [(i + 0.5) * Windows.WINDOW_S for i in range(len(windows))]
     for key, label, color in (("p50_us", "p50", "tab:green"), ("p99_us", "p99", "tab:orange"),
                               ("p99.9_us", "p99.9", "tab:red")):
@@ -43,7 +43,7 @@ def write_chart(path: str, title: str, timeline: list[list[int]], windows: list[
     bottom.set_ylabel("latency (ms, log)")
     bottom.set_xlabel("seconds into the measured phase")
     bottom.grid(alpha=0.3, which="both")
-    bottom.legend(loc="upper right", fontsize=8)
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
     for at, what in events:
         for ax in (top, bottom):

@@ -171,6 +171,36 @@ def unavailability(buckets: list[list[int]], after_s: float, bucket_s: float = T
             "starts_at_s": None if best_at is None else round(best_at * bucket_s, 3)}
 
 
+def summarize(results: list[dict], elapsed: float) -> dict:
+    """The report of one run from its processes' results (each: hist {read, write} exports,
+    timeline buckets, windows export, errors, error_samples, client_cpu_s)."""
+    per_kind = {}
+    for kind in ("read", "write"):
+        s = Latencies.merge(r["hist"][kind] for r in results)
+        if s.get("count"):
+            per_kind[kind] = s
+    overall = Latencies.merge(r["hist"][k] for r in results for k in ("read", "write"))
+    errors: dict[str, int] = {}
+    samples: dict[str, str] = {}
+    for r in results:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+        for k, v in r["error_samples"].items():
+            samples.setdefault(k, v)
+    ops = overall.get("count", 0)
+    client_cpu = [r.get("client_cpu_s") for r in results]
+    client = None
+    if ops and all(c is not None for c in client_cpu):
+        total = sum(client_cpu)
+        client = {"total_s": round(total, 3), "us_per_op": round(total * 1e6 / ops, 1),
+                  "cores_busy": round(total / elapsed, 2) if elapsed > 0 else None}
+    return {"operations": ops, "errors": sum(errors.values()), "errors_by_type": errors, "error_samples": samples,
+            "elapsed_s": round(elapsed, 3), "throughput_ops_s": round(ops / elapsed, 1) if elapsed > 0 else 0.0,
+            "latency_us": overall, "latency_by_op_us": per_kind,
+            "client_cpu": client, "timeline_100ms": Timeline.merge(r["timeline"] for r in results),
+            "latency_windows_1s": Windows.merge(r["windows"] for r in results)}
+
+
 SPARK = " ▁▂▃▄▅▆▇█"
 
 

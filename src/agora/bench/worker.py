@@ -49,6 +49,7 @@ class WorkerSpec:
     seed: int
     rate: float | None = None  # this process's ops/s (open loop); None: closed loop
     rate_offset_s: float = 0.0  # this process's phase within the common schedule
+    warmup_s: float = 0.0  # unrecorded run of the same workload before reporting ready
 
 
 class Engine:
@@ -256,6 +257,21 @@ def run_worker(spec: WorkerSpec, progress, ready, go, results) -> None:
         windows = Windows()
         errors: Counter = Counter()
         error_samples: dict[str, str] = {}
+
+        if spec.warmup_s > 0:
+            warm = [spec.ops if spec.ops is not None else -1]
+            remaining[0] = -1
+
+            def warm_done(_kind, _us, _exc):
+                pass
+
+            warm_end = time.monotonic() + spec.warmup_s
+            if spec.rate:
+                RateEngine(session, spec.rate, spec.rate_offset_s, spec.concurrency, next_op, warm_end, warm_done,
+                           None, slot).run()
+            else:
+                Engine(session, spec.concurrency, next_op, warm_end, warm_done, None, slot).run()
+            remaining[0] = warm[0]
 
         ready[spec.index] = 1
         go.wait()

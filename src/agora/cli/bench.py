@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from agora.bench.stats import PERCENTILES, Latencies, Timeline, Windows, process_cpu_seconds, render_timeline
+from agora.bench.stats import PERCENTILES, process_cpu_seconds, render_timeline, summarize
 from agora.bench.worker import KEYSPACE, TABLE, WORKLOADS, WorkerSpec, run_worker
 
 CONSISTENCY_LEVELS = ("ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM",
@@ -47,6 +47,8 @@ def add_parser(sub) -> None:
     b.add_argument("--rate", type=float, metavar="OPS_PER_S",
                    help="open loop at this total rate, spread over the processes (latency counts from each request's "
                         "intended start; --concurrency then caps requests in flight per process)")
+    b.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS",
+                   help="run the workload unrecorded this long before the measured phase (default 0)")
     b.add_argument("--distribution", choices=("uniform", "zipfian"), default="uniform",
                    help="key choice (zipfian: YCSB scrambled zipfian, theta 0.99)")
     b.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -138,34 +140,6 @@ def _kill_schedule(cluster, spec: str, restart_after: float | None, t0: float, e
     cluster.start([node.name], wait=False)
 
 
-def _summarize(results: list[dict], elapsed: float) -> dict:
-    per_kind = {}
-    for kind in ("read", "write"):
-        s = Latencies.merge(r["hist"][kind] for r in results)
-        if s.get("count"):
-            per_kind[kind] = s
-    overall = Latencies.merge(r["hist"][k] for r in results for k in ("read", "write"))
-    errors: dict[str, int] = {}
-    samples: dict[str, str] = {}
-    for r in results:
-        for k, v in r["errors"].items():
-            errors[k] = errors.get(k, 0) + v
-        for k, v in r["error_samples"].items():
-            samples.setdefault(k, v)
-    ops = overall.get("count", 0)
-    client_cpu = [r.get("client_cpu_s") for r in results]
-    client = None
-    if ops and all(c is not None for c in client_cpu):
-        total = sum(client_cpu)
-        client = {"total_s": round(total, 3), "us_per_op": round(total * 1e6 / ops, 1),
-                  "cores_busy": round(total / elapsed, 2) if elapsed > 0 else None}
-    return {"operations": ops, "errors": sum(errors.values()), "errors_by_type": errors, "error_samples": samples,
-            "elapsed_s": round(elapsed, 3), "throughput_ops_s": round(ops / elapsed, 1) if elapsed > 0 else 0.0,
-            "latency_us": overall, "latency_by_op_us": per_kind,
-            "client_cpu": client, "timeline_100ms": Timeline.merge(r["timeline"] for r in results),
-            "latency_windows_1s": Windows.merge(r["windows"] for r in results)}
-
-
 def _fmt_ms(us) -> str:
     return "-" if us is None else f"{us / 1000:.2f}"
 
@@ -230,7 +204,7 @@ def run_bench(args) -> int:
         spec = WorkerSpec(i, P, hosts, args.port, args.workload, args.keys, args.value_size, args.cl,
                           args.concurrency, args.distribution, duration, share, load, args.seed,
                           rate=None if args.rate is None else args.rate / P,
-                          rate_offset_s=0.0 if args.rate is None else i / args.rate)
+                          rate_offset_s=0.0 if args.rate is None else i / args.rate, warmup_s=args.warmup)
         p = ctx.Process(target=run_worker, args=(spec, progress, ready, go, results_q), daemon=True)
         p.start()
         procs.append(p)
@@ -249,7 +223,7 @@ def run_bench(args) -> int:
             now = time.monotonic()
             if load and now - last >= 1.0:
                 last = now
-                show.show(f"loading {sum(progress[0::2])}/{args.keys} keys  {now - started:.0f}s")
+                show.show(f"loading / warming up: {sum(progress[0::2])}/{args.keys} keys  {now - started:.0f}s")
             time.sleep(0.05)
         show.clear()
         # measured phase
@@ -299,7 +273,7 @@ def run_bench(args) -> int:
         return 1
 
     elapsed = max((r["elapsed_s"] for r in results.values()), default=elapsed_wall)
-    summary = _summarize(list(results.values()), elapsed)
+    summary = summarize(list(results.values()), elapsed)
     cpu = None
     if before and summary["operations"]:
         per_node = {n: round(after[n][1] - cpu_s, 3) for n, (pid, cpu_s) in before.items()
