@@ -97,7 +97,7 @@ class SimHost:
         # a run's totals survive restarts
         self.retired_stats: dict[str, int] = {}
         self.paused = False
-        self._deferred: list[Callable[[], None]] = []
+        self._deferred: list[tuple[Callable[[Any], None], Any]] = []  # (function, arg)
         self._timers: dict[Any, Any] = {}  # timer id -> SimEvent
         self._queue: collections.deque = collections.deque()
         self._draining = False
@@ -137,20 +137,30 @@ class SimHost:
                 out[key] = out.get(key, 0) + n
         return out
 
-    def _schedule(self, delay_ms: int, action: Callable[[], None], label: str):
-        """An input for this incarnation, `delay_ms` from now, through the gate."""
-        inc = self.incarnation
-        return self.cluster.scheduler.schedule(delay_ms, lambda: self._input(inc, action),
-                                               (label, self.id))
+    def _schedule(self, delay_ms: int, action: Callable[[], None], label: str = "") -> None:
+        """An input for this incarnation, `delay_ms` from now, through the gate: `action()`
+        (`label` names it for a reader; events are not labelled at run time)."""
+        self.cluster.scheduler.post(delay_ms, self._gate, (self.incarnation, _call, action))
+
+    def _post(self, delay_ms: int, function: Callable[[Any], None], arg: Any) -> None:
+        """An input for this incarnation, `delay_ms` from now, through the gate:
+        `function(arg)` (no closure: the common inputs are bound methods)."""
+        self.cluster.scheduler.post(delay_ms, self._gate, (self.incarnation, function, arg))
 
     def _input(self, incarnation: int, action: Callable[[], None]) -> None:
+        self._gate((incarnation, _call, action))
+
+    def _gate(self, item: tuple) -> None:
+        """Every input passes here: (incarnation, function, arg) runs `function(arg)` if it
+        is meant for the current process; queued while paused."""
+        incarnation, function, arg = item
         if self.node is None or incarnation != self.incarnation:
             return  # meant for a process that has since died
         if self.paused:
             assert len(self._deferred) < MAX_DEFERRED_INPUTS, f"{self.id} paused for too long"
-            self._deferred.append(action)
+            self._deferred.append((function, arg))
             return
-        action()
+        function(arg)
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -237,8 +247,8 @@ class SimHost:
         self.paused = False
         deferred, self._deferred = self._deferred, []
         self.cluster.record(f"resume {self.id} queued={len(deferred)}")
-        for action in deferred:  # in arrival order, each its own event, all due now
-            self._schedule(0, action, "queued input")
+        for function, arg in deferred:  # in arrival order, each its own event, all due now
+            self._post(0, function, arg)
 
     def _periodic_sync(self) -> None:
         self.engine.sync()
@@ -254,9 +264,12 @@ class SimHost:
         """A message arrived from the network (already decoded) for the current process:
         through the gate (queued while paused)."""
         if self.paused:
-            self._input(self.incarnation, lambda: self.receive(source, message, payload))
+            self._gate((self.incarnation, self._receive, (source, message, payload)))
         elif self.node is not None:
             self.receive(source, message, payload)
+
+    def _receive(self, item: tuple) -> None:
+        self.receive(*item)
 
     def receive(self, source: NodeId, message: Any, payload: bytes) -> None:
         """A message arrived from the network (already decoded); called through the gate."""
@@ -278,52 +291,52 @@ class SimHost:
         self._run(effects)
 
     def _run(self, effects: list) -> None:
-        self._queue.extend(effects)
+        queue = self._queue
+        queue.extend(effects)
         if self._draining:
             return
         self._draining = True
         try:
-            while self._queue and self.node is not None:
-                self._execute(self._queue.popleft())
+            handlers, popleft = _HANDLERS, queue.popleft
+            while queue and self.node is not None:
+                eff = popleft()
+                handler = handlers.get(type(eff))
+                if handler is None:
+                    handler = _handler_of(eff)
+                handler(self, eff)
         finally:
             self._draining = False
 
     def _execute(self, eff) -> None:
-        if isinstance(eff, Send):
-            self._send(eff)
-        elif isinstance(eff, Reply):
-            self._reply(eff)
-        elif isinstance(eff, SetTimer):
-            old = self._timers.pop(eff.timer_id, None)
-            if old is not None:
-                old.cancel()
-            self._arm(eff.timer_id, eff.delay_ms)
-        elif isinstance(eff, CancelTimer):
-            old = self._timers.pop(eff.timer_id, None)
-            if old is not None:
-                old.cancel()
-        elif isinstance(eff, StoragePut):
-            self._puts.append(eff)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._schedule(0, self._flush_puts, "flush")
-        elif isinstance(eff, StorageGet):
-            self._storage_get(eff)
-        elif isinstance(eff, StorageScan):
-            self._storage_scan(eff)
-        elif isinstance(eff, (HintPut, HintDelete, HintScan, HintIndex)):
-            self._hint_effect(eff)
-        elif isinstance(eff, (StorageReplace, StorageDropTable, BatchlogStore, BatchlogRemove,
-                              BatchlogLoad, Halt)):
-            self._gc_batchlog_effect(eff)
-        elif isinstance(eff, PersistMeta):
-            self.engine.put_meta(eff.key, eff.value)
-        elif isinstance(eff, Log):
-            self._log(eff.level, eff.text)
-        elif isinstance(eff, Event):
-            self.cluster.on_event(self.id, eff)
-        else:
-            raise AssertionError(f"unknown effect {eff!r}")
+        """Execute one effect (what `_run` does for each, by the effect's type)."""
+        handler = _HANDLERS.get(type(eff)) or _handler_of(eff)
+        handler(self, eff)
+
+    def _set_timer(self, eff: SetTimer) -> None:
+        old = self._timers.pop(eff.timer_id, None)
+        if old is not None:
+            old.cancel()
+        self._arm(eff.timer_id, eff.delay_ms)
+
+    def _cancel_timer(self, eff: CancelTimer) -> None:
+        old = self._timers.pop(eff.timer_id, None)
+        if old is not None:
+            old.cancel()
+
+    def _storage_put(self, eff: StoragePut) -> None:
+        self._puts.append(eff)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._post(0, self._flush_puts, None)
+
+    def _persist_meta(self, eff: PersistMeta) -> None:
+        self.engine.put_meta(eff.key, eff.value)
+
+    def _log_effect(self, eff: Log) -> None:
+        self._log(eff.level, eff.text)
+
+    def _event(self, eff: Event) -> None:
+        self.cluster.on_event(self.id, eff)
 
     def _log(self, level: str, text: str) -> None:
         self.cluster.on_log(self.id, level, text)
@@ -331,18 +344,23 @@ class SimHost:
     # ---- effects ----------------------------------------------------------------------
 
     def _send(self, eff: Send) -> None:
-        message = eff.message
         if eff.target == self.id:
-            # Not encoded, as in the runtime: the trace hash names it (what it carries
-            # follows from earlier inputs, and shows in the messages it leads to); a kept
-            # trace also shows its digest.
-            def local() -> None:
-                note = payload_digest(codec.encode(message)) if self.cluster.keep_trace else None
-                self.cluster.record(f"self {self.id} {type(message).__name__}", note=note)
-                self._feed(lambda t: self.node.on_message(self.id, message, t))
-            self._schedule(0, local, "local delivery")
+            self._post(0, self._local, eff.message)
         else:
-            self.cluster.network_send(self.id, eff.target, message)
+            self.cluster.network_send(self.id, eff.target, eff.message)
+
+    def _local(self, message: Any) -> None:
+        """A message to ourselves, delivered. Not encoded, as in the runtime: the trace hash
+        names it (what it carries follows from earlier inputs, and shows in the messages it
+        leads to); a kept trace also shows its digest."""
+        note = payload_digest(codec.encode(message)) if self.cluster.keep_trace else None
+        self.cluster.record(f"self {self.id} {type(message).__name__}", note=note)
+        try:
+            effects = self.node.on_message(self.id, message, self.clock_ms())
+        except AgoraError as exc:
+            self._log("warning", f"rejected input: {exc}")
+            return
+        self._run(effects)
 
     def _reply(self, eff: Reply) -> None:
         fut = self._futures.pop(eff.client_id, None)
@@ -356,16 +374,21 @@ class SimHost:
             fut._complete(now, value=eff.result)
 
     def _arm(self, timer_id: Any, delay_ms: int) -> None:
-        holder: list = []
+        event = self.cluster.scheduler.schedule(delay_ms, self._gate, ("timer", timer_id), None)
+        event.arg = (self.incarnation, self._fire, (timer_id, event))
+        self._timers[timer_id] = event
 
-        def fire() -> None:
-            if self._timers.get(timer_id) is not holder[0]:
-                return  # re-armed or cancelled while this firing was queued behind a pause
-            del self._timers[timer_id]
-            self._feed(lambda t: self.node.on_timer(timer_id, t))
-
-        holder.append(self._schedule(delay_ms, fire, ("timer", timer_id)))
-        self._timers[timer_id] = holder[0]
+    def _fire(self, item: tuple) -> None:
+        timer_id, event = item
+        if self._timers.get(timer_id) is not event:
+            return  # re-armed or cancelled while this firing was queued behind a pause
+        del self._timers[timer_id]
+        try:
+            effects = self.node.on_timer(timer_id, self.clock_ms())
+        except AgoraError as exc:
+            self._log("warning", f"rejected input: {exc}")
+            return
+        self._run(effects)
 
     def _storage_get(self, eff: StorageGet) -> None:
         self._queue.extend(self.node.on_storage_done(self._complete(eff), self.clock_ms()))
@@ -414,7 +437,7 @@ class SimHost:
             return
         self._queue.extend(self.node.on_storage_done(self._complete(eff), self.clock_ms()))
 
-    def _flush_puts(self) -> None:
+    def _flush_puts(self, _: Any = None) -> None:
         """Group commit: all mutations issued since the last flush go down as one batch."""
         self._flush_scheduled = False
         puts, self._puts = self._puts, []
@@ -459,5 +482,36 @@ class SimHost:
         fut.client_id = client_id
         self._futures[client_id] = fut
         self.cluster.record(f"client {self.id} client#{client_id} {op}")
-        self._input(self.incarnation, lambda: self._feed(lambda t: start(client_id, t)))
+        self._gate((self.incarnation, self._start_client, (start, client_id)))
         return fut
+
+    def _start_client(self, item: tuple) -> None:
+        start, client_id = item
+        self._feed(lambda t: start(client_id, t))
+
+
+def _call(action: Callable[[], None]) -> None:
+    action()
+
+
+# Effect type -> the SimHost method that executes it (`_run` dispatches on the exact type;
+# a subclass of an effect is looked up once by isinstance and remembered).
+_HANDLERS: dict[type, Callable[[SimHost, Any], None]] = {
+    Send: SimHost._send, Reply: SimHost._reply, SetTimer: SimHost._set_timer,
+    CancelTimer: SimHost._cancel_timer, StoragePut: SimHost._storage_put,
+    StorageGet: SimHost._storage_get, StorageScan: SimHost._storage_scan,
+    HintPut: SimHost._hint_effect, HintDelete: SimHost._hint_effect, HintScan: SimHost._hint_effect,
+    HintIndex: SimHost._hint_effect, StorageReplace: SimHost._gc_batchlog_effect,
+    StorageDropTable: SimHost._gc_batchlog_effect, BatchlogStore: SimHost._gc_batchlog_effect,
+    BatchlogRemove: SimHost._gc_batchlog_effect, BatchlogLoad: SimHost._gc_batchlog_effect,
+    Halt: SimHost._gc_batchlog_effect, PersistMeta: SimHost._persist_meta, Log: SimHost._log_effect,
+    Event: SimHost._event,
+}
+
+
+def _handler_of(eff) -> Callable[[SimHost, Any], None]:
+    for kind, handler in list(_HANDLERS.items()):
+        if isinstance(eff, kind):
+            _HANDLERS[type(eff)] = handler
+            return handler
+    raise AssertionError(f"unknown effect {eff!r}")

@@ -207,8 +207,7 @@ class Network:
         if not self.reorder:
             at = max(at, self._link_last_ms.get(link, 0))
             self._link_last_ms[link] = at
-        self.scheduler.schedule_at(at, lambda: self._arrive(envelope),
-                                   ("msg", envelope.source, envelope.target))
+        self.scheduler.post_at(at, self._arrive, envelope)
 
     def _arrive(self, envelope: Envelope) -> None:
         if (envelope.source, envelope.target) in self.blocked:
