@@ -10,19 +10,20 @@ from __future__ import annotations
 import msgpack
 
 from agora.core.errors import ProtocolError
+from agora.core.packing import pack
 from agora.core.verbs import BY_NUMBER
 from agora.core.wire import Message
 
-_packer_kwargs = {"use_bin_type": True}
+_unpack = msgpack.unpackb
 
 
 def encode(message: Message) -> bytes:
-    return msgpack.packb([message.VERB, *message.to_wire()], **_packer_kwargs)
+    return pack([message.VERB, *message.to_wire()])
 
 
 def decode(payload: bytes) -> Message:
     try:
-        obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        obj = _unpack(payload, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several types for garbage
         raise ProtocolError(f"undecodable payload: {exc.__class__.__name__}") from None
     if not isinstance(obj, list) or not obj or type(obj[0]) is not int:

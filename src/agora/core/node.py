@@ -192,40 +192,24 @@ class Node:
         refused = self.tombstones.refuse(source, msg)  # a replica back from a long downtime
         if refused is not None:
             return refused
-        if isinstance(msg, MutationReq):
-            return self.replica.on_mutation(source, msg)
-        if isinstance(msg, MutationRsp):
-            return (self.batchlog.after_writes(self.writes.on_response(source, msg))
-                    + self.reads.on_repair_ack(source, msg, now_ms)
-                    + self.range_reads.on_repair_ack(source, msg, now_ms)
-                    + self.batchlog.on_mutation_rsp(source, msg))
-        if isinstance(msg, BATCHLOG_MESSAGES):
-            return self.batchlog.on_message(source, msg, now_ms)
-        if isinstance(msg, TOMBSTONE_MESSAGES):
-            return self.tombstones.on_message(source, msg, now_ms)
-        if isinstance(msg, ReadReq):
-            return self.replica.on_read(source, msg)
-        if isinstance(msg, ReadRsp):
-            return self.reads.on_response(source, msg, now_ms)
-        if isinstance(msg, RangeReadReq):
-            return self.replica.on_range_read(source, msg)
-        if isinstance(msg, RangeReadRsp):
-            return self.range_reads.on_response(source, msg, now_ms)
-        if isinstance(msg, (gm.GossipDigestSyn, gm.GossipDigestAck, gm.GossipDigestAck2, gm.GossipShutdown)):
-            return self._after_gossip(self.gossiper.on_message(source, msg, now_ms), now_ms)
-        if isinstance(msg, HintReq):
-            return self.replica.on_mutation(source, msg)
-        if isinstance(msg, HintRsp):
-            return self.hints.on_response(source, msg, now_ms)
-        if isinstance(msg, REPAIR_MESSAGES):
-            return self.antientropy.on_message(source, msg, now_ms)
-        if isinstance(msg, SchemaPush):
-            return self.schema.on_push(source, msg) + self._schema_gossip()
-        if isinstance(msg, SchemaVersion):
-            return self.schema.on_version(source, msg)
-        if isinstance(msg, SchemaPullReq):
-            return self.schema.on_pull(source, msg)
-        raise InvalidRequest(f"no handler for {type(msg).__name__}")
+        route = _ROUTE_BY_TYPE.get(type(msg))
+        if route is None:
+            route = _route_of(msg)
+        return route(self, source, msg, now_ms)
+
+    # One handler per kind of message, tried in the order of `_ROUTES` (first match wins).
+
+    def _on_mutation_rsp(self, source: NodeId, msg: MutationRsp, now_ms: int) -> list:
+        return (self.batchlog.after_writes(self.writes.on_response(source, msg))
+                + self.reads.on_repair_ack(source, msg, now_ms)
+                + self.range_reads.on_repair_ack(source, msg, now_ms)
+                + self.batchlog.on_mutation_rsp(source, msg))
+
+    def _on_gossip(self, source: NodeId, msg, now_ms: int) -> list:
+        return self._after_gossip(self.gossiper.on_message(source, msg, now_ms), now_ms)
+
+    def _on_schema_push(self, source: NodeId, msg: SchemaPush, now_ms: int) -> list:
+        return self.schema.on_push(source, msg) + self._schema_gossip()
 
     def on_timer(self, timer_id, now_ms: int) -> list:
         kind = timer_id[0]
@@ -417,3 +401,33 @@ def new_identity(cfg: NodeConfig, rng: random.Random, generation: int) -> LocalI
 def identity_meta(identity: LocalIdentity) -> list[PersistMeta]:
     return [PersistMeta("host_id", identity.host_id.encode()),
             PersistMeta("tokens", ",".join(map(str, identity.tokens)).encode())]
+
+
+# How `Node.on_message` routes a message: the first entry whose types it is an instance of
+# names the handler. A message's type is looked up once, then remembered (`_route_of`).
+_ROUTES: tuple = (
+    ((MutationReq,), lambda n, source, msg, now_ms: n.replica.on_mutation(source, msg)),
+    ((MutationRsp,), Node._on_mutation_rsp),
+    (BATCHLOG_MESSAGES, lambda n, source, msg, now_ms: n.batchlog.on_message(source, msg, now_ms)),
+    (TOMBSTONE_MESSAGES, lambda n, source, msg, now_ms: n.tombstones.on_message(source, msg, now_ms)),
+    ((ReadReq,), lambda n, source, msg, now_ms: n.replica.on_read(source, msg)),
+    ((ReadRsp,), lambda n, source, msg, now_ms: n.reads.on_response(source, msg, now_ms)),
+    ((RangeReadReq,), lambda n, source, msg, now_ms: n.replica.on_range_read(source, msg)),
+    ((RangeReadRsp,), lambda n, source, msg, now_ms: n.range_reads.on_response(source, msg, now_ms)),
+    ((gm.GossipDigestSyn, gm.GossipDigestAck, gm.GossipDigestAck2, gm.GossipShutdown), Node._on_gossip),
+    ((HintReq,), lambda n, source, msg, now_ms: n.replica.on_mutation(source, msg)),
+    ((HintRsp,), lambda n, source, msg, now_ms: n.hints.on_response(source, msg, now_ms)),
+    (REPAIR_MESSAGES, lambda n, source, msg, now_ms: n.antientropy.on_message(source, msg, now_ms)),
+    ((SchemaPush,), Node._on_schema_push),
+    ((SchemaVersion,), lambda n, source, msg, now_ms: n.schema.on_version(source, msg)),
+    ((SchemaPullReq,), lambda n, source, msg, now_ms: n.schema.on_pull(source, msg)),
+)
+_ROUTE_BY_TYPE: dict = {}
+
+
+def _route_of(msg):
+    for types, route in _ROUTES:
+        if isinstance(msg, types):
+            _ROUTE_BY_TYPE[type(msg)] = route
+            return route
+    raise InvalidRequest(f"no handler for {type(msg).__name__}")

@@ -29,8 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-import msgpack
-
+from agora.core.packing import pack
 from agora.core.types import (
     Bound,
     Cell,
@@ -493,10 +492,11 @@ def digest(p: Partition | None) -> bytes:
             rt.deletion.ts, rt.deletion.ldt_s]
            for rt in sorted(p.range_tombstones, key=_rt_sort_key)]
     h = hashlib.blake2b(digest_size=DIGEST_BYTES)
-    h.update(msgpack.packb([p.table_id, p.key, _deletion_digest_form(p.deletion), rts,
-                            _row_digest_form(p.static)], use_bin_type=True))
-    for ckey in sorted(p.rows):
-        h.update(msgpack.packb([ckey, _row_digest_form(p.rows[ckey])], use_bin_type=True))
+    h.update(pack([p.table_id, p.key, _deletion_digest_form(p.deletion), rts,
+                   _row_digest_form(p.static)]))
+    rows = p.rows
+    for ckey in sorted(rows):
+        h.update(pack([ckey, _row_digest_form(rows[ckey])]))
     return h.digest()
 
 

@@ -101,6 +101,8 @@ class Tombstones:
     def refuse(self, source: NodeId, msg) -> list | None:
         """The answer to a replica request this node must not serve now, else None."""
         d = self.downtime
+        if d.serves_reads and d.accepts_writes:  # the usual case: nothing to refuse
+            return None
         if isinstance(msg, ReadReq) and not d.serves_reads:
             return [Send(source, ReadRsp(msg.req_id, None, None, NOT_SERVING))]
         if isinstance(msg, RangeReadReq) and not d.serves_reads:
