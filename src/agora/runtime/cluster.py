@@ -81,6 +81,9 @@ class LocalCluster:
     def __init__(self, directory: str | Path = ".agora"):
         self.dir = Path(directory).resolve()
         self.nodes: list[NodeEntry] = []
+        # node name -> extra environment for its process whenever it is spawned (the chaos
+        # nemesis runs a node under a fake clock this way); not saved with the cluster
+        self.node_env: dict[str, dict[str, str]] = {}
         path = self.dir / CLUSTER_FILE
         if path.exists():
             self.nodes = [NodeEntry(**n) for n in json.loads(path.read_text())["nodes"]]
@@ -152,6 +155,7 @@ class LocalCluster:
         logf = open(self.log_path(n), "ab")
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.node_env.get(n.name, {}))
         proc = subprocess.Popen([sys.executable, "-m", "agora", "node", "--config", str(self.config_path(n))],
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, cwd=str(self.dir))
