@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 
     from agora.cli.bench import add_parser as add_bench_parser
     add_bench_parser(sub)
+
+    from agora.cli.chaos import add_parser as add_chaos_parser
+    add_chaos_parser(sub)
     return p
 
 
@@ -225,6 +228,15 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS["bench"] = cmd_bench
+
+
+def cmd_chaos(args) -> int:
+    from agora.cli.chaos import cmd_chaos as run_chaos
+
+    return run_chaos(args)
+
+
+COMMANDS["chaos"] = cmd_chaos
 
 
 def main(argv: list[str] | None = None) -> int:
