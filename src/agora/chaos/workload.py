@@ -60,7 +60,6 @@ from agora.sim.history import History, Op
 DRIVER_TIMEOUT_S = 5.0  # the client gives up on a request (longer than the coordinators' timeouts)
 CONNECT_TIMEOUT_S = 2.0  # one connection attempt to a node
 RECONNECT_DELAY_S = 0.5  # after a node comes back, the driver reopens its pool this soon
-MIN_THINK_S = 0.0
 
 
 @dataclass(frozen=True)
@@ -155,8 +154,6 @@ class DriverWorkload:
 
     def __init__(self, session, keyspace: str, spec: WorkloadSpec, history: History, seed: int,
                  now_ms: Callable[[], int], node_of: Callable[[object], str], dc: str = "dc1") -> None:
-        from cassandra.query import BatchStatement, BatchType  # noqa: F401 (checked importable early)
-
         self.session = session
         self.keyspace = keyspace
         self.spec = spec
