@@ -19,9 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agora.core.frozen import fast_init
 from agora.core.types import MIN_TOKEN, NodeId, Partition, ReadCommand, Token
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Send:
     """Send `message` to `target`. Sending to ourselves is delivered locally by the driver."""
@@ -30,6 +32,7 @@ class Send:
     message: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     """Answer client request `client_id` with `result` (a value or an AgoraError)."""
@@ -38,6 +41,7 @@ class Reply:
     result: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SetTimer:
     """Fire `TimerFired(timer_id)` after `delay_ms`. Setting an existing id re-arms it."""
@@ -46,11 +50,13 @@ class SetTimer:
     delay_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
     timer_id: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StoragePut:
     """Merge `partitions` into local storage as one batch, then report StoragePutDone(op_id).
@@ -61,6 +67,7 @@ class StoragePut:
     sync: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StorageGet:
     """Read `command` from local storage, then report StorageGetDone(op_id, partition)."""
@@ -69,6 +76,7 @@ class StorageGet:
     command: ReadCommand
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StorageScan:
     """Read from local storage the whole partitions of `table_id` whose position lies after
@@ -118,6 +126,7 @@ def _ring_order(taken: list[tuple[Token, Partition]], lo: Token) -> tuple:
     return tuple(sorted(taken, key=lambda tp: (tp[0] <= lo, tp[0], tp[1].key)))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PersistMeta:
     """Durably store a piece of node metadata (schema, tokens, generation) under `key`."""
@@ -126,6 +135,7 @@ class PersistMeta:
     value: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Log:
     """A line for the node's log."""
@@ -134,6 +144,7 @@ class Log:
     text: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something observers (CQL server pushing EVENTs, metrics, tests) may care about:
@@ -146,12 +157,14 @@ class Event:
 # ---- completions fed back into the machines -------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StoragePutDone:
     op_id: int
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StorageGetDone:
     op_id: int
@@ -159,6 +172,7 @@ class StorageGetDone:
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StorageScanDone:
     """`partitions`: (token, partition) in position order; `exhausted`: the scan reached
@@ -170,6 +184,7 @@ class StorageScanDone:
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TimerFired:
     timer_id: Any
@@ -182,6 +197,7 @@ class TimerFired:
 # both drivers answer identically: `eff.collect(engine.hints_after(...))`.
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintPut:
     """Store these (key, value) hints in one batch, then report HintPutDone(op_id).
@@ -193,6 +209,7 @@ class HintPut:
     sync: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintDelete:
     """Forget these hints (replayed or dropped). No completion and no fsync: a delete a
@@ -201,6 +218,7 @@ class HintDelete:
     keys: tuple[bytes, ...]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintScan:
     """Read the hints whose key starts with `prefix` and sorts after `after` (None: from the
@@ -225,6 +243,7 @@ class HintScan:
         return HintScanDone(self.op_id, tuple(taken), True)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintIndex:
     """Total the stored hints per target (count and value bytes), then report
@@ -243,12 +262,14 @@ class HintIndex:
         return HintIndexDone(self.op_id, tuple((t, c, b) for t, (c, b) in sorted(totals.items())))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintPutDone:
     op_id: int
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintScanDone:
     """`hints`: (key, value) in key order; `exhausted`: no more hints matched."""
@@ -259,6 +280,7 @@ class HintScanDone:
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintIndexDone:
     """`targets`: (target id bytes, hint count, value bytes), sorted by target."""
@@ -271,6 +293,7 @@ class HintIndexDone:
 # ---- tombstone compaction and the batchlog (agora.core.tombstones, agora.core.batchlog) -----
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StorageReplace:
     """Compare-and-set rewrite of whole partitions (what tombstone compaction needs, and what
@@ -284,6 +307,7 @@ class StorageReplace:
     sync: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StorageReplaceDone:
     op_id: int
@@ -291,6 +315,7 @@ class StorageReplaceDone:
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StorageDropTable:
     """Forget every local partition of `table_id`, durably, at once (no completion): the
@@ -299,6 +324,7 @@ class StorageDropTable:
     table_id: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BatchlogStore:
     """Store one batchlog entry (opaque bytes owned by agora.core.batchlog) under `batch_id`,
@@ -310,6 +336,7 @@ class BatchlogStore:
     sync: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BatchlogRemove:
     """Forget a batchlog entry. No completion and no fsync: a removal a crash undoes only
@@ -318,6 +345,7 @@ class BatchlogRemove:
     batch_id: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BatchlogLoad:
     """Read every stored batchlog entry; report BatchlogDone(op_id, entries) (at start)."""
@@ -325,6 +353,7 @@ class BatchlogLoad:
     op_id: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BatchlogDone:
     """Completion of BatchlogStore (entries empty) or BatchlogLoad ((batch_id, entry) pairs
@@ -335,6 +364,7 @@ class BatchlogDone:
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Halt:
     """FOR TESTS ONLY (the `debug_crash_after_batchlog` option): end this node's process at

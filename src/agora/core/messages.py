@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agora.core.frozen import fast_init
 from agora.core.plain import (MAX_INT64, MIN_INT64, partition_from_plain, partition_to_plain,
                               range_command_from_plain, range_command_to_plain,
                               read_command_from_plain, read_command_to_plain)
@@ -23,6 +24,7 @@ from agora.core.wire import (Acknowledgement, Message, expect, fields_of, int_fi
 # ---- data path ----------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PartitionsMessage(Message):
     """The shape of a request carrying partition fragments to apply: (req_id, partitions).
@@ -40,6 +42,7 @@ class PartitionsMessage(Message):
         return cls(int_field(req_id, "req_id"), partitions_field(parts, cls.__name__))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MutationReq(PartitionsMessage):
     """Apply these partition fragments (one batch) on the receiving replica."""
@@ -47,11 +50,13 @@ class MutationReq(PartitionsMessage):
     VERB = 1
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MutationRsp(Acknowledgement):
     VERB = 2
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReadReq(Message):
     """Read one partition slice; `digest_only` asks for its digest instead of the data."""
@@ -71,6 +76,7 @@ class ReadReq(Message):
         return cls(int_field(req_id, "req_id"), read_command_from_plain(cmd), digest_only)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReadRsp(Message):
     """`partition` for a data read (None when the replica holds nothing), `digest` for a
@@ -94,6 +100,7 @@ class ReadRsp(Message):
         return cls(int_field(req_id, "req_id"), part, digest, opt_str_field(error, "error"))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RangeReadReq(Message):
     """Read the partitions `command` names from the receiving replica's storage (one
@@ -112,6 +119,7 @@ class RangeReadReq(Message):
         return cls(int_field(req_id, "req_id"), range_command_from_plain(cmd))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RangeReadRsp(Message):
     """The replica's partitions of the range, in position order, sliced, with tombstones.
@@ -149,6 +157,7 @@ class RangeReadRsp(Message):
 # ---- schema --------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SchemaPush(Message):
     """The sender's whole schema (plain form); the receiver merges it (LWW per object)."""
@@ -165,6 +174,7 @@ class SchemaPush(Message):
         return cls(schema)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SchemaPullReq(Message):
     """Ask a peer whose gossiped schema version differs from ours for its schema."""
@@ -181,6 +191,7 @@ class SchemaPullReq(Message):
         return cls(int_field(req_id, "req_id"))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SchemaVersion(Message):
     """The receiver of a SchemaPush tells the sender the schema version it now has, so a
@@ -201,6 +212,7 @@ class SchemaVersion(Message):
 # ---- admin / client verbs (the `agora` CLI and tests) -----------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ClientReq(Message):
     """A request from an admin client: `op` names it, `args` is a msgpack-native map.
@@ -223,6 +235,7 @@ class ClientReq(Message):
         return cls(int_field(req_id, "req_id"), str_field(op, "op"), args)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ClientRsp(Message):
     """`error` is None on success; otherwise [error class name, message, details map]."""

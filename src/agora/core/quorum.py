@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agora.core.frozen import fast_init
 from agora.core.types import ConsistencyLevel as CL
 
 # ConsistencyLevel -> how the requirement is computed.
@@ -36,7 +37,8 @@ def quorum_of(n: int) -> int:
     return n // 2 + 1
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Requirement:
     """`per_dc` maps a DC (or None for 'any DC') to the replies needed from it."""
 
@@ -53,14 +55,20 @@ class Requirement:
         return dc if dc in self.per_dc else False
 
     def satisfied(self, got: dict[str | None, int]) -> bool:
-        return all(got.get(dc, 0) >= n for dc, n in self.per_dc.items())
+        for dc, n in self.per_dc.items():
+            if got.get(dc, 0) < n:
+                return False
+        return True
 
     def reached(self, dcs: Iterable[str]) -> dict[str | None, int]:
+        per_dc = self.per_dc
+        if None in per_dc:  # every reply counts, in the one bucket None
+            n = sum(1 for _ in dcs)
+            return {None: n} if n else {}
         got: dict[str | None, int] = {}
         for dc in dcs:
-            bucket = self.counts(dc)
-            if bucket is not False:
-                got[bucket] = got.get(bucket, 0) + 1
+            if dc in per_dc:
+                got[dc] = got.get(dc, 0) + 1
         return got
 
 

@@ -150,6 +150,8 @@ def _canonical_range_tombstones(rts: Iterable[RangeTombstone],
                                 pdel: Deletion | None) -> list[RangeTombstone]:
     """Drop those shadowed by the partition deletion, keep the greatest deletion per pair
     of bounds, sort."""
+    if not rts:  # the usual case
+        return []
     best: dict[tuple[Bound, Bound], RangeTombstone] = {}
     for rt in rts:
         if pdel is not None and rt.deletion.ts <= pdel.ts:
@@ -331,7 +333,12 @@ def _expire_cell(cell: Cell | None, now_s: int) -> Cell | None:
 def _expire_row(row: Row | None, now_s: int) -> Row | None:
     if row is None:
         return None
-    cells = {path: _expire_cell(c, now_s) for path, c in row.cells.items()}
+    for c in row.cells.values():
+        if c.ttl_s > 0 and c.value is not None and c.ldt_s <= now_s:
+            cells = {path: _expire_cell(c, now_s) for path, c in row.cells.items()}
+            break
+    else:  # nothing expires (the usual case): the same cells, in a dict of its own
+        cells = dict(row.cells)
     return Row(row.clustering, _expire_cell(row.marker, now_s), row.deletion, cells)
 
 

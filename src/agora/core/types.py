@@ -19,6 +19,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from agora.core.frozen import fast_init
+
 NodeId = str  # a node's internode endpoint, "ip:port", e.g. "127.0.0.2:7000"
 Token = int  # signed 64-bit Murmur3 token
 TimestampUs = int  # write timestamp, microseconds since the epoch
@@ -43,6 +45,7 @@ class ConsistencyLevel(enum.IntEnum):
     LOCAL_ONE = 0x000A
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Cell:
     """One versioned value. `value is None` means a tombstone.
@@ -67,6 +70,7 @@ class Cell:
         return self.ttl_s == 0 or now_s < self.ldt_s
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Deletion:
     """A partition or row tombstone: deletes everything with timestamp <= ts."""
@@ -75,6 +79,7 @@ class Deletion:
     ldt_s: int  # local deletion time in seconds (for gc_grace purging)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Bound:
     """One end of a clustering range: a clustering-key prefix (encoded ckey bytes) and
@@ -85,6 +90,7 @@ class Bound:
     inclusive: bool = True
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RangeTombstone:
     """Deletes rows whose ckey lies within [start, end] (per the bounds' inclusivity) and whose
@@ -131,6 +137,7 @@ class Partition:
     rows: dict[bytes, Row] = field(default_factory=dict)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Slice:
     """Clustering slice of a read: rows with start <= ckey <= end (per inclusivity)."""
@@ -139,6 +146,7 @@ class Slice:
     end: Bound = Bound(b"", True)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReadCommand:
     """What to read from one partition. `slices=None` reads the whole partition.
@@ -151,6 +159,7 @@ class ReadCommand:
     columns: tuple[str, ...] | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RangeCommand:
     """Read the partitions of one table whose position lies after `start` and up to

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from agora.core.errors import ProtocolError
+from agora.core.frozen import fast_init
 from agora.core.plain import partition_from_plain
 
 
@@ -54,6 +55,7 @@ def opt_str_field(v, what: str) -> str | None:
     return v
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Acknowledgement(Message):
     """The shape of every plain answer: the request's id, and an error text or None. Verbs

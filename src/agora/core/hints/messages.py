@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agora.core.frozen import fast_init
 from agora.core.messages import PartitionsMessage
 from agora.core.wire import Acknowledgement
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintReq(PartitionsMessage):
     """Apply these partition fragments (one stored hint) on the receiving node."""
@@ -22,6 +24,7 @@ class HintReq(PartitionsMessage):
     VERB = 40
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HintRsp(Acknowledgement):
     """The hint is applied (error None), or why it was not."""

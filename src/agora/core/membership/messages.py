@@ -30,9 +30,10 @@ Every `from_wire` checks types, sizes (the named limits below) and uniqueness an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from agora.core.frozen import fast_init
 from agora.core.types import NodeId
 from agora.core.wire import Message, expect
 
@@ -87,19 +88,36 @@ def _check_str(value: Any, what: str, min_len: int, max_len: int) -> str:
     return value
 
 
+# Endpoints that passed `check_endpoint` (validity is a property of the string alone, and a
+# cluster has few): checked once, then looked up. Cleared when full, so it stays bounded.
+_VALID_ENDPOINTS: dict[str, None] = {}
+_MAX_VALID_ENDPOINTS_KEPT = 4096
+
+
 def check_endpoint(value: Any, what: str = "endpoint") -> NodeId:
     """A NodeId "host:port": non-empty host, decimal port in 1..65535."""
+    if type(value) is str and value in _VALID_ENDPOINTS:
+        return value
+    _check_endpoint(value, what)
+    if type(value) is str:
+        if len(_VALID_ENDPOINTS) >= _MAX_VALID_ENDPOINTS_KEPT:
+            _VALID_ENDPOINTS.clear()
+        _VALID_ENDPOINTS[value] = None
+    return value
+
+
+def _check_endpoint(value: Any, what: str) -> None:
     _check_str(value, what, 3, MAX_ENDPOINT_CHARS)
     host, sep, port = value.rpartition(":")
     expect(sep == ":" and host != "", f"{what}: {value!r} is not host:port")
     expect(port.isascii() and port.isdigit() and len(port) <= 5, f"{what}: bad port in {value!r}")
     expect(1 <= int(port) <= MAX_PORT, f"{what}: port out of range in {value!r}")
-    return value
 
 
 # ---- state ----------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HeartbeatState:
     """generation: the node's incarnation (Cassandra: seconds since the epoch at startup, and
@@ -117,6 +135,7 @@ class HeartbeatState:
         return cls(_check_counter(generation, "generation"), _check_counter(version, "heartbeat version"))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class VersionedValue:
     """One application state's value and the version it was set at."""
@@ -134,6 +153,7 @@ class VersionedValue:
                    _check_counter(version, "app state version"))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EndpointState:
     """Everything gossip knows about one endpoint: heartbeat and application states.
@@ -144,6 +164,9 @@ class EndpointState:
 
     heartbeat: HeartbeatState
     app_states: tuple[tuple[str, VersionedValue], ...] = ()
+    # Derived on first use and kept (the state is immutable): not part of its value.
+    _max_version: int | None = field(default=None, init=False, repr=False, compare=False)
+    _by_key: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def generation(self) -> int:
@@ -153,13 +176,20 @@ class EndpointState:
     def max_version(self) -> int:
         """The largest version of the heartbeat or any application state (Cassandra's
         Gossiper.getMaxEndpointStateVersion)."""
-        return max([self.heartbeat.version, *(v.version for _, v in self.app_states)])
+        m = self._max_version
+        if m is None:
+            m = max([self.heartbeat.version, *(v.version for _, v in self.app_states)])
+            object.__setattr__(self, "_max_version", m)
+        return m
 
     def get(self, key: str) -> VersionedValue | None:
-        for k, v in self.app_states:
-            if k == key:
-                return v
-        return None
+        by_key = self._by_key
+        if by_key is None:
+            by_key = {}
+            for k, v in self.app_states:
+                by_key.setdefault(k, v)  # the first of a repeated key, as a scan finds it
+            object.__setattr__(self, "_by_key", by_key)
+        return by_key.get(key)
 
     def as_dict(self) -> dict[str, VersionedValue]:
         return dict(self.app_states)
@@ -183,6 +213,30 @@ class EndpointState:
 
     @classmethod
     def from_wire(cls, fields: Any) -> EndpointState:
+        # The usual, well-formed case in one pass of inline checks; anything else goes
+        # through the checks below, which name what is wrong.
+        if type(fields) is list and len(fields) == 3:
+            generation, hb_version, apps = fields
+            if type(generation) is int and type(hb_version) is int \
+                    and 0 <= generation <= MAX_COUNTER and 0 <= hb_version <= MAX_COUNTER \
+                    and type(apps) is list and len(apps) <= MAX_APP_STATES:
+                states = {}
+                for item in apps:
+                    if type(item) is not list or len(item) != 3:
+                        break
+                    key, value, version = item
+                    if type(key) is not str or not 1 <= len(key) <= MAX_APP_STATE_KEY_CHARS \
+                            or key in states or type(value) is not str \
+                            or len(value) > MAX_APP_STATE_VALUE_CHARS \
+                            or type(version) is not int or not 0 <= version <= MAX_COUNTER:
+                        break
+                    states[key] = VersionedValue(value, version)
+                else:
+                    return cls(HeartbeatState(generation, hb_version), tuple(sorted(states.items())))
+        return cls._from_wire_checked(fields)
+
+    @classmethod
+    def _from_wire_checked(cls, fields: Any) -> EndpointState:
         generation, hb_version, apps = _check_fields(fields, "endpoint state", 3)
         heartbeat = HeartbeatState.from_wire([generation, hb_version])
         states: dict[str, VersionedValue] = {}
@@ -194,6 +248,7 @@ class EndpointState:
         return cls.build(heartbeat, states)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GossipDigest:
     """What one side knows of one endpoint: its generation and largest version."""
@@ -207,6 +262,12 @@ class GossipDigest:
 
     @classmethod
     def from_wire(cls, fields: Any) -> GossipDigest:
+        if type(fields) is list and len(fields) == 3:  # the usual case, checked inline
+            endpoint, generation, max_version = fields
+            if type(endpoint) is str and endpoint in _VALID_ENDPOINTS \
+                    and type(generation) is int and 0 <= generation <= MAX_COUNTER \
+                    and type(max_version) is int and 0 <= max_version <= MAX_COUNTER:
+                return cls(endpoint, generation, max_version)
         endpoint, generation, max_version = _check_fields(fields, "digest", 3)
         return cls(check_endpoint(endpoint), _check_counter(generation, "digest generation"),
                    _check_counter(max_version, "digest max_version"))
@@ -242,6 +303,7 @@ def _states_from_wire(value: Any) -> EndpointStates:
 # ---- verbs ----------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GossipDigestSyn(Message):
     """Opens a gossip exchange: the sender's digest of every endpoint it knows."""
@@ -260,6 +322,7 @@ class GossipDigestSyn(Message):
                    _digests_from_wire(digests))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GossipDigestAck(Message):
     """Answers a SYN: `requests` are digests (endpoint, generation, version we hold) of state
@@ -278,6 +341,7 @@ class GossipDigestAck(Message):
         return cls(_digests_from_wire(requests), _states_from_wire(states))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GossipDigestAck2(Message):
     """Closes an exchange: the state the ACK requested."""
@@ -294,6 +358,7 @@ class GossipDigestAck2(Message):
         return cls(_states_from_wire(states))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GossipShutdown(Message):
     """A node's farewell: `endpoint` (the sender itself) is shutting down cleanly and will not
