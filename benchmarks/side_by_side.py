@@ -7,11 +7,14 @@ loaded with the same workload shape, measured, and stopped, one system at a time
   3. Agora, 3 nodes, RF 3 (127.0.62.1-3): write-only and YCSB A at ONE, QUORUM and ALL through
      `agora bench`; then the same steady load at QUORUM with kill -9 of one node.
 
-Prints one table with ratios (Agora/etcd, Agora/Redis) and writes results.json, one JSON and one
-PNG chart per run, and summary.md into the results directory (default
+The throughput runs are repeated (--repeat, default 3 passes; each pass runs every system in
+turn, so load from other work on the machine falls on all of them) and the table shows each
+configuration's median pass. The kill runs happen once, in the last pass. Prints one table with
+ratios (Agora/etcd, Agora/Redis) and writes results.json, one JSON per run, a PNG chart per run
+of the first pass and of the kill runs, and summary.md into the results directory (default
 benchmarks/results/<UTC date>/).
 
-    python benchmarks/side_by_side.py                      # the full run (about 8 minutes)
+    python benchmarks/side_by_side.py                      # the full run, 3 passes (about 25 minutes)
     python benchmarks/side_by_side.py --duration 5 --warmup 1 --kill-duration 10 --kill-at 3 --out /tmp/quick
 """
 
@@ -88,10 +91,14 @@ class Runner:
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.runs: list[dict] = []
+        self.suffix = ""  # file name suffix of the current pass ("", "-p2", ...)
+        self.pass_no = 1
 
     def save(self, name: str, title: str, doc: dict, rate: float | None = None) -> None:
         with open(self.out / f"{name}.json", "w") as f:
             json.dump(doc, f, indent=1)
+        if self.suffix and not rate:  # charts of the first pass and of the kill runs
+            return
         write_chart(str(self.out / f"{name}.png"), title, doc["timeline_100ms"], doc["latency_windows_1s"],
                     [(e["t_s"], e["event"]) for e in doc.get("events", [])], rate)
 
@@ -106,7 +113,7 @@ class Runner:
             "server_us_op": (doc.get("server_cpu") or {}).get("us_per_op"),
             "client_us_op": (doc.get("client_cpu") or {}).get("us_per_op"),
             "client_cores": (doc.get("client_cpu") or {}).get("cores_busy"),
-            "kill": kill})
+            "load_after": uptime().removeprefix("load average "), "pass": self.pass_no, "kill": kill})
 
     # ---- etcd and Redis through benchmarks/kvload.py ----------------------------------------------
 
@@ -115,16 +122,22 @@ class Runner:
         return LoadSpec(system, endpoints, workload, a.keys, a.value_size, kw.pop("concurrency", a.concurrency),
                         a.processes, kw.pop("duration", a.duration), kw.pop("warmup", a.warmup), **kw)
 
-    def kv_runs(self, system_name: str, make) -> None:
+    def kv_runs(self, system_name: str, make, serializable_too: bool = False) -> None:
+        a = self.args
         with make() as s:
-            for wl in self.args.workloads:
-                name = f"{system_name}-{wl}"
-                title = f"{system_name}: {WORKLOAD_NAMES[wl]}, {self.args.processes} x {self.args.concurrency}"
+            variants = [(wl, False) for wl in a.workloads]
+            if serializable_too:
+                variants += [(wl, True) for wl in a.workloads if wl != "write"]
+            for wl, ser in variants:
+                name = f"{system_name}-{wl}" + ("-serializable" if ser else "") + self.suffix
+                title = (f"{system_name}: {WORKLOAD_NAMES[wl]}" + (", serializable reads" if ser else "")
+                         + f", {a.processes} x {a.concurrency}")
                 print(f"\n== {title}", flush=True)
-                doc = run_load(self.spec(system_name, s.endpoints, wl), s.pids)
+                doc = run_load(self.spec(system_name, s.endpoints, wl, serializable=ser), s.pids)
                 print_report(title, doc)
                 self.save(name, title, doc)
-                self.record(name, system_name, wl, "linearizable" if system_name == "etcd" else "-", doc)
+                cl = ("serializable" if ser else "linearizable") if system_name == "etcd" else "-"
+                self.record(name, system_name, wl, cl, doc)
 
     def etcd_kill(self) -> None:
         a = self.args
@@ -148,7 +161,9 @@ class Runner:
         path = self.out / f"{name}.json"
         cmd = [sys.executable, "-m", "agora", "bench", "--hosts", ",".join(agora.hosts), "--dir", str(agora.dir),
                "--keys", str(a.keys), "--value-size", str(a.value_size), "--processes", str(a.processes),
-               "--json", str(path), "--chart", str(self.out / f"{name}.png"), "--quiet", *extra]
+               "--json", str(path), "--quiet", *extra]
+        if not self.suffix or rate:  # charts of the first pass and of the kill runs
+            cmd += ["--chart", str(self.out / f"{name}.png")]
         print(f"\n== {title}\n   {' '.join(cmd[1:])}", flush=True)
         proc = subprocess.run(cmd, text=True, capture_output=True, timeout=600)
         print(proc.stdout, end="")
@@ -156,17 +171,14 @@ class Runner:
             raise RuntimeError(f"agora bench failed ({proc.returncode}): {proc.stderr[-2000:]}")
         return json.loads(path.read_text())
 
-    def agora_runs(self) -> None:
+    def agora_runs(self, kill: bool) -> None:
         a = self.args
         with Agora() as agora:
             for cl in a.cls:
                 for wl in a.workloads:
-                    name = f"agora-{cl.lower()}-{wl}"
-                    doc = self.agora_bench(agora, name, ["--workload", wl, "--cl", cl, "--concurrency",
-                                                         str(a.concurrency), "--duration", str(a.duration),
-                                                         "--warmup", str(a.warmup)],
-                                           f"agora: {WORKLOAD_NAMES[wl]}, {cl}, {a.processes} x {a.concurrency}")
-                    self.record(name, "agora", wl, cl, doc)
+                    self.agora_throughput(agora, cl, wl, "")
+            if not kill:
+                return
             agora.restart_all()
             node = a.agora_kill_node
             doc = self.agora_bench(agora, "agora-kill", [
@@ -177,21 +189,53 @@ class Runner:
             doc["config_duration_s"] = a.kill_duration
             self.record("agora-kill", "agora", "write", "QUORUM", doc, kill_stats(doc, a.kill_at, a.rate))
 
+    def agora_fsync_runs(self) -> None:
+        """QUORUM with commitlog_sync: batch (fsync before acknowledging), etcd's durability."""
+        with Agora(overrides={"commitlog_sync": "batch"}) as agora:
+            for wl in self.args.workloads:
+                self.agora_throughput(agora, "QUORUM", wl, "fsync")
+
+    def agora_throughput(self, agora: Agora, cl: str, wl: str, variant: str) -> None:
+        a = self.args
+        name = f"agora-{cl.lower()}-{wl}" + (f"-{variant}" if variant else "") + self.suffix
+        label = cl + (" + fsync (commitlog_sync batch)" if variant == "fsync" else "")
+        doc = self.agora_bench(agora, name, ["--workload", wl, "--cl", cl, "--concurrency", str(a.concurrency),
+                                             "--duration", str(a.duration), "--warmup", str(a.warmup)],
+                               f"agora: {WORKLOAD_NAMES[wl]}, {label}, {a.processes} x {a.concurrency}")
+        self.record(name, "agora", wl, label, doc)
+
 
 def ratio(x, y) -> str:
     return "-" if not x or not y else f"{x / y:.2f}x"
 
 
-def table(runs: list[dict]) -> list[str]:
-    base = {(r["system"], r["workload"]): r for r in runs if r["system"] in ("etcd", "redis") and not r["kill"]}
-    lines = ["| system | workload | CL | ops/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | errors | "
-             "server CPU µs/op | client CPU µs/op (cores) | ops/s vs etcd | p99 vs etcd | ops/s vs Redis |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+def medians(runs: list[dict]) -> list[dict]:
+    """One row per configuration (system, workload, CL): the pass with the median throughput
+    (the lower middle one for an even count), with every pass's ops/s alongside."""
+    groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        if r["kill"]:
-            continue
+        if not r["kill"]:
+            groups.setdefault((r["system"], r["workload"], r["cl"]), []).append(r)
+    out = []
+    for g in groups.values():
+        ranked = sorted(g, key=lambda r: r["ops_s"])
+        out.append({**ranked[(len(ranked) - 1) // 2], "all_ops_s": [r["ops_s"] for r in g]})
+    return out
+
+
+def table(runs: list[dict]) -> list[str]:
+    kills = [r for r in runs if r["kill"]]
+    runs = medians(runs)
+    base = {(r["system"], r["workload"]): r for r in runs if r["cl"] in ("linearizable", "-")}
+    lines = ["| system | workload | CL | ops/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | errors | "
+             "server CPU µs/op | client CPU µs/op (cores) | ops/s vs etcd | p99 vs etcd | ops/s vs Redis | "
+             "ops/s of each pass | load avg after |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in runs:
         e, rd = base.get(("etcd", r["workload"])), base.get(("redis", r["workload"]))
         agora = r["system"] == "agora"
+        if r["system"] == "etcd" and r["cl"] == "serializable":
+            agora = False
         lines.append(
             f"| {r['system']} | {WORKLOAD_NAMES[r['workload']]} | {r['cl']} | {r['ops_s']:,.0f} | {r['p50_ms']:.2f} | "
             f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['p99.9_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} | "
@@ -199,17 +243,17 @@ def table(runs: list[dict]) -> list[str]:
             f"{r['client_us_op']} ({r['client_cores']}) | "
             f"{ratio(r['ops_s'], e and e['ops_s']) if agora else '-'} | "
             f"{ratio(r['p99_ms'], e and e['p99_ms']) if agora else '-'} | "
-            f"{ratio(r['ops_s'], rd and rd['ops_s']) if agora else '-'} |")
-    kills = [r for r in runs if r["kill"]]
+            f"{ratio(r['ops_s'], rd and rd['ops_s']) if agora else '-'} | "
+            f"{', '.join(f'{x:,.0f}' for x in r['all_ops_s'])} | {r.get('load_after', '')} |")
     if kills:
         lines += ["", "| system | scenario | requests | failed | over 1 s | max ms | no-success window s | "
-                      "below half rate s | p99 ms |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                      "below half rate s | p99 ms | load avg after |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in kills:
             k = r["kill"]
             what = "kill -9 leader" if r["system"] == "etcd" else f"kill -9 one node, {r['cl']}"
             lines.append(f"| {r['system']} | {what} @ {k['killed_at_s']:.1f} s | {r['operations'] + r['errors']} | "
                          f"{k['failed']} | {k['over_1s']} | {k['max_ms']:.0f} | {k['no_success_window_s']:.1f} | "
-                         f"{k['below_half_rate_s']:.1f} | {r['p99_ms']:.1f} |")
+                         f"{k['below_half_rate_s']:.1f} | {r['p99_ms']:.1f} | {r.get('load_after', '')} |")
     return lines
 
 
@@ -230,9 +274,21 @@ def main(argv=None) -> int:
                     help="kill scenario: cap of requests in flight per process (high, so the open loop stays open)")
     ap.add_argument("--agora-kill-node", default="node1")
     ap.add_argument("--only", default="etcd,redis,agora")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="passes over the throughput runs; the table shows each configuration's median pass")
+    ap.add_argument("--no-etcd-serializable", dest="etcd_serializable", action="store_false",
+                    help="skip etcd YCSB A with serializable reads")
+    ap.add_argument("--no-agora-fsync", dest="agora_fsync", action="store_false",
+                    help="skip Agora QUORUM with commitlog_sync: batch")
+    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print the table of an earlier run's results.json")
     ap.add_argument("--out", default=str(HERE / "results" / datetime.datetime.now(datetime.timezone.utc)
                                          .strftime("%Y-%m-%d")))
     a = ap.parse_args(argv)
+    if a.table:
+        doc = json.loads(Path(a.table).read_text())
+        print(f"{doc['started']}: before {doc['load_before']}, after {doc.get('load_after')}")
+        print("\n".join(table(doc["runs"])))
+        return 0
     a.workloads = a.workloads.split(",")
     a.cls = [c.upper() for c in a.cls.split(",")]
     only = set(a.only.split(","))
@@ -241,13 +297,20 @@ def main(argv=None) -> int:
             "machine": machine(), "load_before": uptime(), "args": {k: v for k, v in vars(a).items()}}
     print(f"{info['machine']}\nbefore: {info['load_before']}", flush=True)
     t0 = time.monotonic()
-    if "etcd" in only:
-        r.kv_runs("etcd", Etcd)
-        r.etcd_kill()
-    if "redis" in only:
-        r.kv_runs("redis", Redis)
-    if "agora" in only:
-        r.agora_runs()
+    for p in range(1, a.repeat + 1):  # passes alternate the systems, so background load hits each alike
+        r.pass_no, r.suffix = p, "" if p == 1 else f"-p{p}"
+        last = p == a.repeat
+        print(f"\n######## pass {p} of {a.repeat}: {uptime()}", flush=True)
+        if "etcd" in only:
+            r.kv_runs("etcd", Etcd, serializable_too=a.etcd_serializable)
+            if last:
+                r.etcd_kill()
+        if "redis" in only:
+            r.kv_runs("redis", Redis)
+        if "agora" in only:
+            r.agora_runs(kill=last)
+            if a.agora_fsync:
+                r.agora_fsync_runs()
     info["load_after"] = uptime()
     info["wall_s"] = round(time.monotonic() - t0, 1)
     lines = table(r.runs)

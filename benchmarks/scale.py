@@ -1,0 +1,163 @@
+"""Throughput at 100,000 rows against throughput at 10 million rows (issue 6's scale target:
+within 20%), on a 3-node Agora cluster with RF 3, through `agora bench`.
+
+Owns: bulk-loading the bench table offline and running the same measured workload at each
+size. Loading 10 million rows through CQL would take most of an hour on a 2-core machine, so
+the rows are written the way an offline loader would (Cassandra's sstableloader plays this
+part there): with the cluster stopped, each node's own RocksDB is filled through
+`RocksEngine.apply`, the very code a running node uses for a write, with partitions cloned
+from one row written through CQL, so the stored form is exactly what a CQL INSERT leaves.
+With RF 3 on 3 nodes every node holds every row. Then the cluster starts again and
+`agora bench --no-load --keys N` measures the workload over all N keys.
+
+    python benchmarks/scale.py                       # 100k and 10M rows, workload a, 30 s each
+    python benchmarks/scale.py --rows 100000,1000000 --workload write --duration 20
+
+Prints a table and writes results JSON (and the bench JSON per size) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+SUBNET = "127.0.63"
+HOSTS = ",".join(f"{SUBNET}.{i}" for i in (1, 2, 3))
+BATCH_ROWS = 2_000  # partitions per RocksEngine.apply during the offline load
+VALUE_SIZE = 100
+
+
+def _agora(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agora", *args], check=check, text=True,
+                          capture_output=True)
+
+
+def _template(data_dir: str, table_id: bytes):
+    """The stored partition of bench key 0, written through CQL before the cluster stopped."""
+    from agora.core.types import ReadCommand
+    from agora.storage.rocks import RocksEngine
+
+    eng = RocksEngine(data_dir)
+    try:
+        p = eng.read(ReadCommand(table_id, (0).to_bytes(8, "big", signed=True), None, None))
+    finally:
+        eng.close()
+    if p is None or len(p.rows) != 1:
+        raise SystemExit("the template row (k = 0) is not on disk as one row")
+    return p
+
+
+def _load_node(job: tuple[str, bytes, object, int, int]) -> float:
+    """Fill one node's RocksDB with keys [first, rows) cloned from the template partition."""
+    from agora.core.types import Cell, Partition, Row
+    from agora.storage.rocks import RocksEngine
+
+    data_dir, table_id, template, first, rows = job
+    (ckey, row), = template.rows.items()
+    marker = row.marker
+    (path, cell), = ((p, c) for p, c in row.cells.items())
+    t0 = time.process_time()
+    eng = RocksEngine(data_dir)
+    try:
+        rnd = os.urandom
+        for start in range(first, rows, BATCH_ROWS):
+            batch = []
+            for k in range(start, min(rows, start + BATCH_ROWS)):
+                batch.append(Partition(table_id, k.to_bytes(8, "big", signed=True), rows={
+                    ckey: Row(row.clustering, marker, None, {path: Cell(cell.ts, rnd(VALUE_SIZE))})}))
+            eng.apply(batch)
+        eng.sync()
+        eng._db.compact_range(None, None)  # settle the LSM before measuring, as after a real load
+    finally:
+        eng.close()
+    return time.process_time() - t0
+
+
+def _bench_table_id() -> bytes:
+    from cassandra.cluster import Cluster
+
+    cl = Cluster([f"{SUBNET}.1"])
+    try:
+        row = cl.connect().execute("SELECT id FROM system_schema.tables WHERE keyspace_name = 'bench' "
+                                   "AND table_name = 'kv'").one()
+        return row[0].bytes
+    finally:
+        cl.shutdown()
+
+
+def measure(rows: int, args, out: Path) -> dict:
+    from agora.runtime.cluster import LocalCluster, parse_dc_layout
+
+    d = Path(tempfile.mkdtemp(prefix=f"agora-scale-{rows}-", dir=args.work))
+    cluster = LocalCluster(d)
+    cluster.create(parse_dc_layout(3, None, 1), subnet=SUBNET)
+    try:
+        cluster.start()
+        # schema and key 0 through CQL: the template every other row is cloned from
+        _agora("bench", "--hosts", HOSTS, "--dir", str(d), "--workload", "write", "--keys", "1", "--ops", "20",
+               "--value-size", str(VALUE_SIZE), "--quiet")
+        table_id = _bench_table_id()
+        cluster.down()
+        template = _template(str(d / "node1" / "data"), table_id)
+        t0 = time.monotonic()
+        with Pool(min(3, os.cpu_count() or 1)) as pool:
+            cpu = pool.map(_load_node, [(str(d / n.name / "data"), table_id, template, 1, rows)
+                                        for n in cluster.nodes])
+        load_s = time.monotonic() - t0
+        print(f"  loaded {rows:,} rows on each of 3 nodes in {load_s:.0f} s "
+              f"({sum(cpu):.0f} s CPU)", flush=True)
+        disk = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        cluster.start()
+        result_file = out / f"bench-{rows}.json"
+        r = _agora("bench", "--hosts", HOSTS, "--dir", str(d), "--workload", args.workload, "--no-load",
+                   "--keys", str(rows), "--duration", str(args.duration), "--warmup", str(args.warmup),
+                   "--processes", str(args.processes), "--concurrency", str(args.concurrency),
+                   "--value-size", str(VALUE_SIZE), "--json", str(result_file), "--quiet", check=False)
+        print(r.stdout, r.stderr, sep="", flush=True)
+        if r.returncode != 0:
+            raise SystemExit(f"agora bench failed at {rows} rows")
+        res = json.loads(result_file.read_text())
+        res["rows"], res["disk_bytes"], res["load_s"] = rows, disk, load_s
+        return res
+    finally:
+        cluster.down(kill=True)
+        if not args.keep:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", default="100000,10000000", help="comma-separated row counts (default 100000,10000000)")
+    ap.add_argument("--workload", default="a", choices=("a", "b", "c", "write"))
+    ap.add_argument("--duration", type=float, default=30)
+    ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--work", default=None, help="where the clusters' data goes (default: the temp dir)")
+    ap.add_argument("--out", default="benchmarks/results/scale", help="results directory")
+    ap.add_argument("--keep", action="store_true", help="keep the cluster directories")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for rows in (int(x) for x in args.rows.split(",")):
+        print(f"== {rows:,} rows", flush=True)
+        results.append(measure(rows, args, out))
+    base = results[0]
+    print(f"\n{'rows':>12} {'ops/s':>8} {'p99 ms':>8} {'disk':>9} {'vs first':>9}")
+    for r in results:
+        print(f"{r['rows']:>12,} {r['throughput_ops_s']:>8.0f} {r['latency_us']['p99_us'] / 1000:>8.1f} "
+              f"{r['disk_bytes'] / 2**30:>7.2f}GB {r['throughput_ops_s'] / base['throughput_ops_s']:>8.0%}")
+    (out / "scale.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
