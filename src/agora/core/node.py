@@ -141,14 +141,17 @@ class Node:
         ks = self.schema.schema.keyspace(keyspace)
         if ks is None:
             raise InvalidRequest(f"Keyspace '{keyspace}' does not exist")
-        cache_key = tuple(sorted(ks.replication.items()))
         hit = self._strategies.get(keyspace)
-        if hit is None or hit[0] != cache_key:
+        if hit is not None and hit[0] is ks:  # the same definition as last time (schemas are immutable)
+            return hit[2], hit[3]
+        cache_key = tuple(sorted(ks.replication.items()))
+        if hit is None or hit[1] != cache_key:
             strategy = strategy_from_options(dict(ks.replication))
             per_dc = strategy.dc_replication_factors() if strategy.datacenter_aware else None
-            hit = (cache_key, strategy, per_dc)
-            self._strategies[keyspace] = hit
-        return hit[1], hit[2]
+        else:  # a new definition with the same replication keeps its strategy (and caches)
+            strategy, per_dc = hit[2], hit[3]
+        self._strategies[keyspace] = (ks, cache_key, strategy, per_dc)
+        return strategy, per_dc
 
     def _knows_table(self, table_id: bytes) -> bool:
         return self.schema.schema.table_by_id(table_id) is not None
@@ -234,6 +237,13 @@ class Node:
         return []
 
     def on_storage_done(self, done, now_ms: int) -> list:
+        kind = type(done)
+        if kind is StoragePutDone or kind is StorageGetDone:  # the usual: a replica's own
+            op_id = done.op_id  # (neither the batchlog's nor the hints' kinds of completion)
+            if not self.tombstones.owns_op(op_id) and not self.antientropy.owns_op(op_id):
+                if kind is StoragePutDone:
+                    return self.replica.on_put_done(done)
+                return self.replica.on_get_done(done, now_ms)
         if self.batchlog.owns_done(done):
             return self.batchlog.on_storage_done(done, now_ms)
         if self.tombstones.owns_op(getattr(done, "op_id", None)):

@@ -85,6 +85,7 @@ class SimCluster:
         self.events: list[tuple[int, NodeId, str, Any]] = []
         self.event_listeners: list[Callable[[NodeId, Event], None]] = []
         self.logs: list[tuple[int, NodeId, str, str]] = []
+        self._tables_seen: dict[tuple[NodeId, str, str], tuple[Schema, Any]] = {}  # see `_table`
 
         addresses = [f"127.0.0.{i + 1}" for i in range(len(layout))]
         seeds: list[str] = []
@@ -156,6 +157,20 @@ class SimCluster:
             parts = [line] + ([shown] if shown is not None else []) + ([tail] if tail else [])
             self.trace.append(" ".join(parts))
 
+    def record_message(self, source: NodeId, target: NodeId, kind: str, payload: bytes) -> None:
+        """`record(f"msg {source}>{target} {kind}", payload)`, the same bytes hashed and the
+        same line kept, built in one go (one of these per delivered message)."""
+        line = f"{self.scheduler.now_ms} msg {source}>{target} {kind}"
+        buf = self._trace_buf
+        buf += line.encode("utf-8", "backslashreplace")
+        buf += payload
+        buf += b"\n"
+        if len(buf) >= TRACE_HASH_CHUNK:
+            self._trace_hash.update(buf)
+            buf.clear()
+        if self.keep_trace:
+            self.trace.append(f"{line} {payload_digest(payload)}")
+
     def trace_hash(self) -> str:
         if self._trace_buf:
             self._trace_hash.update(self._trace_buf)
@@ -177,14 +192,17 @@ class SimCluster:
     def network_send(self, source: NodeId, target: NodeId, message: Any) -> None:
         host = self._by_id.get(target)
         # The connection is to the target's current process; a restart in between breaks it.
-        self.network.send(source, target, message, tag=host.incarnation if host else None)
+        self.network.send(source, target, message, host.incarnation if host else None)
 
     def _deliver(self, envelope: Envelope, message: Any) -> None:
         host = self._by_id.get(envelope.target)
-        if host is None or not host.up or envelope.tag != host.incarnation:
+        if host is None or host.node is None or envelope.tag != host.incarnation:
             self._dropped(envelope, "target down" if host is None or not host.up else "target restarted")
             return
-        host.deliver(envelope.source, message, envelope.payload)
+        if host.paused:  # through the host's gate, which queues it
+            host.deliver(envelope.source, message, envelope.payload)
+        else:
+            host.receive(envelope.source, message, envelope.payload)
 
     def _dropped(self, envelope: Envelope, reason: str) -> None:
         self.record(f"drop {envelope.source}>{envelope.target} {envelope.kind}", envelope.payload, reason)
@@ -450,9 +468,14 @@ class SimCluster:
         raw = host.engine.get_meta(SCHEMA_META_KEY)
         return Schema() if raw is None else Schema.from_plain(msgpack.unpackb(raw, raw=False, strict_map_key=False))
 
-    @staticmethod
-    def _table(node, keyspace: str, table: str):
-        tdef = node.schema.schema.table(keyspace, table)
+    def _table(self, node, keyspace: str, table: str):
+        schema = node.schema.schema
+        seen = (node.local, keyspace, table)
+        hit = self._tables_seen.get(seen)
+        if hit is not None and hit[0] is schema:  # schemas are immutable: same one, same answer
+            return hit[1]
+        tdef = schema.table(keyspace, table)
         if tdef is None:
             raise InvalidRequest(f"unknown table {keyspace}.{table}")
+        self._tables_seen[seen] = (schema, tdef)
         return tdef

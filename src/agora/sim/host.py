@@ -273,7 +273,7 @@ class SimHost:
 
     def receive(self, source: NodeId, message: Any, payload: bytes) -> None:
         """A message arrived from the network (already decoded); called through the gate."""
-        self.cluster.record(f"msg {source}>{self.id} {type(message).__name__}", payload)
+        self.cluster.record_message(source, self.id, type(message).__name__, payload)
         try:
             effects = self.node.on_message(source, message, self.clock_ms())
         except AgoraError as exc:

@@ -170,22 +170,29 @@ class Network:
         return payload
 
     def send(self, source: NodeId, target: NodeId, message: Any, tag: Any = None) -> Envelope:
-        payload = self.encode(message)
-        self._seq += 1
+        last = self._encoded  # `encode`, inlined: one of these per message
+        if last is not None and last[0] is message:
+            payload = last[1]
+        else:
+            payload = codec.encode(message)
+            self._encoded = (message, payload)
+        self._seq = seq = self._seq + 1
         name = type(message).__name__
-        envelope = Envelope(self._seq, source, target, payload, self.scheduler.now_ms, name, tag)
+        envelope = Envelope(seq, source, target, payload, self.scheduler.now_ms, name, tag)
         stats = self.stats
         stats.sent += 1
         stats.bytes_sent += len(payload)
-        stats.by_verb[name] = stats.by_verb.get(name, 0) + 1
+        by_verb = stats.by_verb
+        by_verb[name] = by_verb.get(name, 0) + 1
         if (source, target) in self.blocked:
             stats.dropped_blocked += 1
             self.on_drop(envelope, "blocked")
             return envelope
         # Draw chance in a fixed order per message, whatever the fault settings, so that
         # turning one fault on does not shift every later draw of the others.
-        lost = self.rng.random() < self.loss
-        duplicated = self.rng.random() < self.duplicate
+        random = self.rng.random
+        lost = random() < self.loss
+        duplicated = random() < self.duplicate
         if lost:
             stats.dropped_loss += 1
             self.on_drop(envelope, "lost")
@@ -198,14 +205,16 @@ class Network:
         return envelope
 
     def _schedule(self, envelope: Envelope) -> None:
-        lo, hi = self.latency_range(envelope.source, envelope.target)
+        link = (envelope.source, envelope.target)
+        lo, hi = self._range_cache.get(link) or self.latency_range(envelope.source, envelope.target)
         random = self.rng.random
         if random() < self.slow:  # drawn always, so `slow` shifts no other draw
             lo, hi = self.slow_ms
         at = self.scheduler.now_ms + lo + int(random() * (hi - lo + 1))  # uniform over lo..hi
-        link = (envelope.source, envelope.target)
         if not self.reorder:
-            at = max(at, self._link_last_ms.get(link, 0))
+            last = self._link_last_ms.get(link, 0)
+            if last > at:
+                at = last
             self._link_last_ms[link] = at
         self.scheduler.post_at(at, self._arrive, envelope)
 

@@ -178,7 +178,10 @@ class EndpointState:
         Gossiper.getMaxEndpointStateVersion)."""
         m = self._max_version
         if m is None:
-            m = max([self.heartbeat.version, *(v.version for _, v in self.app_states)])
+            m = self.heartbeat.version
+            for _, v in self.app_states:
+                if v.version > m:
+                    m = v.version
             object.__setattr__(self, "_max_version", m)
         return m
 
