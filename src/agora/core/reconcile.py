@@ -444,6 +444,8 @@ def slice_partition(p: Partition, cmd: ReadCommand) -> Partition:
     deletion, and the range tombstones that meet a slice (kept whole, so a coordinator
     merging replica answers sees every deletion that covers a returned row)."""
     assert p.table_id == cmd.table_id and p.key == cmd.key, "slicing another partition"
+    if cmd.slices is None and cmd.columns is None:  # the whole partition: nothing to cut
+        return canonical(p)
     columns = None if cmd.columns is None else frozenset(cmd.columns)
     intervals = None
     rts = p.range_tombstones

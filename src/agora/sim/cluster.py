@@ -138,9 +138,9 @@ class SimCluster:
     def record(self, line: str, payload: bytes | None = None, tail: str = "",
                note: str | None = None) -> None:
         """One trace line at the current virtual time. A message's `payload` goes into the
-        hash whole, and the kept line shows a short digest of it, then `tail`. A `note` is
-        shown in the kept line but not hashed (so the hash does not depend on
-        `keep_trace`)."""
+        hash whole, and the kept line shows a short digest of it (or `note`, if given), then
+        `tail`. A `note` is shown in the kept line but not hashed (so the hash does not depend
+        on `keep_trace`)."""
         line = f"{self.scheduler.now_ms} {line}"
         buf = self._trace_buf
         buf += line.encode("utf-8", "backslashreplace")
@@ -153,7 +153,7 @@ class SimCluster:
             self._trace_hash.update(buf)
             buf.clear()
         if self.keep_trace:
-            shown = note if payload is None else payload_digest(payload)
+            shown = payload_digest(payload) if payload is not None and note is None else note
             parts = [line] + ([shown] if shown is not None else []) + ([tail] if tail else [])
             self.trace.append(" ".join(parts))
 

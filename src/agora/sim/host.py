@@ -64,7 +64,9 @@ from agora.core.effects import (BatchlogLoad, BatchlogRemove, BatchlogStore, Hal
                                 StorageDropTable, StorageReplace)
 from agora.core.errors import AgoraError
 from agora.core.node import Node, restore
-from agora.core.types import NodeId
+from agora.core.packing import pack
+from agora.core.plain import partition_to_plain
+from agora.core.types import NodeId, Partition
 from agora.storage import completions
 from agora.sim.clock import SimClock
 from agora.sim.results import ConnectionLost, SimFuture
@@ -364,7 +366,16 @@ class SimHost:
 
     def _reply(self, eff: Reply) -> None:
         fut = self._futures.pop(eff.client_id, None)
-        self.cluster.record(f"reply {self.id} client#{eff.client_id} {eff.result!r}")
+        result = eff.result
+        if type(result) is Partition or (type(result) is list and result and type(result[0]) is Partition):
+            # Data is hashed as its plain encoding, which says the same at a fraction of the
+            # cost of its repr (a kept trace still shows the repr).
+            plain = partition_to_plain(result) if type(result) is Partition \
+                else [partition_to_plain(p) for p in result]
+            note = repr(result) if self.cluster.keep_trace else None
+            self.cluster.record(f"reply {self.id} client#{eff.client_id} data", pack(plain), note=note)
+        else:
+            self.cluster.record(f"reply {self.id} client#{eff.client_id} {result!r}")
         if fut is None or fut.done:
             return
         now = self.cluster.scheduler.now_ms

@@ -24,7 +24,10 @@ Semantics, chosen to match the runtime's TCP transport unless a fault says other
   `check_roundtrip=n` checks every n-th message only (by sequence number, so the same ones
   on every run), for long runs where the check would cost more than it finds.
 - A coordinator sends one message object to several replicas; it is encoded once and the
-  same bytes go to each (messages are values: nothing changes them between sends).
+  same bytes go to each (messages are values: nothing changes them between sends), and
+  those bytes are decoded once, at the first arrival: the later receivers get the same
+  decoded value (nothing changes a message after it arrives either; every payload still
+  crosses as bytes through the real decoder).
 
 Does not know: nodes, crashes or pauses. The cluster decides what a delivery means
 (`deliver(envelope, message)`) and is told about drops (`on_drop(envelope, reason)`).
@@ -64,6 +67,9 @@ class Envelope:
     kind: str  # the message's class name, for traces and statistics
     tag: Any = None
     copy: bool = False  # a duplicate made by the network
+    # Shared by every envelope carrying the same payload object: [the decoded message, or
+    # None until the first of them arrives]
+    decoded: list | None = None
 
 
 @dataclass
@@ -104,7 +110,8 @@ class Network:
         self.slow_ms = slow_ms
         self.check_roundtrip = check_roundtrip
         self._roundtrip_every = 0 if check_roundtrip is False else int(check_roundtrip)
-        self._encoded: tuple[Any, bytes] | None = None  # the last message encoded, and its bytes
+        # the last message encoded, its bytes, and the decode cell its envelopes share
+        self._encoded: tuple[Any, bytes, list] | None = None
         self.blocked: set[tuple[NodeId, NodeId]] = set()
         self._link_latency: dict[tuple[NodeId, NodeId], tuple[int, int]] = {}
         self._link_last_ms: dict[tuple[NodeId, NodeId], int] = {}  # FIFO: last arrival per link
@@ -166,19 +173,19 @@ class Network:
         if last is not None and last[0] is message:
             return last[1]
         payload = codec.encode(message)
-        self._encoded = (message, payload)
+        self._encoded = (message, payload, [None])
         return payload
 
     def send(self, source: NodeId, target: NodeId, message: Any, tag: Any = None) -> Envelope:
         last = self._encoded  # `encode`, inlined: one of these per message
         if last is not None and last[0] is message:
-            payload = last[1]
+            payload, decoded = last[1], last[2]
         else:
-            payload = codec.encode(message)
-            self._encoded = (message, payload)
+            payload, decoded = codec.encode(message), [None]
+            self._encoded = (message, payload, decoded)
         self._seq = seq = self._seq + 1
         name = type(message).__name__
-        envelope = Envelope(seq, source, target, payload, self.scheduler.now_ms, name, tag)
+        envelope = Envelope(seq, source, target, payload, self.scheduler.now_ms, name, tag, False, decoded)
         stats = self.stats
         stats.sent += 1
         stats.bytes_sent += len(payload)
@@ -200,7 +207,7 @@ class Network:
         self._schedule(envelope)
         if duplicated:
             stats.duplicated += 1
-            copy = Envelope(envelope.seq, source, target, payload, envelope.sent_ms, name, tag, True)
+            copy = Envelope(envelope.seq, source, target, payload, envelope.sent_ms, name, tag, True, decoded)
             self._schedule(copy)
         return envelope
 
@@ -223,11 +230,16 @@ class Network:
             self.stats.dropped_blocked += 1
             self.on_drop(envelope, "blocked in flight")
             return
-        try:
-            message = codec.decode(envelope.payload)
-        except ProtocolError as exc:  # both ends are our codec: this is our bug
-            raise AssertionError(f"undecodable message {envelope.source}->{envelope.target}: "
-                                 f"{exc}; payload {envelope.payload[:64].hex()}") from exc
+        cell = envelope.decoded
+        message = None if cell is None else cell[0]
+        if message is None:
+            try:
+                message = codec.decode(envelope.payload)
+            except ProtocolError as exc:  # both ends are our codec: this is our bug
+                raise AssertionError(f"undecodable message {envelope.source}->{envelope.target}: "
+                                     f"{exc}; payload {envelope.payload[:64].hex()}") from exc
+            if cell is not None:
+                cell[0] = message
         every = self._roundtrip_every
         if every and envelope.seq % every == 0:
             again = codec.encode(message)
