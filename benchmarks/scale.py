@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from multiprocessing import Pool
+import multiprocessing
 from pathlib import Path
 
 SUBNET = "127.0.63"
@@ -93,6 +93,22 @@ def _bench_table_id() -> bytes:
         cl.shutdown()
 
 
+def _check_loaded(rows: int) -> None:
+    """The last loaded key reads back through CQL at ALL: every replica has the bulk rows."""
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import Cluster
+    from cassandra.query import SimpleStatement
+
+    cl = Cluster([f"{SUBNET}.1"])
+    try:
+        row = cl.connect().execute(SimpleStatement("SELECT v FROM bench.kv WHERE k = %s",
+                                                   consistency_level=ConsistencyLevel.ALL), (rows - 1,)).one()
+    finally:
+        cl.shutdown()
+    if row is None or len(row[0]) != VALUE_SIZE:
+        raise SystemExit(f"key {rows - 1} did not read back after the bulk load: {row!r}")
+
+
 def measure(rows: int, args, out: Path) -> dict:
     from agora.runtime.cluster import LocalCluster, parse_dc_layout
 
@@ -108,7 +124,8 @@ def measure(rows: int, args, out: Path) -> dict:
         cluster.down()
         template = _template(str(d / "node1" / "data"), table_id)
         t0 = time.monotonic()
-        with Pool(min(3, os.cpu_count() or 1)) as pool:
+        # spawn, not fork: this process has driver threads whose locks a forked child would inherit
+        with multiprocessing.get_context("spawn").Pool(min(3, os.cpu_count() or 1)) as pool:
             cpu = pool.map(_load_node, [(str(d / n.name / "data"), table_id, template, 1, rows)
                                         for n in cluster.nodes])
         load_s = time.monotonic() - t0
@@ -116,6 +133,7 @@ def measure(rows: int, args, out: Path) -> dict:
               f"({sum(cpu):.0f} s CPU)", flush=True)
         disk = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         cluster.start()
+        _check_loaded(rows)
         result_file = out / f"bench-{rows}.json"
         r = _agora("bench", "--hosts", HOSTS, "--dir", str(d), "--workload", args.workload, "--no-load",
                    "--keys", str(rows), "--duration", str(args.duration), "--warmup", str(args.warmup),
