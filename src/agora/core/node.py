@@ -307,7 +307,7 @@ class Node:
         try:
             new_schema = change(self.schema.schema, self.next_timestamp(now_ms))
         except InvalidRequest as exc:
-            return [Reply(client_id, exc)]
+            return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         peers = [n for n in self.gossiper.live_nodes() if n != self.local]
         effects = self.schema.change(new_schema, peers)
         return [*effects, *self._schema_gossip(), Reply(client_id, self.schema.version)]

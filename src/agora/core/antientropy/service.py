@@ -135,7 +135,7 @@ class AntiEntropy:
         try:
             session = self._new_session(parse_request(args), now_ms)
         except InvalidRequest as exc:
-            return [Reply(client_id, exc)]
+            return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         effects = self.runner.start(session, now_ms)
         return [*self._after(effects, now_ms), Reply(client_id, session.report(now_ms))]
 

@@ -110,7 +110,7 @@ class BatchlogCoordinator:
         try:
             self._check_available(partitions, cl)
         except (Unavailable, InvalidRequest) as exc:
-            return [Reply(client_id, exc)]
+            return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         holders = batchlog_endpoints(self.p.local, self.local_rack, self.p.dc_members(),
                                      self.p.is_alive, self.rng)
         if not holders:

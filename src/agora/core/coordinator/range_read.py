@@ -165,7 +165,7 @@ class RangeReadCoordinator:
             for piece in pieces:  # every sub-range, before anything is sent
                 self._targets(req, cl, piece.replicas)
         except (Unavailable, InvalidRequest) as exc:
-            return [Reply(client_id, exc)]
+            return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         first = pieces[0]
         scan = _Scan(client_id, cl, command, req, pieces, cursor=(first.start_token, first.start_key))
         self._by_client[client_id] = scan

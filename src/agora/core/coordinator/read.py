@@ -73,7 +73,7 @@ class ReadCoordinator:
             if not req.satisfied(reached):
                 raise Unavailable(int(cl), req.total, sum(reached.values()))
         except (Unavailable, InvalidRequest) as exc:
-            return [Reply(client_id, exc)]
+            return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         rd = _Read(client_id, cl, command, alive, req, now_ms, p.next_req_id())
         self._by_req[rd.req_id] = rd
         self._by_client[client_id] = rd

@@ -91,7 +91,7 @@ class WriteCoordinator:
                     raise Unavailable(int(cl), req.total, sum(reached.values()))
                 plans.append((part, replicas, alive, req))
         except (Unavailable, InvalidRequest) as exc:
-            return [Reply(client_id, exc)]
+            return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         if not plans:  # an empty batch is a no-op that succeeds, as in Cassandra
             return [Reply(client_id, None)]
         cw = _ClientWrite(client_id, cl, {}, write_type, remaining=len(plans))
