@@ -9,9 +9,8 @@ random number: the one thing a run depends on is the order of `schedule` calls, 
 what makes one seed reproduce a run byte for byte (FoundationDB's and TigerBeetle's
 simulators, DESIGN.md section 2).
 
-Does not know: nodes, networks or messages. An event is a callable and its argument. The
-heap holds (time, sequence, function, argument) tuples, so ordering is a C-level comparison
-of two integers (the sequence numbers are unique: nothing else is ever compared). Two kinds:
+Does not know: nodes, networks or messages. An event is a callable and its argument, queued
+behind the other events of its millisecond (`Scheduler` has the layout). Two kinds:
 
 - `post_at` / `post`: `function(argument)` at that time, no object made and nothing
   returned (network deliveries, a host's inputs: most of a run's events), so it cannot be
@@ -25,6 +24,7 @@ Both draw their sequence number from the one counter, so mixing them changes no 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -79,11 +79,19 @@ def _run_event(event: SimEvent) -> None:
 
 
 class Scheduler:
-    """Virtual clock plus event heap. `now_ms` only moves forward, and only in `step`."""
+    """Virtual clock plus event queue. `now_ms` only moves forward, and only in `step` and
+    `advance_to`.
+
+    The queue is a heap of the distinct times that have events, plus one FIFO of events per
+    time: events at one millisecond run in the order they were scheduled, which is sequence
+    order, so (time, sequence) ordering needs no comparison beyond the heap's integers, and
+    a second event at a time already pending costs an append instead of a heap push."""
 
     def __init__(self) -> None:
         self.now_ms = 0
-        self._heap: list[tuple[int, int, Callable, Any]] = []
+        self._times: list[int] = []  # heap of the times in `_due`
+        self._due: dict[int, deque] = {}  # time -> deque of (function, arg), in sequence order
+        self._pending = 0  # entries in `_due`, cancelled ones included
         self._seq = 0
         self._same_ms_count = 0
         self.events_run = 0
@@ -95,10 +103,10 @@ class Scheduler:
         """`action()` (or `action(arg)`) at `at_ms`, cancellable through the event returned."""
         assert isinstance(at_ms, int), f"virtual time is integer milliseconds, got {at_ms!r}"
         assert at_ms >= self.now_ms, f"cannot schedule in the past ({at_ms} < {self.now_ms})"
-        assert len(self._heap) < MAX_PENDING_EVENTS, "too many pending events: a runaway loop?"
+        assert self._pending < MAX_PENDING_EVENTS, "too many pending events: a runaway loop?"
         self._seq = seq = self._seq + 1
         event = SimEvent(at_ms, seq, action, label, arg)
-        heapq.heappush(self._heap, (at_ms, seq, _run_event, event))
+        self._push(at_ms, _run_event, event)
         return event
 
     def schedule(self, delay_ms: int, action: Callable, label: str | tuple = "",
@@ -110,64 +118,96 @@ class Scheduler:
         """`function(arg)` at `at_ms`; cannot be cancelled (the cheap kind of event)."""
         assert type(at_ms) is int, f"virtual time is integer milliseconds, got {at_ms!r}"
         assert at_ms >= self.now_ms, f"cannot schedule in the past ({at_ms} < {self.now_ms})"
-        heap = self._heap
-        assert len(heap) < MAX_PENDING_EVENTS, "too many pending events: a runaway loop?"
-        self._seq = seq = self._seq + 1
-        heapq.heappush(heap, (at_ms, seq, function, arg))
+        assert self._pending < MAX_PENDING_EVENTS, "too many pending events: a runaway loop?"
+        self._seq += 1
+        self._push(at_ms, function, arg)
 
     def post(self, delay_ms: int, function: Callable[[Any], None], arg: Any) -> None:
         assert type(delay_ms) is int and delay_ms >= 0, f"bad delay {delay_ms!r}"
         self.post_at(self.now_ms + delay_ms, function, arg)
 
+    def _push(self, at_ms: int, function: Callable, arg: Any) -> None:
+        self._pending += 1
+        due = self._due.get(at_ms)
+        if due is None:
+            self._due[at_ms] = deque(((function, arg),))
+            heapq.heappush(self._times, at_ms)
+        else:
+            due.append((function, arg))
+
     # ---- running ------------------------------------------------------------------------
 
     def next_time(self) -> int | None:
-        """When the next live event is due, or None if nothing is pending."""
-        heap = self._heap
-        while heap and heap[0][2] is _run_event and heap[0][3].cancelled:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        """When the next live event is due, or None if nothing is pending (cancelled events
+        at the front are dropped on the way)."""
+        times, due = self._times, self._due
+        while times:
+            at = times[0]
+            queue = due[at]
+            while queue:
+                function, arg = queue[0]
+                if function is _run_event and arg.cancelled:
+                    queue.popleft()
+                    self._pending -= 1
+                    continue
+                return at
+            heapq.heappop(times)
+            del due[at]
+        return None
 
     def step(self, limit_ms: int | None = None) -> bool:
         """Run the next live event if it is due at or before `limit_ms` (any time if None).
         Returns whether an event ran."""
-        due = self.next_time()
-        if due is None or (limit_ms is not None and due > limit_ms):
+        at = self.next_time()
+        if at is None or (limit_ms is not None and at > limit_ms):
             return False
-        _, _, function, arg = heapq.heappop(self._heap)
-        if due == self.now_ms:
+        function, arg = self._due[at].popleft()  # its time stays queued: `next_time` tidies
+        self._pending -= 1
+        self._count(at)
+        self.now_ms = at
+        self.events_run += 1
+        function(arg)
+        return True
+
+    def _count(self, at: int) -> None:
+        if at == self.now_ms:
             self._same_ms_count += 1
             assert self._same_ms_count <= MAX_EVENTS_PER_MS, \
                 f"livelock: {MAX_EVENTS_PER_MS} events at {self.now_ms}ms without time moving"
         else:
             self._same_ms_count = 0
-        self.now_ms = due
-        self.events_run += 1
-        function(arg)
-        return True
 
     def advance_to(self, at_ms: int) -> None:
         """Move the clock forward to `at_ms` after every event due by then has run (the
         loop of `step`, inlined: this is the simulator's innermost loop)."""
-        heap, pop, run_event = self._heap, heapq.heappop, _run_event
+        times, due, pop, run_event = self._times, self._due, heapq.heappop, _run_event
         ran = 0
         try:
-            while heap:
-                due, _, function, arg = heap[0]
-                if due > at_ms:
+            while times:
+                at = times[0]
+                if at > at_ms:
                     break
-                pop(heap)
-                if function is run_event and arg.cancelled:
-                    continue
-                if due == self.now_ms:
-                    self._same_ms_count += 1
-                    assert self._same_ms_count <= MAX_EVENTS_PER_MS, \
-                        f"livelock: {MAX_EVENTS_PER_MS} events at {self.now_ms}ms without time moving"
-                else:
+                queue = due[at]
+                if at != self.now_ms:
                     self._same_ms_count = 0
-                    self.now_ms = due
-                ran += 1
-                function(arg)
+                    self.now_ms = at
+                count = self._same_ms_count
+                popleft = queue.popleft
+                while queue:  # events scheduled for `at` while these run join this queue
+                    function, arg = popleft()
+                    self._pending -= 1
+                    if function is run_event and arg.cancelled:
+                        continue
+                    count += 1
+                    if count > MAX_EVENTS_PER_MS:
+                        self._same_ms_count = count
+                        raise AssertionError(f"livelock: {MAX_EVENTS_PER_MS} events at {at}ms "
+                                             f"without time moving")
+                    ran += 1
+                    function(arg)
+                self._same_ms_count = count
+                pop(times)
+                del due[at]
         finally:
             self.events_run += ran
         if at_ms > self.now_ms:
@@ -175,4 +215,5 @@ class Scheduler:
 
     @property
     def pending(self) -> int:
-        return sum(1 for _, _, f, a in self._heap if not (f is _run_event and a.cancelled))
+        return sum(1 for queue in self._due.values() for f, a in queue
+                   if not (f is _run_event and a.cancelled))
