@@ -80,7 +80,9 @@ class ReadCoordinator:
         effects = []
         for i, node in enumerate(self._initial_targets(rd)):
             effects.append(self._ask(rd, node, digest_only=i > 0))
-        window = self.latency.setdefault(command.table_id, LatencyWindow())
+        window = self.latency.get(command.table_id)
+        if window is None:
+            window = self.latency[command.table_id] = LatencyWindow()
         effects.append(SetTimer(("read", client_id), self.read_timeout_ms))
         effects.append(SetTimer(("speculate", client_id), window.threshold_ms()))
         return effects
