@@ -120,11 +120,27 @@ class Scheduler:
         assert at_ms >= self.now_ms, f"cannot schedule in the past ({at_ms} < {self.now_ms})"
         assert self._pending < MAX_PENDING_EVENTS, "too many pending events: a runaway loop?"
         self._seq += 1
-        self._push(at_ms, function, arg)
+        self._pending += 1  # `_push`, inlined: most events come this way
+        due = self._due.get(at_ms)
+        if due is None:
+            self._due[at_ms] = deque(((function, arg),))
+            heapq.heappush(self._times, at_ms)
+        else:
+            due.append((function, arg))
 
     def post(self, delay_ms: int, function: Callable[[Any], None], arg: Any) -> None:
+        """`function(arg)` `delay_ms` from now (`post_at`, inlined)."""
         assert type(delay_ms) is int and delay_ms >= 0, f"bad delay {delay_ms!r}"
-        self.post_at(self.now_ms + delay_ms, function, arg)
+        assert self._pending < MAX_PENDING_EVENTS, "too many pending events: a runaway loop?"
+        at_ms = self.now_ms + delay_ms
+        self._seq += 1
+        self._pending += 1
+        due = self._due.get(at_ms)
+        if due is None:
+            self._due[at_ms] = deque(((function, arg),))
+            heapq.heappush(self._times, at_ms)
+        else:
+            due.append((function, arg))
 
     def _push(self, at_ms: int, function: Callable, arg: Any) -> None:
         self._pending += 1

@@ -176,11 +176,17 @@ class ReadCoordinator:
         got = rd.requirement.reached(self.placement.dc_of(n) for n in responders)
         if not rd.data or not rd.requirement.satisfied(got):
             return []
-        digests = {reconcile.digest(p) for p in rd.data.values()} | set(rd.digests.values())
-        if len(digests) == 1:
-            merged = reconcile.merge_many([p for p in rd.data.values() if p is not None]) \
-                if any(p is not None for p in rd.data.values()) else None
-            return self._finish(rd, reconcile.live_view(merged, now_ms // 1000) if merged else None)
+        answers = list(rd.data.values())
+        # one answer alone agrees with itself: no digest to compute
+        agree = len(answers) + len(rd.digests) == 1 or \
+            len({reconcile.digest(p) for p in answers} | set(rd.digests.values())) == 1
+        if agree:
+            versions = [p for p in answers if p is not None]
+            if not versions:
+                return self._finish(rd, None)
+            # live_view honours shadowing in any input: one version needs no canonical copy
+            merged = versions[0] if len(versions) == 1 else reconcile.merge_many(versions)
+            return self._finish(rd, reconcile.live_view(merged, now_ms // 1000))
         self.stats["digest_mismatch"] += 1
         rd.phase = "resolve"
         rd.req_id = self._rekey(rd)
