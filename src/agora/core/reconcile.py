@@ -342,8 +342,24 @@ def _expire_row(row: Row | None, now_s: int) -> Row | None:
     return Row(row.clustering, _expire_cell(row.marker, now_s), row.deletion, cells)
 
 
+def _expires(row: Row | None, now_s: int) -> bool:
+    """Whether anything in `row` has expired by `now_s` (and so `_expire_row` changes it)."""
+    if row is None:
+        return False
+    m = row.marker
+    if m is not None and m.ttl_s > 0 and m.value is not None and m.ldt_s <= now_s:
+        return True
+    for c in row.cells.values():
+        if c.ttl_s > 0 and c.value is not None and c.ldt_s <= now_s:
+            return True
+    return False
+
+
 def expire(p: Partition, now_s: int) -> Partition:
-    """Turn every TTL'd cell and marker that has expired by `now_s` into a tombstone."""
+    """Turn every TTL'd cell and marker that has expired by `now_s` into a tombstone. When
+    nothing has, that is `p` itself (partitions are values: nothing changes one in place)."""
+    if not _expires(p.static, now_s) and not any(_expires(row, now_s) for row in p.rows.values()):
+        return p
     rows = {ckey: _expire_row(row, now_s) for ckey, row in p.rows.items()}
     return Partition(p.table_id, p.key, p.deletion, list(p.range_tombstones),
                      _expire_row(p.static, now_s), rows)
