@@ -100,7 +100,10 @@ class SimHost:
         self.retired_stats: dict[str, int] = {}
         self.paused = False
         self._deferred: list[tuple[Callable[[Any], None], Any]] = []  # (function, arg)
-        self._timers: dict[Any, Any] = {}  # timer id -> SimEvent
+        # timer id -> the token of its live arming: a firing whose token is no longer here was
+        # re-armed or cancelled (cancelling is forgetting the token; the event stays queued)
+        self._timers: dict[Any, int] = {}
+        self._timer_token = 0
         self._queue: collections.deque = collections.deque()
         self._draining = False
         self._puts: list[StoragePut] = []
@@ -204,8 +207,6 @@ class SimHost:
         requests with it. The disk stays."""
         self.retired_stats = self.coordinator_stats()
         self.node = None
-        for event in self._timers.values():
-            event.cancel()
         self._timers.clear()
         self._queue.clear()
         self._draining = False
@@ -230,8 +231,6 @@ class SimHost:
         self._schedule(SHUTDOWN_ANNOUNCE_MS, self._close, "close")
 
     def _close(self) -> None:
-        for event in self._timers.values():
-            event.cancel()
         self._timers.clear()
         puts, self._puts = self._puts, []
         if puts:  # the runtime flushes what is queued before it closes the engine
@@ -315,15 +314,10 @@ class SimHost:
         handler(self, eff)
 
     def _set_timer(self, eff: SetTimer) -> None:
-        old = self._timers.pop(eff.timer_id, None)
-        if old is not None:
-            old.cancel()
-        self._arm(eff.timer_id, eff.delay_ms)
+        self._arm(eff.timer_id, eff.delay_ms)  # a new token: the old arming is void
 
     def _cancel_timer(self, eff: CancelTimer) -> None:
-        old = self._timers.pop(eff.timer_id, None)
-        if old is not None:
-            old.cancel()
+        self._timers.pop(eff.timer_id, None)
 
     def _storage_put(self, eff: StoragePut) -> None:
         self._puts.append(eff)
@@ -385,18 +379,14 @@ class SimHost:
             fut._complete(now, value=eff.result)
 
     def _arm(self, timer_id: Any, delay_ms: int) -> None:
-        event = self.cluster.scheduler.schedule(delay_ms, self._gate, ("timer", timer_id), None)
-        # The firing names its event by sequence number, not by the event itself: an event
-        # holding itself would be a reference cycle, which only the cyclic garbage collector
-        # frees (one per timer adds up to a tenth of a run's time).
-        event.arg = (self.incarnation, self._fire, (timer_id, event.seq))
-        self._timers[timer_id] = event
+        self._timer_token = token = self._timer_token + 1
+        self._timers[timer_id] = token
+        self._post(int(delay_ms), self._fire, (timer_id, token))
 
     def _fire(self, item: tuple) -> None:
-        timer_id, seq = item
-        event = self._timers.get(timer_id)
-        if event is None or event.seq != seq:
-            return  # re-armed or cancelled while this firing was queued behind a pause
+        timer_id, token = item
+        if self._timers.get(timer_id) != token:
+            return  # re-armed or cancelled (perhaps while this firing was queued behind a pause)
         del self._timers[timer_id]
         try:
             effects = self.node.on_timer(timer_id, self.clock_ms())

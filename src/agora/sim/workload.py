@@ -114,7 +114,7 @@ class Workload:
     # ---- one client's loop ------------------------------------------------------------
 
     def _later(self, client: _Client, delay_ms: int) -> None:
-        self.cluster.scheduler.schedule(delay_ms, lambda: self._next(client), ("client", client.name))
+        self.cluster.scheduler.post(delay_ms, self._next, client)
 
     def _next(self, client: _Client) -> None:
         if self.issued >= self.spec.ops:
@@ -130,8 +130,8 @@ class Workload:
         fut.add_done_callback(lambda f: self._answered(client, op, f))
         if op.outcome != "pending":
             return
-        timeout = self.cluster.scheduler.schedule(CLIENT_TIMEOUT_MS, lambda: self._timed_out(client, op, fut),
-                                                  ("client timeout", client.name))
+        timeout = self.cluster.scheduler.schedule(CLIENT_TIMEOUT_MS, self._timed_out,
+                                                  ("client timeout", client.name), (client, op, fut))
         fut.add_done_callback(lambda f: timeout.cancel())
 
     def _coordinator(self, client: _Client):
@@ -220,7 +220,8 @@ class Workload:
             value, ts = found.get(op.key, (None, None))
             History.complete(op, now, "ok", value, ts if value is not None else None)
 
-    def _timed_out(self, client: _Client, op: Op, fut: SimFuture) -> None:
+    def _timed_out(self, item: tuple[_Client, Op, SimFuture]) -> None:
+        client, op, fut = item
         if op.outcome != "pending":
             return
         if "scan" in fut.info:
