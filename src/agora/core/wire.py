@@ -34,24 +34,32 @@ def expect(cond: bool, what: str) -> None:
         raise ProtocolError(f"malformed message: {what}")
 
 
+# The checks below build their error text only when they fail: they run for every field of
+# every message decoded.
+
+
 def fields_of(fields, n: int, name: str) -> list:
     """The decoded field list of a message that takes exactly `n` fields."""
-    expect(isinstance(fields, list) and len(fields) == n, f"{name} takes {n} fields")
+    if not (isinstance(fields, list) and len(fields) == n):
+        raise ProtocolError(f"malformed message: {name} takes {n} fields")
     return fields
 
 
 def int_field(v, what: str) -> int:
-    expect(type(v) is int, f"{what} must be an int")
+    if type(v) is not int:
+        raise ProtocolError(f"malformed message: {what} must be an int")
     return v
 
 
 def str_field(v, what: str) -> str:
-    expect(type(v) is str, f"{what} must be a string")
+    if type(v) is not str:
+        raise ProtocolError(f"malformed message: {what} must be a string")
     return v
 
 
 def opt_str_field(v, what: str) -> str | None:
-    expect(v is None or type(v) is str, f"{what} must be a string or nil")
+    if v is not None and type(v) is not str:
+        raise ProtocolError(f"malformed message: {what} must be a string or nil")
     return v
 
 

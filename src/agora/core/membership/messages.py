@@ -64,27 +64,38 @@ MAX_PORT = 65535
 # ---- field checks ---------------------------------------------------------------------------
 
 
+# Each check builds its error text only when it fails (they run for every field decoded).
+
+
 def _check_list(value: Any, what: str, max_len: int) -> list | tuple:
-    expect(isinstance(value, (list, tuple)), f"{what}: expected a list")
-    expect(len(value) <= max_len, f"{what}: {len(value)} items > {max_len}")
+    if not isinstance(value, (list, tuple)):
+        expect(False, f"{what}: expected a list")
+    if len(value) > max_len:
+        expect(False, f"{what}: {len(value)} items > {max_len}")
     return value
 
 
 def _check_fields(fields: Any, what: str, count: int) -> list | tuple:
-    expect(isinstance(fields, (list, tuple)), f"{what}: expected a list")
-    expect(len(fields) == count, f"{what}: expected {count} fields, got {len(fields)}")
+    if not isinstance(fields, (list, tuple)):
+        expect(False, f"{what}: expected a list")
+    if len(fields) != count:
+        expect(False, f"{what}: expected {count} fields, got {len(fields)}")
     return fields
 
 
 def _check_counter(value: Any, what: str) -> int:
-    expect(isinstance(value, int) and not isinstance(value, bool), f"{what}: expected an int")
-    expect(0 <= value <= MAX_COUNTER, f"{what}: {value} out of range")
+    if not isinstance(value, int) or isinstance(value, bool):
+        expect(False, f"{what}: expected an int")
+    if not 0 <= value <= MAX_COUNTER:
+        expect(False, f"{what}: {value} out of range")
     return value
 
 
 def _check_str(value: Any, what: str, min_len: int, max_len: int) -> str:
-    expect(isinstance(value, str), f"{what}: expected a str")
-    expect(min_len <= len(value) <= max_len, f"{what}: length {len(value)} not in [{min_len}, {max_len}]")
+    if not isinstance(value, str):
+        expect(False, f"{what}: expected a str")
+    if not min_len <= len(value) <= max_len:
+        expect(False, f"{what}: length {len(value)} not in [{min_len}, {max_len}]")
     return value
 
 
@@ -298,7 +309,8 @@ def _states_from_wire(value: Any) -> EndpointStates:
     for item in _check_list(value, "endpoint states", MAX_GOSSIP_ENDPOINTS):
         endpoint, state = _check_fields(item, "endpoint state entry", 2)
         check_endpoint(endpoint)
-        expect(endpoint not in states, f"endpoint states: {endpoint!r} repeated")
+        if endpoint in states:
+            expect(False, f"endpoint states: {endpoint!r} repeated")
         states[endpoint] = EndpointState.from_wire(state)
     return tuple(sorted(states.items()))
 
