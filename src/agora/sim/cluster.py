@@ -86,6 +86,7 @@ class SimCluster:
         self.event_listeners: list[Callable[[NodeId, Event], None]] = []
         self.logs: list[tuple[int, NodeId, str, str]] = []
         self._tables_seen: dict[tuple[NodeId, str, str], tuple[Schema, Any]] = {}  # see `_table`
+        self._commands: dict[tuple, tuple[Any, ReadCommand]] = {}  # see `_read_command`
 
         addresses = [f"127.0.0.{i + 1}" for i in range(len(layout))]
         seeds: list[str] = []
@@ -439,7 +440,7 @@ class SimCluster:
             node = host.node
             try:
                 tdef = self._table(node, keyspace, table)
-                cmd = rowmaps.read_command(tdef, dict(key))
+                cmd = self._read_command(tdef, key)
             except AgoraError as exc:
                 return [Reply(cid, exc.with_traceback(None))]  # an answer: no frames kept
             used["table"] = tdef
@@ -467,6 +468,20 @@ class SimCluster:
         """The schema a down node's disk holds (what it would load at boot)."""
         raw = host.engine.get_meta(SCHEMA_META_KEY)
         return Schema() if raw is None else Schema.from_plain(msgpack.unpackb(raw, raw=False, strict_map_key=False))
+
+    def _read_command(self, tdef, key: dict) -> ReadCommand:
+        """`rowmaps.read_command(tdef, key)`, remembered per table definition and key (a
+        command is a value; clients read the same few keys over and over)."""
+        try:
+            memo = (id(tdef), tuple(sorted(key.items())))
+            hit = self._commands.get(memo)
+        except TypeError:  # a key value that cannot be a dict key: no memo
+            return rowmaps.read_command(tdef, dict(key))
+        if hit is not None and hit[0] is tdef:
+            return hit[1]
+        cmd = rowmaps.read_command(tdef, dict(key))
+        self._commands[memo] = (tdef, cmd)  # holding tdef keeps its id from being reused
+        return cmd
 
     def _table(self, node, keyspace: str, table: str):
         schema = node.schema.schema
