@@ -39,9 +39,10 @@ what was synced), `boot` after a crash (a new `Node` with the same identity and 
 generation), `pause`/`resume` (SIGSTOP/SIGCONT: nothing runs, inputs queue up, due timers
 fire on resume).
 
-Every input to the node goes through `_input`, which drops events meant for an earlier
+Every input to the node goes through `_gate`, which drops events meant for an earlier
 incarnation and queues them while paused; that one gate is what keeps crashed and paused
-nodes honest.
+nodes honest. (A network delivery to a running, unpaused process is handed to `receive`
+directly by the cluster, which checks the same two things first.)
 """
 
 from __future__ import annotations
@@ -151,9 +152,6 @@ class SimHost:
         """An input for this incarnation, `delay_ms` from now, through the gate:
         `function(arg)` (no closure: the common inputs are bound methods)."""
         self.cluster.scheduler.post(delay_ms, self._gate, (self.incarnation, function, arg))
-
-    def _input(self, incarnation: int, action: Callable[[], None]) -> None:
-        self._gate((incarnation, _call, action))
 
     def _gate(self, item: tuple) -> None:
         """Every input passes here: (incarnation, function, arg) runs `function(arg)` if it
@@ -307,11 +305,6 @@ class SimHost:
                 handler(self, eff)
         finally:
             self._draining = False
-
-    def _execute(self, eff) -> None:
-        """Execute one effect (what `_run` does for each, by the effect's type)."""
-        handler = _HANDLERS.get(type(eff)) or _handler_of(eff)
-        handler(self, eff)
 
     def _set_timer(self, eff: SetTimer) -> None:
         self._arm(eff.timer_id, eff.delay_ms)  # a new token: the old arming is void
