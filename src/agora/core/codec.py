@@ -15,6 +15,8 @@ from agora.core.verbs import BY_NUMBER
 from agora.core.wire import Message
 
 _unpack = msgpack.unpackb
+# verb number -> (message class, its from_wire): one lookup per decoded message
+_DECODERS = {number: (verb.message, verb.message.from_wire) for number, verb in BY_NUMBER.items()}
 
 
 def encode(message: Message) -> bytes:
@@ -28,12 +30,12 @@ def decode(payload: bytes) -> Message:
         raise ProtocolError(f"undecodable payload: {exc.__class__.__name__}") from None
     if not isinstance(obj, list) or not obj or type(obj[0]) is not int:
         raise ProtocolError("payload is not [verb, ...]")
-    verb = BY_NUMBER.get(obj[0])
-    if verb is None:
+    decoder = _DECODERS.get(obj[0])
+    if decoder is None:
         raise ProtocolError(f"unknown verb {obj[0]}")
     try:
-        return verb.message.from_wire(obj[1:])
+        return decoder[1](obj[1:])
     except ProtocolError:
         raise
     except Exception as exc:  # a decoder bug must still only cost the connection
-        raise ProtocolError(f"bad {verb.message.__name__}: {exc.__class__.__name__}: {exc}") from None
+        raise ProtocolError(f"bad {decoder[0].__name__}: {exc.__class__.__name__}: {exc}") from None

@@ -59,7 +59,9 @@ class MemoryEngine(StorageEngine):
 
     def apply(self, partitions: Sequence[Partition], sync: bool = False) -> None:
         assert not self._closed, "engine closed"
-        for ident, p in coalesce(partitions).items():
+        batch = coalesce(partitions).items() if len(partitions) != 1 \
+            else (((partitions[0].table_id, partitions[0].key), partitions[0]),)  # the usual: one
+        for ident, p in batch:
             old = self._current.get(ident)
             if old is None:
                 token, merged = token_for_key(p.key), reconcile.canonical(p)
