@@ -57,7 +57,15 @@ Layout = Sequence[tuple[str, str]]
 
 
 def _cl(cl: ConsistencyLevel | str) -> ConsistencyLevel:
-    return cl if isinstance(cl, ConsistencyLevel) else ConsistencyLevel[str(cl).upper()]
+    if isinstance(cl, ConsistencyLevel):
+        return cl
+    level = _LEVELS.get(cl)  # the names clients pass, looked up once each
+    if level is None:
+        level = _LEVELS[cl] = ConsistencyLevel[str(cl).upper()]
+    return level
+
+
+_LEVELS: dict[str, ConsistencyLevel] = {}
 
 
 class SimCluster:

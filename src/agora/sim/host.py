@@ -153,6 +153,10 @@ class SimHost:
         `function(arg)` (no closure: the common inputs are bound methods)."""
         self.cluster.scheduler.post(delay_ms, self._gate, (self.incarnation, function, arg))
 
+    def _input(self, incarnation: int, action: Callable[[], None]) -> None:
+        """`action()` now, through the gate, as an input meant for `incarnation`."""
+        self._gate((incarnation, _call, action))
+
     def _gate(self, item: tuple) -> None:
         """Every input passes here: (incarnation, function, arg) runs `function(arg)` if it
         is meant for the current process; queued while paused."""

@@ -17,9 +17,9 @@ from agora.core.messages import (MutationReq, MutationRsp, RangeReadReq, RangeRe
 from agora.core.tombstones.compaction import (GC_FIRST_PASS_GOSSIP_ROUNDS, PURGE_HORIZON_META_KEY,
                                               PURGE_HORIZON_STATE, REPAIR_FLAG_STATE, PurgeGuards,
                                               TombstoneCompaction, parse_repair_flag)
-from agora.core.tombstones.downtime import (DECIDING, DOWNTIME_META_KEY, HEARTBEAT_TIMER,
-                                            LAST_ALIVE_META_KEY, REBUILDING, RETRY_TIMER, Downtime,
-                                            suspect_tables)
+from agora.core.tombstones.downtime import (DECIDING, DOWNTIME_META_KEY, GUARDED, HEARTBEAT_TIMER,
+                                            LAST_ALIVE_META_KEY, REBUILDING, RETRY_TIMER, SERVING,
+                                            Downtime, suspect_tables)
 from agora.core.tombstones.messages import PurgeHorizonReq, PurgeHorizonRsp
 from agora.core.types import NodeId
 
@@ -101,7 +101,7 @@ class Tombstones:
     def refuse(self, source: NodeId, msg) -> list | None:
         """The answer to a replica request this node must not serve now, else None."""
         d = self.downtime
-        if d.serves_reads and d.accepts_writes:  # the usual case: nothing to refuse
+        if d.state in (SERVING, GUARDED):  # serves reads and takes writes: the usual case
             return None
         if isinstance(msg, ReadReq) and not d.serves_reads:
             return [Send(source, ReadRsp(msg.req_id, None, None, NOT_SERVING))]
