@@ -8,7 +8,10 @@ part there): with the cluster stopped, each node's own RocksDB is filled through
 `RocksEngine.apply`, the very code a running node uses for a write, with partitions cloned
 from one row written through CQL, so the stored form is exactly what a CQL INSERT leaves.
 With RF 3 on 3 nodes every node holds every row. Then the cluster starts again and
-`agora bench --no-load --keys N` measures the workload over all N keys.
+`agora bench --no-load --keys N` measures the workload over all N keys twice: "cold", right
+after the start (RocksDB's block cache empty, the freshly compacted files not yet read), and
+"warm", after --warm-after more seconds of the same workload: the steady state the scale
+target is about. At 10 million rows the caches take minutes to fill on this machine.
 
     python benchmarks/scale.py                       # 100k and 10M rows, workload a, 30 s each
     python benchmarks/scale.py --rows 100000,1000000 --workload write --duration 20
@@ -134,16 +137,18 @@ def measure(rows: int, args, out: Path) -> dict:
         disk = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         cluster.start()
         _check_loaded(rows)
-        result_file = out / f"bench-{rows}.json"
-        r = _agora("bench", "--hosts", HOSTS, "--dir", str(d), "--workload", args.workload, "--no-load",
-                   "--keys", str(rows), "--duration", str(args.duration), "--warmup", str(args.warmup),
-                   "--processes", str(args.processes), "--concurrency", str(args.concurrency),
-                   "--value-size", str(VALUE_SIZE), "--json", str(result_file), "--quiet", check=False)
-        print(r.stdout, r.stderr, sep="", flush=True)
-        if r.returncode != 0:
-            raise SystemExit(f"agora bench failed at {rows} rows")
-        res = json.loads(result_file.read_text())
-        res["rows"], res["disk_bytes"], res["load_s"] = rows, disk, load_s
+        runs = []
+        for phase, warmup in (("cold", args.warmup), ("warm", args.warm_after)):
+            result_file = out / f"bench-{rows}-{phase}.json"  # cold: right after the start
+            r = _agora("bench", "--hosts", HOSTS, "--dir", str(d), "--workload", args.workload, "--no-load",
+                       "--keys", str(rows), "--duration", str(args.duration), "--warmup", str(warmup),
+                       "--processes", str(args.processes), "--concurrency", str(args.concurrency),
+                       "--value-size", str(VALUE_SIZE), "--json", str(result_file), "--quiet", check=False)
+            print(f"  -- {phase}", r.stdout, r.stderr, sep="\n", flush=True)
+            if r.returncode != 0:
+                raise SystemExit(f"agora bench failed at {rows} rows")
+            runs.append(json.loads(result_file.read_text()))
+        res = {"rows": rows, "disk_bytes": disk, "load_s": load_s, "cold": runs[0], "warm": runs[1]}
         return res
     finally:
         cluster.down(kill=True)
@@ -156,7 +161,9 @@ def main() -> None:
     ap.add_argument("--rows", default="100000,10000000", help="comma-separated row counts (default 100000,10000000)")
     ap.add_argument("--workload", default="a", choices=("a", "b", "c", "write"))
     ap.add_argument("--duration", type=float, default=30)
-    ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--warmup", type=float, default=5, help="unrecorded seconds before the cold run")
+    ap.add_argument("--warm-after", type=float, default=120,
+                    help="unrecorded seconds of the workload between the cold and the warm run (default 120)")
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--work", default=None, help="where the clusters' data goes (default: the temp dir)")
@@ -170,10 +177,13 @@ def main() -> None:
         print(f"== {rows:,} rows", flush=True)
         results.append(measure(rows, args, out))
     base = results[0]
-    print(f"\n{'rows':>12} {'ops/s':>8} {'p99 ms':>8} {'disk':>9} {'vs first':>9}")
+    print(f"\n{'rows':>12} {'phase':>5} {'ops/s':>8} {'p99 ms':>8} {'CPU µs/op':>10} {'disk':>9} {'vs first':>9}")
     for r in results:
-        print(f"{r['rows']:>12,} {r['throughput_ops_s']:>8.0f} {r['latency_us']['p99_us'] / 1000:>8.1f} "
-              f"{r['disk_bytes'] / 2**30:>7.2f}GB {r['throughput_ops_s'] / base['throughput_ops_s']:>8.0%}")
+        for phase in ("cold", "warm"):
+            b, first = r[phase], base[phase]
+            print(f"{r['rows']:>12,} {phase:>5} {b['throughput_ops_s']:>8.0f} {b['latency_us']['p99_us'] / 1000:>8.1f} "
+                  f"{(b['server_cpu'] or {}).get('us_per_op', 0):>10.0f} {r['disk_bytes'] / 2**30:>7.2f}GB "
+                  f"{b['throughput_ops_s'] / first['throughput_ops_s']:>8.0%}")
     (out / "scale.json").write_text(json.dumps(results, indent=2))
 
 
