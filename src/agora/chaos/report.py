@@ -13,11 +13,11 @@ Does not know: how the run was made (`agora.chaos.run`).
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from agora.sim.checkers import percentile
 from agora.sim.history import Op
+from agora.sim.report import operation_lines
 
 if TYPE_CHECKING:
     from agora.chaos.run import ChaosResult
@@ -59,20 +59,10 @@ def skewed_writes(result: ChaosResult) -> list[tuple[Op, int]]:
 
 
 def _ops_lines(result: ChaosResult) -> list[str]:
-    by_kind: dict[str, Counter] = {}
-    levels: Counter = Counter()
-    for op in result.history.ops:
-        by_kind.setdefault(op.kind, Counter())[op.outcome] += 1
-        levels[op.cl] += 1
-    parts = []
-    for kind in ("write", "delete", "read"):
-        c = by_kind.get(kind, Counter())
-        detail = " ".join(f"{o} {c[o]}" for o in ("ok", "fail", "info", "pending") if c[o])
-        parts.append(f"{kind}s {sum(c.values())} ({detail or 'none'})")
-    scans = sum(1 for op in result.history.ops if op.scan)
+    ops = result.history.ops
+    scans = sum(1 for op in ops if op.scan)
     shown = f"; of the reads, {scans} are keys of whole-table scans" if scans else ""
-    return [f"operations: {len(result.history.ops)}: " + "; ".join(parts) + shown,
-            "  by level: " + ", ".join(f"{cl} {n}" for cl, n in sorted(levels.items()))]
+    return operation_lines(ops, len(ops), shown)
 
 
 def _fault_lines(result: ChaosResult) -> list[str]:

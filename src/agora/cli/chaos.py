@@ -45,16 +45,9 @@ def add_parser(sub) -> None:
 
 def _faults(text: str) -> tuple[str, ...]:
     from agora.chaos.nemesis import FAULT_KINDS
+    from agora.cli.sim import parse_fault_kinds
 
-    if text == "all":
-        return FAULT_KINDS
-    if text in ("none", ""):
-        return ()
-    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in FAULT_KINDS]
-    if unknown:
-        raise ValueError(f"unknown fault kind {unknown[0]!r}; {FAULT_HELP}")
-    return kinds
+    return parse_fault_kinds(text, FAULT_KINDS, FAULT_HELP)
 
 
 def _sigterm(signum, frame) -> None:

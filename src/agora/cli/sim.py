@@ -49,20 +49,23 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_sim)
 
 
-def _faults(text: str | None) -> tuple[str, ...] | None:
-    from agora.sim.nemesis import FAULT_KINDS
-
-    if text is None:
-        return None
+def parse_fault_kinds(text: str, known: tuple[str, ...], help_text: str) -> tuple[str, ...]:
+    """--faults of `agora sim` and `agora chaos`: a comma-separated list, 'all' or 'none'."""
     if text == "all":
-        return FAULT_KINDS
+        return known
     if text in ("none", ""):
         return ()
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    unknown = [k for k in kinds if k not in known]
     if unknown:
-        raise ValueError(f"unknown fault kind {unknown[0]!r}; {FAULT_HELP}")
+        raise ValueError(f"unknown fault kind {unknown[0]!r}; {help_text}")
     return kinds
+
+
+def _faults(text: str | None) -> tuple[str, ...] | None:
+    from agora.sim.nemesis import FAULT_KINDS
+
+    return None if text is None else parse_fault_kinds(text, FAULT_KINDS, FAULT_HELP)
 
 
 def _levels(text: str | None) -> tuple[str, ...] | None:

@@ -26,10 +26,12 @@ def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "-"
 
 
-def _ops_line(report: RunReport) -> list[str]:
+def operation_lines(ops: list, count: int, scans_note: str = "") -> list[str]:
+    """The operations of a history by kind, outcome and level (also `agora chaos`'s report).
+    `count` is the operations as the client issued them; `scans_note` says how scans count."""
     by_kind: dict[str, Counter] = {}
     levels: Counter = Counter()
-    for op in report.history.ops:
+    for op in ops:
         by_kind.setdefault(op.kind, Counter())[op.outcome] += 1
         levels[op.cl] += 1
     parts = []
@@ -37,11 +39,15 @@ def _ops_line(report: RunReport) -> list[str]:
         c = by_kind.get(kind, Counter())
         detail = " ".join(f"{o} {c[o]}" for o in ("ok", "fail", "info", "pending") if c[o])
         parts.append(f"{kind}s {sum(c.values())} ({detail or 'none'})")
+    return [f"operations: {count}: " + "; ".join(parts) + scans_note,
+            "  by level: " + ", ".join(f"{cl} {n}" for cl, n in sorted(levels.items()))]
+
+
+def _ops_line(report: RunReport) -> list[str]:
     scans = sum(1 for op in report.history.ops if op.scan)
     n_scans = report.ops - (len(report.history.ops) - scans)
     shown = f"; {n_scans} scans of the whole table count as {scans} reads" if scans else ""
-    return [f"operations: {report.ops}: " + "; ".join(parts) + shown,
-            "  by level: " + ", ".join(f"{cl} {n}" for cl, n in sorted(levels.items()))]
+    return operation_lines(report.history.ops, report.ops, shown)
 
 
 def _faults_line(report: RunReport) -> str:
