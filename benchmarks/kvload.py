@@ -281,8 +281,7 @@ async def _worker_main(spec: LoadSpec, ready, go, results) -> None:
         errors: Counter = Counter()
         samples: dict[str, str] = {}
         ready[spec.index] = 1
-        while not go.is_set():
-            await asyncio.sleep(0.001)
+        await asyncio.get_running_loop().run_in_executor(None, go.wait)  # the parent's start signal
         first_ns = time.perf_counter_ns()
         cpu0 = process_cpu_seconds()
 
