@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agora.core import reconcile
-from agora.core.types import Cell, Deletion, Partition, RangeTombstone, ReadCommand, Row
+from agora.core.types import Cell, Deletion, Partition, RangeTombstone, ReadCommand, Row, Slice
 from agora.storage import rocks
 from agora.storage.rocks import RocksEngine
 
-from .test_merge_laws import CKEYS, TABLE, cells, clustering_of, markers, partitions, rows
+from .test_merge_laws import CKEYS, TABLE, bounds, cells, clustering_of, markers, partitions, rows
 
 _keys = itertools.count()
 
@@ -74,6 +74,34 @@ def test_applied_fragments_read_back_as_their_merge(engine, fragments, step):
             assert got is None or reconcile.is_empty(got)
         else:
             assert got == expected
+
+
+read_commands = st.builds(
+    lambda slices, columns: (None if slices is None else tuple(slices),
+                             None if columns is None else tuple(columns)),
+    st.none() | st.lists(st.builds(Slice, bounds, bounds), min_size=1, max_size=3),
+    st.none() | st.lists(st.sampled_from(["a", "b", "m"]), max_size=3, unique=True))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(full_rows(), rows_only(), partitions()), min_size=1, max_size=4),
+       st.lists(read_commands, min_size=1, max_size=4))
+def test_sliced_and_projected_reads_agree_with_the_merge(engine, fragments, commands):
+    """Reads of slices and columns (the engine answers them without a canonical copy when
+    the partition has no header) equal the slice of the canonical merge, rows in order."""
+    key = b"s%d" % next(_keys)
+    fragments = [_later(p, key, i * 5) for i, p in enumerate(fragments)]
+    engine.apply(fragments)
+    merged = reconcile.canonical(reconcile.merge_many(fragments))
+    for slices, columns in commands:
+        cmd = ReadCommand(TABLE, key, slices, columns)
+        expected = reconcile.slice_partition(merged, cmd)
+        got = engine.read(cmd)
+        if reconcile.is_empty(expected):
+            assert got is None or reconcile.is_empty(got)
+        else:
+            assert got == expected
+            assert list(got.rows) == sorted(got.rows)
 
 
 def test_a_newer_full_row_takes_the_shortcut(engine, monkeypatch):

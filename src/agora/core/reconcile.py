@@ -454,6 +454,9 @@ def _project(row: Row | None, columns: frozenset[str] | None) -> Row | None:
     return Row(row.clustering, row.marker, row.deletion, cells)
 
 
+project_row = _project  # a row cut to `columns` (None: all), or None when nothing is left
+
+
 def slice_partition(p: Partition, cmd: ReadCommand) -> Partition:
     """The part of `p` that `cmd` reads, in canonical form: rows in cmd.slices (markers and
     row deletions kept), only cmd.columns' cells (static row included), the partition

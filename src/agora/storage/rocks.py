@@ -216,7 +216,8 @@ class RocksEngine(StorageEngine):
     def read(self, cmd: ReadCommand) -> Partition | None:
         prefix = keys.partition_prefix(cmd.table_id, token_for_key(cmd.key), cmd.key)
         p = Partition(cmd.table_id, cmd.key)
-        _header_from_bytes(self._db.get(prefix + keys.KIND_HEADER), p)
+        header = self._db.get(prefix + keys.KIND_HEADER)
+        _header_from_bytes(header, p)
         if cmd.slices is None:
             intervals: list[reconcile.Interval] = [(b"", None)]
         else:
@@ -224,11 +225,27 @@ class RocksEngine(StorageEngine):
                          if (iv := reconcile.clustering_interval(s.start, s.end)) is not None]
         row_prefix = prefix + keys.KIND_ROW
         skip = len(row_prefix)
+        rows = p.rows
         for lo, hi in intervals:
             bounds = ReadOptions()
             bounds.set_iterate_upper_bound(prefix + _ROWS_END if hi is None else row_prefix + hi)
             for key, raw in self._db.items(from_key=row_prefix + lo, read_opt=bounds):
-                p.rows[key[skip:]] = _row_from_bytes(raw)
+                rows[key[skip:]] = _row_from_bytes(raw)
+        if header is None:
+            # No partition deletion, range tombstone or static row: every stored row is
+            # canonical as written (apply stores merge results or rows that `_supersedes`
+            # proved canonical) and nothing shadows it, so the answer is the rows in the
+            # slices, cut to the columns read: no canonical copy of the partition to build.
+            if cmd.columns is not None:
+                columns = frozenset(cmd.columns)
+                rows = {ckey: row for ckey, stored in rows.items()
+                        if (row := reconcile.project_row(stored, columns)) is not None}
+            if not rows:
+                return None
+            if len(intervals) > 1:  # slices may come in any order: rows leave in ckey order
+                rows = {ckey: rows[ckey] for ckey in sorted(rows)}
+            p.rows = rows
+            return p
         if reconcile.is_empty(p):
             return None
         result = reconcile.slice_partition(p, cmd)
