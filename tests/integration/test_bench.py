@@ -33,6 +33,7 @@ def test_bench_workload_a_smoke(bench_cluster, tmp_path):
     assert 0 < lat["p50_us"] <= lat["p95_us"] <= lat["p99_us"] <= lat["p99.9_us"] <= lat["max_us"]
     assert set(doc["latency_by_op_us"]) == {"read", "write"}
     assert doc["server_cpu"] and doc["server_cpu"]["us_per_op"] > 0
+    assert doc["protocol_versions"] == [5]  # the highest both the driver and the node speak
     assert "throughput" in proc.stdout
 
 
@@ -43,12 +44,13 @@ def test_bench_rate_and_chart(bench_cluster, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "agora", "bench", "--hosts", "127.0.40.1", "--workload", "write", "--keys", "200",
          "--duration", "2", "--rate", "200", "--processes", "2", "--json", str(out), "--chart", str(chart),
-         "--dir", str(bench_cluster.dir), "--quiet"],
+         "--dir", str(bench_cluster.dir), "--quiet", "--protocol-version", "4"],
         capture_output=True, text=True, timeout=50)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text())
     assert doc["errors"] == 0, doc["errors_by_type"]
     assert 300 <= doc["operations"] <= 440, doc["operations"]  # 200/s x 2 s = 400 intended
+    assert doc["protocol_versions"] == [4]  # pinned
     assert doc["latency_windows_1s"] and doc["timeline_100ms"]
     png = chart.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

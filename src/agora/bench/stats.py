@@ -197,6 +197,7 @@ def summarize(results: list[dict], elapsed: float) -> dict:
     return {"operations": ops, "errors": sum(errors.values()), "errors_by_type": errors, "error_samples": samples,
             "elapsed_s": round(elapsed, 3), "throughput_ops_s": round(ops / elapsed, 1) if elapsed > 0 else 0.0,
             "latency_us": overall, "latency_by_op_us": per_kind,
+            "protocol_versions": sorted({r["protocol_version"] for r in results if r.get("protocol_version")}),
             "client_cpu": client, "timeline_100ms": Timeline.merge(r["timeline"] for r in results),
             "latency_windows_1s": Windows.merge(r["windows"] for r in results)}
 

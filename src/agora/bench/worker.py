@@ -50,6 +50,7 @@ class WorkerSpec:
     rate: float | None = None  # this process's ops/s (open loop); None: closed loop
     rate_offset_s: float = 0.0  # this process's phase within the common schedule
     warmup_s: float = 0.0  # unrecorded run of the same workload before reporting ready
+    protocol_version: int | None = None  # None: the highest both sides speak (v5 here)
 
 
 class Engine:
@@ -205,7 +206,8 @@ def _connect(spec: WorkerSpec):
     profile = ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
                                consistency_level=cl, row_factory=tuple_factory,
                                request_timeout=REQUEST_TIMEOUT_S)
-    cluster = Cluster(spec.hosts, port=spec.port, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+    pinned = {} if spec.protocol_version is None else {"protocol_version": spec.protocol_version}
+    cluster = Cluster(spec.hosts, port=spec.port, execution_profiles={EXEC_PROFILE_DEFAULT: profile}, **pinned)
     return cluster, cluster.connect(wait_for_all_pools=True)  # measure token-aware routing from the first request
 
 
@@ -301,6 +303,7 @@ def run_worker(spec: WorkerSpec, progress, ready, go, results) -> None:
         cpu1 = process_cpu_seconds()
         results.put((spec.index, {
             "elapsed_s": elapsed,
+            "protocol_version": session.cluster.protocol_version,
             "client_cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
             "windows": windows.export(),
             "hist": {k: h.export() for k, h in hist.items()},

@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
                         "intended start; --concurrency then caps requests in flight per process)")
     b.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS",
                    help="run the workload unrecorded this long before the measured phase (default 0)")
+    b.add_argument("--protocol-version", type=int, choices=(3, 4, 5), metavar="N",
+                   help="native protocol version the driver uses (default: the highest both sides speak, v5; "
+                        "v4 spares the Python driver v5's checksummed framing)")
     b.add_argument("--distribution", choices=("uniform", "zipfian"), default="uniform",
                    help="key choice (zipfian: YCSB scrambled zipfian, theta 0.99)")
     b.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -147,7 +150,8 @@ def _fmt_ms(us) -> str:
 def _print_report(args, summary: dict, cpu: dict | None) -> None:
     lat = summary["latency_us"]
     print(f"workload {args.workload}  cl {args.cl}  keys {args.keys}  value {args.value_size} B  "
-          f"{args.processes} process(es) x {args.concurrency} in flight  {args.distribution}")
+          f"{args.processes} process(es) x {args.concurrency} in flight  {args.distribution}"
+          + ("" if args.protocol_version is None else f"  protocol v{args.protocol_version}"))
     print(f"  operations {summary['operations']}  in {summary['elapsed_s']:.2f} s  "
           f"throughput {summary['throughput_ops_s']:.0f} ops/s  errors {summary['errors']}")
     cols = "  ".join(f"p{p:g} {_fmt_ms(lat.get(f'p{p:g}_us'))}" for p in PERCENTILES)
@@ -204,7 +208,8 @@ def run_bench(args) -> int:
         spec = WorkerSpec(i, P, hosts, args.port, args.workload, args.keys, args.value_size, args.cl,
                           args.concurrency, args.distribution, duration, share, load, args.seed,
                           rate=None if args.rate is None else args.rate / P,
-                          rate_offset_s=0.0 if args.rate is None else i / args.rate, warmup_s=args.warmup)
+                          rate_offset_s=0.0 if args.rate is None else i / args.rate, warmup_s=args.warmup,
+                          protocol_version=args.protocol_version)
         p = ctx.Process(target=run_worker, args=(spec, progress, ready, go, results_q), daemon=True)
         p.start()
         procs.append(p)
