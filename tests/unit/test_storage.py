@@ -291,3 +291,32 @@ def test_rocks_write_survives_sigkill_after_apply_returns(tmp_path):
     assert len(found) == 500
     assert all(reconcile.live_view(p, 0).rows for _, p in found)
     e.close()
+
+
+def _blocks_read_into_cache(path: str, cache_bytes: int) -> int:
+    """Write ~4 MB, reopen (so the data is in SST files, not the memtable), read it all:
+    the block cache's usage afterwards."""
+    e = RocksEngine(path, cache_bytes)
+    keys = [b"key%d" % i for i in range(4000)]
+    e.apply([Partition(TA, k, rows={b"r": row(b"r", v=Cell(1, os.urandom(1000)))}) for k in keys])
+    e.close()
+    e = RocksEngine(path, cache_bytes)
+    assert all(read(e, k) is not None for k in keys)
+    usage = e.block_cache_usage()
+    e.close()
+    return usage
+
+
+def test_rocks_block_cache_is_sized_by_the_option(tmp_path):
+    """The node option file_cache_size reaches RocksDB: a small cache stays within its
+    capacity while reading more than it holds; a large one keeps what was read."""
+    small = _blocks_read_into_cache(str(tmp_path / "small"), 256 << 10)
+    large = _blocks_read_into_cache(str(tmp_path / "large"), 64 << 20)
+    assert 0 < small <= (256 << 10) + (64 << 10)
+    assert large > 2 << 20  # most of the ~4 MB read stays cached
+
+
+def test_file_cache_size_option_parses_sizes():
+    from agora.core.config import config_from_dict
+    assert config_from_dict({"file_cache_size": "64MiB"}).file_cache_size == 64 << 20
+    assert config_from_dict({}).file_cache_size == 512 << 20

@@ -79,6 +79,7 @@ class NodeConfig:
     debug_crash_after_batchlog: bool = field(default=False, metadata={"kind": "bool", "doc": "FOR TESTS ONLY: a coordinator of a LOGGED batch exits its process right after the batchlog write is acknowledged"})
     repair_interval: int = field(default=0, metadata={"kind": "duration", "doc": "scheduled anti-entropy repair: every interval this node repairs its primary ranges of every keyspace (0: off; run `agora repair` by hand)"})
     hinted_handoff_throttle: int = field(default=1024 * 1024, metadata={"kind": "size", "doc": "hint replay rate per node, bytes per second (0: unthrottled)"})
+    file_cache_size: int = field(default=512 * 1024 * 1024, metadata={"kind": "size", "doc": "RocksDB block cache: uncompressed data blocks kept in memory for reads (Cassandra's chunk cache); filled as blocks are read, so it costs memory only as data is read"})
 
     @property
     def local_id(self) -> str:

@@ -52,7 +52,7 @@ def now_ms() -> int:
 class NodeRuntime:
     def __init__(self, cfg: NodeConfig):
         self.cfg = cfg
-        self.engine = RocksEngine(cfg.data_directory)
+        self.engine = RocksEngine(cfg.data_directory, cfg.file_cache_size)
         meta = dict(self.engine.meta_items(""))
         self.node, persist = restore(cfg, meta, now_ms() // 1000, random.Random())
         for item in persist:

@@ -71,7 +71,8 @@ HINTS_COLUMN_FAMILY = "hints"
 BATCHLOG_COLUMN_FAMILY = "batchlog"
 WRITE_BUFFER_BYTES = 32 << 20  # per memtable: modest, several nodes may share one machine
 MAX_WRITE_BUFFERS = 3  # memtables in memory at once (one filling, two flushing)
-BLOCK_CACHE_BYTES = 64 << 20  # uncompressed blocks cached for reads
+BLOCK_CACHE_BYTES = 512 << 20  # uncompressed blocks cached for reads (node option file_cache_size)
+SMALL_CACHE_BYTES = 8 << 20  # the same for node metadata, hints and the batchlog
 BLOOM_BITS_PER_KEY = 10  # ~1% false positives: apply's lookups of absent rows skip SSTs
 BACKGROUND_JOBS = 2  # flush + compaction threads
 KEEP_INFO_LOG_FILES = 3  # RocksDB's own LOG files kept on disk
@@ -109,7 +110,7 @@ def _row_from_bytes(raw: bytes) -> Row:
     return row_from_plain(_unpack(raw))
 
 
-def _options() -> Options:
+def _options(cache: Cache) -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
@@ -120,17 +121,20 @@ def _options() -> Options:
     opts.set_compression_type(DBCompressionType.lz4())
     table = BlockBasedOptions()
     table.set_bloom_filter(BLOOM_BITS_PER_KEY, False)
-    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+    table.set_block_cache(cache)
     opts.set_block_based_table_factory(table)
     return opts
 
 
 class RocksEngine(StorageEngine):
-    def __init__(self, path: str) -> None:
-        self._db: Rdict | None = Rdict(str(path), _options(),
-                                       column_families={META_COLUMN_FAMILY: _options(),
-                                                        HINTS_COLUMN_FAMILY: _options(),
-                                                        BATCHLOG_COLUMN_FAMILY: _options()})
+    def __init__(self, path: str, block_cache_bytes: int = BLOCK_CACHE_BYTES) -> None:
+        self.block_cache_bytes = block_cache_bytes
+        self._cache = Cache(block_cache_bytes)  # the data's; the other families share a small one
+        small = Cache(min(block_cache_bytes, SMALL_CACHE_BYTES))
+        self._db: Rdict | None = Rdict(str(path), _options(self._cache),
+                                       column_families={META_COLUMN_FAMILY: _options(small),
+                                                        HINTS_COLUMN_FAMILY: _options(small),
+                                                        BATCHLOG_COLUMN_FAMILY: _options(small)})
         self._meta = self._db.get_column_family(META_COLUMN_FAMILY)
         self._hints = self._db.get_column_family(HINTS_COLUMN_FAMILY)
         self._hints_handle = self._db.get_column_family_handle(HINTS_COLUMN_FAMILY)
@@ -395,6 +399,10 @@ class RocksEngine(StorageEngine):
             self._hints_handle = None
             self._db.close()
             self._db = None
+
+    def block_cache_usage(self) -> int:
+        """Bytes of data blocks the block cache holds now (at most `block_cache_bytes`)."""
+        return self._cache.get_usage()
 
     def load_bytes(self) -> int:
         live = self._db.property_int_value("rocksdb.estimate-live-data-size") or 0
