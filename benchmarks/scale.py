@@ -117,7 +117,7 @@ def measure(rows: int, args, out: Path) -> dict:
 
     d = Path(tempfile.mkdtemp(prefix=f"agora-scale-{rows}-", dir=args.work))
     cluster = LocalCluster(d)
-    cluster.create(parse_dc_layout(3, None, 1), subnet=SUBNET)
+    cluster.create(parse_dc_layout(3, None, 1), overrides=args.overrides, subnet=SUBNET)
     try:
         cluster.start()
         # schema and key 0 through CQL: the template every other row is cloned from
@@ -148,7 +148,7 @@ def measure(rows: int, args, out: Path) -> dict:
             if r.returncode != 0:
                 raise SystemExit(f"agora bench failed at {rows} rows")
             runs.append(json.loads(result_file.read_text()))
-        res = {"rows": rows, "disk_bytes": disk, "load_s": load_s, "cold": runs[0], "warm": runs[1]}
+        res = {"rows": rows, "node_options": args.overrides, "disk_bytes": disk, "load_s": load_s, "cold": runs[0], "warm": runs[1]}
         return res
     finally:
         cluster.down(kill=True)
@@ -169,7 +169,11 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="where the clusters' data goes (default: the temp dir)")
     ap.add_argument("--out", default="benchmarks/results/scale", help="results directory")
     ap.add_argument("--keep", action="store_true", help="keep the cluster directories")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a node option for every node, as `agora up --set` (e.g. file_cache_size=2GiB)")
     args = ap.parse_args()
+    from agora.cli.main import _overrides
+    args.overrides = _overrides(args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []

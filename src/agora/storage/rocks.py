@@ -15,7 +15,13 @@ WriteBatch (atomic). The usual write (rows newer than everything stored for them
 header) skips building the stored rows: `_supersedes` proves the merge would return the
 incoming row unchanged, and it is written as it came. Rows shadowed by a newer header deletion are not rewritten eagerly;
 `read` and `scan` reassemble partitions and return them in canonical form, so such rows are
-dropped on the way out (and by the next write that touches them).
+dropped on the way out (and by the next write that touches them). Every stored row is
+canonical on its own, so `read` of a partition without a header returns its rows as stored
+(cut to the columns asked for), without building a canonical copy.
+
+Data blocks read from SST files are kept uncompressed in a block cache of
+`block_cache_bytes` (node option `file_cache_size`); metadata, hints and the batchlog share
+a small cache of their own.
 
 `apply` and `drop_table` hold a lock for their read-modify-write, so a runtime may call the
 engine from worker threads; reads take no lock (RocksDB reads are consistent snapshots).
