@@ -58,7 +58,7 @@ from rocksdict import (
     WriteOptions,
 )
 
-from agora.core import reconcile
+from agora.core import packing, reconcile
 from agora.core.plain import (
     deletion_from_plain,
     deletion_to_plain,
@@ -86,8 +86,7 @@ KEEP_INFO_LOG_FILES = 3  # RocksDB's own LOG files kept on disk
 _ROWS_END = bytes((keys.KIND_ROW[0] + 1,))  # appended to a partition prefix: after its rows
 
 
-def _pack(obj: object) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+_pack = packing.pack  # msgpack.packb(obj, use_bin_type=True) without a new Packer per call
 
 
 def _unpack(raw: bytes) -> object:
