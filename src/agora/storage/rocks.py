@@ -79,6 +79,7 @@ WRITE_BUFFER_BYTES = 32 << 20  # per memtable: modest, several nodes may share o
 MAX_WRITE_BUFFERS = 3  # memtables in memory at once (one filling, two flushing)
 BLOCK_CACHE_BYTES = 512 << 20  # uncompressed blocks cached for reads (node option file_cache_size)
 SMALL_CACHE_BYTES = 8 << 20  # the same for node metadata, hints and the batchlog
+MEMTABLE_BLOOM_RATIO = 0.02  # of the write buffer's size, for the memtable bloom filter
 BLOOM_BITS_PER_KEY = 10  # ~1% false positives: apply's lookups of absent rows skip SSTs
 BACKGROUND_JOBS = 2  # flush + compaction threads
 KEEP_INFO_LOG_FILES = 3  # RocksDB's own LOG files kept on disk
@@ -124,6 +125,10 @@ def _options(cache: Cache) -> Options:
     opts.set_max_background_jobs(BACKGROUND_JOBS)
     opts.set_keep_log_file_num(KEEP_INFO_LOG_FILES)
     opts.set_compression_type(DBCompressionType.lz4())
+    # A bloom filter over the memtables' keys: apply's lookups of keys that are not there
+    # (most partitions have no header; new rows) skip the skiplist search.
+    opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO)
+    opts.set_memtable_whole_key_filtering(True)
     table = BlockBasedOptions()
     table.set_bloom_filter(BLOOM_BITS_PER_KEY, False)
     table.set_block_cache(cache)
