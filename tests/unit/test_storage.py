@@ -320,3 +320,21 @@ def test_file_cache_size_option_parses_sizes():
     from agora.core.config import config_from_dict
     assert config_from_dict({"file_cache_size": "64MiB"}).file_cache_size == 64 << 20
     assert config_from_dict({}).file_cache_size == 512 << 20
+
+
+def test_a_table_without_clustering_columns_reads_its_one_row(engine):
+    """The row under the empty clustering key (a table without clustering columns) is read
+    by point lookup, together with the partition's header: a newer partition deletion
+    still shadows it, an older one does not, and columns are cut as asked."""
+    only = Row((), Cell(5, b""), None, {("v", b""): Cell(5, b"x"), ("w", b""): Cell(5, b"y")})
+    write(engine, b"solo", rows={b"": only})
+    got = read(engine, b"solo")
+    assert got.rows == {b"": only} and got.deletion is None
+    assert read(engine, b"solo", columns=("v",)).rows[b""].cells == {("v", b""): Cell(5, b"x")}
+    write(engine, b"solo", deletion=Deletion(4, 0))  # older than the row: shadows nothing
+    got = read(engine, b"solo")
+    assert got.deletion == Deletion(4, 0) and got.rows[b""].cells[("v", b"")] == Cell(5, b"x")
+    write(engine, b"solo", deletion=Deletion(6, 0))  # newer: the row is gone
+    got = read(engine, b"solo")
+    assert got.deletion == Deletion(6, 0) and got.rows == {}
+    assert read(engine, b"absent") is None

@@ -230,16 +230,24 @@ class RocksEngine(StorageEngine):
     def read(self, cmd: ReadCommand) -> Partition | None:
         prefix = keys.partition_prefix(cmd.table_id, token_for_key(cmd.key), cmd.key)
         p = Partition(cmd.table_id, cmd.key)
-        header = self._db.get(prefix + keys.KIND_HEADER)
-        _header_from_bytes(header, p)
+        rows = p.rows
+        row_prefix = prefix + keys.KIND_ROW
         if cmd.slices is None:
-            intervals: list[reconcile.Interval] = [(b"", None)]
+            # Point lookups first: a row under the empty clustering key is the row of a table
+            # without clustering columns, so it is the partition's only row, and no iterator
+            # (which would visit every memtable and SST file) is needed.
+            header, only = self._db.get([prefix + keys.KIND_HEADER, row_prefix])
+            if only is not None:
+                rows[b""] = _row_from_bytes(only)
+                intervals: list[reconcile.Interval] = []
+            else:
+                intervals = [(b"", None)]
         else:
+            header = self._db.get(prefix + keys.KIND_HEADER)
             intervals = [iv for s in cmd.slices
                          if (iv := reconcile.clustering_interval(s.start, s.end)) is not None]
-        row_prefix = prefix + keys.KIND_ROW
+        _header_from_bytes(header, p)
         skip = len(row_prefix)
-        rows = p.rows
         for lo, hi in intervals:
             bounds = ReadOptions()
             bounds.set_iterate_upper_bound(prefix + _ROWS_END if hi is None else row_prefix + hi)
