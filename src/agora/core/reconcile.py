@@ -442,7 +442,8 @@ def live_view(p: Partition, now_s: int) -> Partition:
 # ---- reads: slices, digests, repair -------------------------------------------------------
 
 
-def _project(row: Row | None, columns: frozenset[str] | None) -> Row | None:
+def project_row(row: Row | None, columns: frozenset[str] | None) -> Row | None:
+    """`row` cut to `columns` (None: all of them), or None when nothing is left."""
     if row is None:
         return None
     if columns is None:
@@ -452,9 +453,6 @@ def _project(row: Row | None, columns: frozenset[str] | None) -> Row | None:
     if row.marker is None and row.deletion is None and not cells:
         return None
     return Row(row.clustering, row.marker, row.deletion, cells)
-
-
-project_row = _project  # a row cut to `columns` (None: all), or None when nothing is left
 
 
 def slice_partition(p: Partition, cmd: ReadCommand) -> Partition:
@@ -475,11 +473,11 @@ def slice_partition(p: Partition, cmd: ReadCommand) -> Partition:
     rows = {}
     for ckey, row in p.rows.items():
         if intervals is None or any(in_interval(ckey, iv) for iv in intervals):
-            projected = _project(row, columns)
+            projected = project_row(row, columns)
             if projected is not None:
                 rows[ckey] = projected
     sliced = Partition(p.table_id, p.key, p.deletion, list(rts),
-                       _project(p.static, columns), rows)
+                       project_row(p.static, columns), rows)
     return canonical(sliced)
 
 
@@ -533,7 +531,7 @@ def _row_diff(want: Row | None, have: Row | None) -> Row | None:
     if want is None:
         return None
     if have is None:
-        return _project(want, None)
+        return project_row(want, None)
     marker = want.marker if want.marker != have.marker else None
     deletion = want.deletion if want.deletion != have.deletion else None
     have_cells = have.cells
