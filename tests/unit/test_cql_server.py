@@ -543,7 +543,7 @@ def test_in_flight_bound_pauses_reading_until_answers_drain():
                                   for i in range(1, 11)))
             wait_until(lambda: st.processor.blocked == 4, what="4 requests in flight")
             (conn,) = st.server.connections
-            assert st.on_loop(lambda: (conn._busy, len(conn.tasks))) == (True, 4)
+            assert st.on_loop(lambda: (conn._busy, len(conn.running))) == (True, 4)
             assert st.processor.blocked == 4
             st.on_loop(lambda: st.processor.block_gate.set())
             streams = sorted(read_response(sock)[1] for _ in range(10))

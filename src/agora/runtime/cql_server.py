@@ -46,6 +46,7 @@ Logs go to the "agora.cql" logger.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 
@@ -119,12 +120,9 @@ class CqlServer:
             self.runtime.event_listeners.remove(self._listener)
         if self._server is not None:
             self._server.close()
-        tasks = [task for conn in self.connections for task in conn.tasks]
         for conn in list(self.connections):
             conn.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            conn.cancel_requests()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -204,7 +202,7 @@ class CqlConnection(asyncio.Protocol):
         self.framed = False  # v5 segments in both directions
         self.closed = False
         self.registered: set[str] = set()
-        self.tasks: set[asyncio.Task] = set()
+        self.running: set = set()  # coroutines of the requests in flight
         self._envelopes = EnvelopeDecoder()
         self._segments: SegmentDecoder | None = None
         self._outbox: list[bytes] = []
@@ -352,12 +350,36 @@ class CqlConnection(asyncio.Protocol):
             call = lambda: processor.batch(request, session)  # noqa: E731
         else:
             raise AssertionError(f"undispatched request {request!r}")
-        task = self._loop.create_task(self._answer(self.version, stream, call, no_metadata))
-        self.tasks.add(task)
-        task.add_done_callback(self._request_done)
-        if len(self.tasks) >= self.server.max_in_flight:
+        self._start(self._answer(self.version, stream, call, no_metadata))
+
+    # Each request's coroutine is driven here rather than by an asyncio Task: a request
+    # runs synchronously up to its first wait (the coordinator's future), is resumed by
+    # that future's done-callback, and its answer is queued the moment it finishes. A Task
+    # per request would add an object registered in asyncio's task set, a loop pass before
+    # its first step and another for its done-callbacks, on every request.
+
+    def _start(self, coro) -> None:
+        self.running.add(coro)
+        if len(self.running) >= self.server.max_in_flight:
             self._busy = True
             self._update_reading()
+        self._step(coro)
+
+    def _step(self, coro, _fut=None) -> None:
+        try:
+            awaited = coro.send(None)
+        except StopIteration:
+            self._request_done(coro)
+            return
+        except BaseException as exc:  # _answer answers every Exception; this is a cancellation
+            log.debug("CQL request %s ended by %r", self.describe(), exc)
+            self._request_done(coro)
+            return
+        if awaited is None:  # a bare yield (asyncio.sleep(0)): resume on the next pass
+            self._loop.call_soon(self._step, coro)
+        else:  # an asyncio future: resume when it is done, as a Task would
+            awaited._asyncio_future_blocking = False
+            awaited.add_done_callback(functools.partial(self._step, coro))
 
     async def _answer(self, version: int, stream: int, call, no_metadata: bool) -> None:
         try:
@@ -375,13 +397,19 @@ class CqlConnection(asyncio.Protocol):
             frame = encode_error(version, stream, Exception(f"{type(exc).__name__}: {exc}"))
         self.send(frame)
 
-    def _request_done(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        if self._busy and len(self.tasks) <= self.server.resume_in_flight:
+    def _request_done(self, coro) -> None:
+        self.running.discard(coro)
+        if self._busy and len(self.running) <= self.server.resume_in_flight:
             self._busy = False
             self._update_reading()
             if not self.closed:
                 self._loop.call_soon(self._pump)
+
+    def cancel_requests(self) -> None:
+        """End the requests still running (their coroutines are closed; nothing is answered)."""
+        for coro in list(self.running):
+            coro.close()
+        self.running.clear()
 
     # ---- output ------------------------------------------------------------------------
 

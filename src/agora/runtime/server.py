@@ -70,6 +70,8 @@ class NodeRuntime:
         self._encoded = b""
         self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._local = self.node.local
+        self._handlers = self._effect_handlers()
         self.event_listeners: list = []
         self.admin = None  # set by start(): the admin verb handler
 
@@ -122,7 +124,12 @@ class NodeRuntime:
         if isinstance(msg, ClientReq):
             self.admin.handle(source, msg)
             return
-        self._feed(lambda t: self.node.on_message(source, msg, t))
+        try:  # _feed, inlined: this is the path of every internode message
+            effects = self.node.on_message(source, msg, now_ms())
+        except AgoraError as exc:
+            log.warning("rejected input: %s", exc)
+            return
+        self._run(effects)
 
     def _feed(self, step) -> None:
         """Run one input through the node and execute the effects it returns."""
@@ -138,61 +145,80 @@ class NodeRuntime:
         if self._draining:
             return
         self._draining = True
+        queue, handlers = self._queue, self._handlers
         try:
-            while self._queue:
-                self._execute(self._queue.popleft())
+            while queue:
+                eff = queue.popleft()
+                handler = handlers.get(type(eff))
+                if handler is None:
+                    raise AssertionError(f"unknown effect {eff!r}")
+                handler(eff)
         finally:
             self._draining = False
 
-    def _execute(self, eff) -> None:
-        if isinstance(eff, Send):
-            if eff.target == self.node.local:
-                msg = eff.message
-                self._loop.call_soon(self._feed, lambda t: self.node.on_message(self.node.local, msg, t))
+    def _effect_handlers(self) -> dict:
+        """Effect type -> the method that executes it (one dict lookup per effect)."""
+        handlers = {
+            Send: self._send, Reply: self._reply, SetTimer: self._set_timer,
+            CancelTimer: self._cancel_timer, StoragePut: self._storage_put,
+            StorageGet: self._storage_get, StorageScan: self._storage_scan,
+            PersistMeta: lambda eff: self.engine.put_meta(eff.key, eff.value),
+            Log: lambda eff: getattr(log, eff.level, log.info)("%s", eff.text),
+            Event: self._event,
+        }
+        for kind in (HintPut, HintDelete, HintScan, HintIndex):
+            handlers[kind] = self._hint_effect
+        for kind in (StorageReplace, StorageDropTable, BatchlogStore, BatchlogRemove, BatchlogLoad, Halt):
+            handlers[kind] = self._gc_batchlog_effect
+        return handlers
+
+    def _send(self, eff: Send) -> None:
+        msg = eff.message
+        if eff.target == self._local:
+            self._loop.call_soon(self._deliver_local, msg)
+            return
+        if msg is not self._encoded_msg:  # one mutation goes to several replicas:
+            self._encoded_msg, self._encoded = msg, codec.encode(msg)  # encode it once
+        self.transport.send(eff.target, self._encoded)
+
+    def _deliver_local(self, msg) -> None:
+        """A message this node sent itself, on the next pass of the loop (as if it had
+        crossed the network: the sender's effects are all executed first)."""
+        try:
+            effects = self.node.on_message(self._local, msg, now_ms())
+        except AgoraError as exc:
+            log.warning("rejected input: %s", exc)
+            return
+        self._run(effects)
+
+    def _reply(self, eff: Reply) -> None:
+        fut = self._futures.pop(eff.client_id, None)
+        if fut is not None and not fut.done():
+            if isinstance(eff.result, BaseException):
+                fut.set_exception(eff.result)
             else:
-                msg = eff.message
-                if msg is not self._encoded_msg:  # one mutation goes to several replicas:
-                    self._encoded_msg, self._encoded = msg, codec.encode(msg)  # encode it once
-                self.transport.send(eff.target, self._encoded)
-        elif isinstance(eff, Reply):
-            fut = self._futures.pop(eff.client_id, None)
-            if fut is not None and not fut.done():
-                if isinstance(eff.result, BaseException):
-                    fut.set_exception(eff.result)
-                else:
-                    fut.set_result(eff.result)
-        elif isinstance(eff, SetTimer):
-            old = self._timers.pop(eff.timer_id, None)
-            if old is not None:
-                old.cancel()
-            self._timers[eff.timer_id] = self._loop.call_later(eff.delay_ms / 1000, self._fire, eff.timer_id)
-        elif isinstance(eff, CancelTimer):
-            handle = self._timers.pop(eff.timer_id, None)
-            if handle is not None:
-                handle.cancel()
-        elif isinstance(eff, StoragePut):
-            self._puts.append(eff)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._loop.call_soon(self._flush_puts)
-        elif isinstance(eff, StorageGet):
-            self._storage_get(eff)
-        elif isinstance(eff, StorageScan):
-            self._storage_scan(eff)
-        elif isinstance(eff, (HintPut, HintDelete, HintScan, HintIndex)):
-            self._hint_effect(eff)
-        elif isinstance(eff, (StorageReplace, StorageDropTable, BatchlogStore, BatchlogRemove,
-                              BatchlogLoad, Halt)):
-            self._gc_batchlog_effect(eff)
-        elif isinstance(eff, PersistMeta):
-            self.engine.put_meta(eff.key, eff.value)
-        elif isinstance(eff, Log):
-            getattr(log, eff.level, log.info)("%s", eff.text)
-        elif isinstance(eff, Event):
-            for listener in self.event_listeners:
-                listener(eff)
-        else:
-            raise AssertionError(f"unknown effect {eff!r}")
+                fut.set_result(eff.result)
+
+    def _set_timer(self, eff: SetTimer) -> None:
+        old = self._timers.pop(eff.timer_id, None)
+        if old is not None:
+            old.cancel()
+        self._timers[eff.timer_id] = self._loop.call_later(eff.delay_ms / 1000, self._fire, eff.timer_id)
+
+    def _cancel_timer(self, eff: CancelTimer) -> None:
+        handle = self._timers.pop(eff.timer_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _storage_put(self, eff: StoragePut) -> None:
+        self._puts.append(eff)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_puts)
+
+    def _event(self, eff: Event) -> None:
+        for listener in self.event_listeners:
+            listener(eff)
 
     def _fire(self, timer_id) -> None:
         self._timers.pop(timer_id, None)

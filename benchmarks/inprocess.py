@@ -1,0 +1,263 @@
+"""Three real nodes in one process, driven by a minimal pipelined CQL client: the server CPU
+per QUORUM write and read, the glue included, measured without other processes in the way.
+
+    python benchmarks/inprocess.py [--ops 20000] [--inflight 64] [--profile out.prof]
+
+A tool for speed work, beside `benchmarks/hotpath.py` (which times the stages one by one):
+`agora bench` measures the server CPU of three node processes that share two cores with two
+driver processes, so one run differs from the next by ±10 % and more. Here the three nodes
+(`NodeRuntime` + `CqlServer`: RocksDB in a temporary directory, internode TCP and CQL on
+loopback) run on one event loop in this process, and the client is a few lines that send
+pre-encoded v4 EXECUTE frames with up to `--inflight` in flight on one connection per node,
+round robin, and only count the answers. The CPU time of this process per operation is then
+the cluster's CPU per operation plus a client that costs a few microseconds; it moves by a
+few percent from run to run. `--profile` writes a cProfile of the measured phase (call
+counts per operation are exact; the times are inflated by the profiler).
+
+Owns nothing the node uses. Workloads: QUORUM writes of 100-byte values to `--keys` keys,
+then QUORUM reads of them, then a 50/50 mix (YCSB A's shape).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import logging
+import os
+import random
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from agora.core.config import NodeConfig  # noqa: E402
+from agora.cql.processor import Processor  # noqa: E402
+from agora.runtime.cql_backend import RuntimeBackend  # noqa: E402
+from agora.runtime.cql_server import CqlServer  # noqa: E402
+from agora.runtime.server import NodeRuntime  # noqa: E402
+
+HOSTS = ("127.0.0.91", "127.0.0.92", "127.0.0.93")
+INTERNODE_PORT, CQL_PORT = 7300, 9300
+VALUE_SIZE = 100
+_HEADER = struct.Struct(">BBhBi")
+OP_STARTUP, OP_QUERY, OP_PREPARE, OP_EXECUTE, OP_ERROR, OP_READY, OP_RESULT = 1, 7, 9, 10, 0, 2, 8
+QUORUM, ONE = 0x0004, 0x0001
+
+
+def _frame(stream: int, opcode: int, body: bytes) -> bytes:
+    return _HEADER.pack(0x04, 0, stream, opcode, len(body)) + body
+
+
+def _string(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack(">H", len(b)) + b
+
+
+def _long_string(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack(">i", len(b)) + b
+
+
+def _query(text: str, consistency: int = ONE) -> bytes:
+    return _long_string(text) + struct.pack(">HB", consistency, 0)
+
+
+def _execute(statement_id: bytes, values: list[bytes], consistency: int) -> bytes:
+    body = struct.pack(">H", len(statement_id)) + statement_id + struct.pack(">HBH", consistency, 0x01, len(values))
+    for v in values:
+        body += struct.pack(">i", len(v)) + v
+    return body
+
+
+class Client(asyncio.Protocol):
+    """One CQL v4 connection: send frames, count answers, keep the body of the last ones."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.waiters: dict[int, asyncio.Future] = {}
+        self.on_answer = None
+        self.errors = 0
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        while len(buf) - pos >= 9:
+            _v, _f, stream, opcode, length = _HEADER.unpack_from(buf, pos)
+            if len(buf) - pos - 9 < length:
+                break
+            body = bytes(buf[pos + 9:pos + 9 + length])
+            pos += 9 + length
+            if opcode == OP_ERROR:
+                self.errors += 1
+                if self.errors <= 3:
+                    print("error:", body[4:200], file=sys.stderr)
+            fut = self.waiters.pop(stream, None)
+            if fut is not None:
+                fut.set_result((opcode, body))
+            elif self.on_answer is not None:
+                self.on_answer(self, stream)
+        del buf[:pos]
+
+    async def call(self, stream: int, opcode: int, body: bytes) -> tuple[int, bytes]:
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters[stream] = fut
+        self.transport.write(_frame(stream, opcode, body))
+        return await fut
+
+
+async def _start_nodes(root: str) -> list:
+    nodes = []
+    for i, host in enumerate(HOSTS):
+        cfg = NodeConfig(cluster_name="inprocess", listen_address=host, storage_port=INTERNODE_PORT,
+                         native_transport_port=CQL_PORT, seeds=[HOSTS[0], HOSTS[1]],
+                         data_directory=os.path.join(root, f"n{i}"))
+        runtime = NodeRuntime(cfg)
+        await runtime.start()
+        cql = CqlServer(Processor(RuntimeBackend(runtime)), runtime, host, CQL_PORT)
+        await cql.start()
+        nodes.append((runtime, cql))
+    deadline = time.monotonic() + 60
+    while not all(len([n for n in HOSTS if rt.node.is_alive(f"{n}:{INTERNODE_PORT}")]) == 3
+                  and len(set(rt.node.ring.owners)) == 3 for rt, _ in nodes):
+        if time.monotonic() > deadline:
+            raise SystemExit("the three nodes did not see each other within 60 s")
+        await asyncio.sleep(0.05)
+    return nodes
+
+
+async def _connect(host: str) -> Client:
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(Client, host, CQL_PORT)
+    opcode, _ = await client.call(0, OP_STARTUP, struct.pack(">H", 1) + _string("CQL_VERSION") + _string("3.0.0"))
+    assert opcode == OP_READY, opcode
+    return client
+
+
+async def _prepare(client: Client, text: str) -> bytes:
+    opcode, body = await client.call(1, OP_PREPARE, _long_string(text))
+    assert opcode == OP_RESULT, body
+    (n,) = struct.unpack_from(">H", body, 4)
+    return body[6:6 + n]
+
+
+async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: int) -> float:
+    """Send `ops` frames (cycling through `frames`), `inflight` at a time in all; return the
+    process CPU seconds spent."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    state = {"sent": 0, "answered": 0}
+    n_frames = len(frames)
+
+    def send(client: Client, stream: int) -> None:
+        i = state["sent"]
+        state["sent"] = i + 1
+        client.transport.write(_with_stream(frames[i % n_frames], stream))
+
+    def on_answer(client: Client, stream: int) -> None:
+        state["answered"] += 1
+        if state["sent"] < ops:
+            send(client, stream)
+        elif state["answered"] == ops and not done.done():
+            done.set_result(None)
+
+    for c in clients:
+        c.on_answer = on_answer
+    cpu0 = time.process_time()
+    for k in range(min(inflight, ops)):
+        send(clients[k % len(clients)], 100 + k)
+    await done
+    cpu = time.process_time() - cpu0
+    for c in clients:
+        c.on_answer = None
+    return cpu
+
+
+def _with_stream(frame: bytes, stream: int) -> bytes:
+    return frame[:2] + stream.to_bytes(2, "big") + frame[4:]
+
+
+async def main(args) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    root = tempfile.mkdtemp(prefix="agora-inprocess-")
+    nodes = await _start_nodes(root)
+    clients = [await _connect(h) for h in HOSTS]
+    c0 = clients[0]
+    for stream, text in enumerate((
+            "CREATE KEYSPACE IF NOT EXISTS bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}",
+            "CREATE TABLE IF NOT EXISTS bench.kv (k bigint PRIMARY KEY, v blob)"), start=2):
+        opcode, body = await c0.call(stream, OP_QUERY, _query(text))
+        assert opcode == OP_RESULT, body
+    await asyncio.sleep(0.5)  # let the schema reach every node (agreement is awaited by the DDL)
+    ins = [await _prepare(c, "INSERT INTO bench.kv (k, v) VALUES (?, ?)") for c in clients][0]
+    sel = [await _prepare(c, "SELECT v FROM bench.kv WHERE k = ?") for c in clients][0]
+    rng = random.Random(7)
+    values = [os.urandom(VALUE_SIZE) for _ in range(16)]
+    keys = [rng.randrange(args.keys) for _ in range(4096)]
+    writes = [_frame(0, OP_EXECUTE, _execute(ins, [struct.pack(">q", k), values[k & 15]], QUORUM)) for k in keys]
+    reads = [_frame(0, OP_EXECUTE, _execute(sel, [struct.pack(">q", k)], QUORUM)) for k in keys]
+    mixed = [w if rng.random() < 0.5 else r for w, r in zip(writes, reads)]
+    load = [_frame(0, OP_EXECUTE, _execute(ins, [struct.pack(">q", k), values[k & 15]], QUORUM))
+            for k in range(args.keys)]
+    await _run(clients, load, args.keys, args.inflight)
+    print(f"three nodes in one process, {args.inflight} in flight, {args.ops} operations per workload")
+    stats = [rt.node.reads.stats for rt, _ in nodes]
+    for name, frames in (("write", writes), ("read", reads), ("mixed 50/50", mixed)):
+        await _run(clients, frames, min(args.ops, 2000), args.inflight)  # warm up
+        before = {k: sum(s[k] for s in stats) for k in stats[0]}
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        if args.callgrind:  # count instructions of the measured passes only
+            os.system(f"callgrind_control --instr=on {os.getpid()} >/dev/null")
+        best = None
+        for _ in range(1 if profiler else args.repeat):
+            t0 = time.perf_counter()
+            cpu = await _run(clients, frames, args.ops, args.inflight)
+            wall = time.perf_counter() - t0
+            best = cpu if best is None else min(best, cpu)
+        if args.callgrind:
+            os.system(f"callgrind_control --dump={name.split()[0]} {os.getpid()} >/dev/null")
+            os.system(f"callgrind_control --instr=off {os.getpid()} >/dev/null")
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(f"{args.profile}.{name.split()[0]}")
+        counts = ", ".join(f"{k.replace('_', ' ')} {sum(s[k] for s in stats) - before[k]}" for k in before)
+        print(f"  QUORUM {name:12s} {best / args.ops * 1e6:7.1f} µs CPU per operation "
+              f"({args.ops / wall:,.0f} ops/s on one core; {counts})")
+    errors = sum(c.errors for c in clients)
+    if errors:
+        print(f"  {errors} error answers", file=sys.stderr)
+    for c in clients:
+        c.transport.close()
+    for runtime, cql in nodes:
+        await cql.close()
+        await runtime.close()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ops", type=int, default=20_000)
+    ap.add_argument("--keys", type=int, default=10_000)
+    ap.add_argument("--inflight", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3, help="passes per workload; the least CPU is printed")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="under `valgrind --tool=callgrind --instr-atstart=no`: instructions of the "
+                         "measured passes only, one dump per workload (repeatable, unlike CPU time)")
+    ap.add_argument("--profile", help="write cProfile stats of each workload to PROFILE.<workload>")
+    a = ap.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main(a))
