@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import logging
 import os
 import random
@@ -39,7 +40,7 @@ from agora.core.config import NodeConfig  # noqa: E402
 from agora.cql.processor import Processor  # noqa: E402
 from agora.runtime.cql_backend import RuntimeBackend  # noqa: E402
 from agora.runtime.cql_server import CqlServer  # noqa: E402
-from agora.runtime.server import NodeRuntime  # noqa: E402
+from agora.runtime.server import GC_THRESHOLDS, NodeRuntime  # noqa: E402
 
 HOSTS = ("127.0.0.91", "127.0.0.92", "127.0.0.93")
 INTERNODE_PORT, CQL_PORT = 7300, 9300
@@ -209,6 +210,8 @@ async def main(args) -> None:
     load = [_frame(0, OP_EXECUTE, _execute(ins, [struct.pack(">q", k), values[k & 15]], QUORUM))
             for k in range(args.keys)]
     await _run(clients, load, args.keys, args.inflight)
+    gc.freeze()  # as a node does after start-up (agora.runtime.server)
+    gc.set_threshold(*GC_THRESHOLDS)
     print(f"three nodes in one process, {args.inflight} in flight, {args.ops} operations per workload")
     stats = [rt.node.reads.stats for rt, _ in nodes]
     for name, frames in (("write", writes), ("read", reads), ("mixed 50/50", mixed)):
