@@ -69,3 +69,26 @@ def test_requirement_comes_from_the_replication_factor_not_the_known_replicas():
     req = requirement(CL.QUORUM, 3, "us", None)
     assert req.total == 2
     assert not req.satisfied(req.reached(["us"]))
+
+
+@pytest.mark.parametrize("cl", [CL.ONE, CL.TWO, CL.QUORUM, CL.ALL, CL.LOCAL_ONE, CL.LOCAL_QUORUM,
+                                CL.EACH_QUORUM, CL.ANY])
+@pytest.mark.parametrize("per_dc", [None, {"dc1": 3, "dc2": 2}, {"dc1": 2, "dc2": 0}])
+def test_the_shortcuts_agree_with_counting_every_dc(cl, per_dc):
+    """bucket_of and reached_by skip looking DCs up when every reply counts alike; they must
+    answer what counts() and reached() do with every DC looked up."""
+    rf = 3 if per_dc is None else sum(per_dc.values())
+    req = requirement(cl, rf, "dc1", per_dc)
+    dcs = {"a": "dc1", "b": "dc1", "c": "dc2", "d": "dc3", "e": ""}
+    looked_up = []
+
+    def dc_of(node):
+        looked_up.append(node)
+        return dcs[node]
+
+    for nodes in ([], ["a"], ["a", "c"], ["a", "b", "c", "d", "e"], ["d", "e"]):
+        assert req.reached_by(nodes, dc_of) == req.reached(dcs[n] for n in nodes)
+        for n in nodes:
+            assert req.bucket_of(n, dc_of) == req.counts(dcs[n])
+    if None in req.per_dc:
+        assert looked_up == []

@@ -10,7 +10,7 @@ replication factor, counting as Cassandra does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from agora.core.frozen import fast_init
@@ -59,6 +59,22 @@ class Requirement:
             if got.get(dc, 0) < n:
                 return False
         return True
+
+    def bucket_of(self, node, dc_of) -> str | None | bool:
+        """`counts()` of the DC of `node`; `dc_of(node)` is not called when every reply
+        counts alike (the hot path of SimpleStrategy and of non-local levels)."""
+        per_dc = self.per_dc
+        if None in per_dc:
+            return None
+        dc = dc_of(node)
+        return dc if dc in per_dc else False
+
+    def reached_by(self, nodes: Sequence, dc_of) -> dict[str | None, int]:
+        """`reached()` of the DCs of `nodes`, without looking any DC up when every reply
+        counts alike."""
+        if None in self.per_dc:
+            return {None: len(nodes)} if nodes else {}
+        return self.reached(dc_of(node) for node in nodes)
 
     def reached(self, dcs: Iterable[str]) -> dict[str | None, int]:
         per_dc = self.per_dc

@@ -67,9 +67,9 @@ class ReadCoordinator:
                 raise InvalidRequest(f"{cl.name} reads are not supported")
             replicas, per_dc, rf = p.replicas_for(command.table_id, command.key)
             req = requirement(cl, rf, p.local_dc, per_dc)
-            alive = sorted((r for r in replicas if p.serves_reads(r) and req.counts(p.dc_of(r)) is not False),
+            alive = sorted((r for r in replicas if p.serves_reads(r) and req.bucket_of(r, p.dc_of) is not False),
                            key=p.proximity)
-            reached = req.reached(p.dc_of(r) for r in alive)
+            reached = req.reached_by(alive, p.dc_of)
             if not req.satisfied(reached):
                 raise Unavailable(int(cl), req.total, sum(reached.values()))
         except (Unavailable, InvalidRequest) as exc:
@@ -94,7 +94,7 @@ class ReadCoordinator:
         for node in rd.candidates:
             if rd.requirement.satisfied(got):
                 break
-            bucket = rd.requirement.counts(self.placement.dc_of(node))
+            bucket = rd.requirement.bucket_of(node, self.placement.dc_of)
             if got.get(bucket, 0) < rd.requirement.per_dc[bucket]:
                 chosen.append(node)
                 got[bucket] = got.get(bucket, 0) + 1
@@ -145,7 +145,7 @@ class ReadCoordinator:
         if kind == "speculate":
             return self._speculate(rd, now_ms)
         responders = set(rd.data) | set(rd.digests)
-        received = sum(rd.requirement.reached(self.placement.dc_of(n) for n in responders).values())
+        received = sum(rd.requirement.reached_by(list(responders), self.placement.dc_of).values())
         if rd.phase != "collect":
             received = min(received, rd.requirement.total - 1) if rd.waiting else received
         exc = ReadTimeout(int(rd.cl), received, rd.requirement.total, bool(rd.data))
@@ -173,7 +173,7 @@ class ReadCoordinator:
 
     def _check_collect(self, rd: _Read, now_ms: int) -> list:
         responders = list(rd.data) + list(rd.digests)
-        got = rd.requirement.reached(self.placement.dc_of(n) for n in responders)
+        got = rd.requirement.reached_by(responders, self.placement.dc_of)
         if not rd.data or not rd.requirement.satisfied(got):
             return []
         answers = list(rd.data.values())

@@ -86,7 +86,7 @@ class WriteCoordinator:
                 replicas, per_dc, rf = p.replicas_for(part.table_id, part.key)
                 req = requirement(cl, rf, p.local_dc, per_dc)
                 alive = [r for r in replicas if p.is_alive(r)]
-                reached = req.reached(p.dc_of(r) for r in alive)
+                reached = req.reached_by(alive, p.dc_of)
                 if cl != ConsistencyLevel.ANY and not req.satisfied(reached):
                     raise Unavailable(int(cl), req.total, sum(reached.values()))
                 plans.append((part, replicas, alive, req))
@@ -136,7 +136,7 @@ class WriteCoordinator:
             return []
         pw.acked.add(source)
         cw.unacked -= 1
-        effects = self._count(cw, pw, pw.requirement.counts(self.placement.dc_of(source)))
+        effects = self._count(cw, pw, pw.requirement.bucket_of(source, self.placement.dc_of))
         if cw.unacked == 0 and cw.replied:
             self._forget(cw)
             effects.append(CancelTimer(("write", cw.client_id)))
