@@ -319,7 +319,22 @@ def test_rocks_block_cache_is_sized_by_the_option(tmp_path):
 def test_file_cache_size_option_parses_sizes():
     from agora.core.config import config_from_dict
     assert config_from_dict({"file_cache_size": "64MiB"}).file_cache_size == 64 << 20
-    assert config_from_dict({}).file_cache_size == 512 << 20
+    assert config_from_dict({"file_cache_size": 1 << 30}).file_cache_size == 1 << 30
+
+
+def test_file_cache_size_auto_is_an_eighth_of_memory_at_least_512_mib(monkeypatch):
+    """The default, `auto`, sizes the block cache from the machine's memory: an eighth of
+    it, never below 512 MiB; it is also what a config without the option gets."""
+    from agora.core import config
+    pages = {"SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(config.os, "sysconf", lambda name: pages.get(name, pages.get("phys")))
+    pages["phys"] = (64 << 30) // 4096  # a 64 GiB host: 8 GiB
+    assert config.config_from_dict({"file_cache_size": "auto"}).file_cache_size == 8 << 30
+    assert config.config_from_dict({}).file_cache_size == 8 << 30
+    pages["phys"] = (2 << 30) // 4096  # a 2 GiB host: the 512 MiB floor
+    assert config.config_from_dict({"file_cache_size": "auto"}).file_cache_size == 512 << 20
+    with pytest.raises(config.ConfigError, match="file_cache_size"):
+        config.config_from_dict({"file_cache_size": "lots"})
 
 
 def test_a_table_without_clustering_columns_reads_its_one_row(engine):

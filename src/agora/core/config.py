@@ -11,6 +11,7 @@ raises ConfigError naming the option.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field, fields
 
@@ -37,6 +38,23 @@ def parse_duration_ms(option: str, value) -> int:
 
 
 _UNITS_BYTES = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+AUTO = "auto"
+FILE_CACHE_MIN_BYTES = 512 * 1024 * 1024
+FILE_CACHE_RAM_FRACTION = 8  # "auto": one eighth of the machine's memory, at least the minimum
+
+
+def auto_file_cache_bytes() -> int:
+    """What `file_cache_size: auto` means on this machine: an eighth of its physical memory,
+    and never less than 512 MiB (Cassandra's chunk-cache size). RocksDB-based stores size
+    their block cache from memory the same way (TiKV: 45 %; CockroachDB recommends 25 %);
+    an eighth leaves room for several nodes on one machine, as `agora up` runs them."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 0
+    return max(FILE_CACHE_MIN_BYTES, ram // FILE_CACHE_RAM_FRACTION)
 
 
 def parse_size_bytes(option: str, value) -> int:
@@ -79,7 +97,7 @@ class NodeConfig:
     debug_crash_after_batchlog: bool = field(default=False, metadata={"kind": "bool", "doc": "FOR TESTS ONLY: a coordinator of a LOGGED batch exits its process right after the batchlog write is acknowledged"})
     repair_interval: int = field(default=0, metadata={"kind": "duration", "doc": "scheduled anti-entropy repair: every interval this node repairs its primary ranges of every keyspace (0: off; run `agora repair` by hand)"})
     hinted_handoff_throttle: int = field(default=1024 * 1024, metadata={"kind": "size", "doc": "hint replay rate per node, bytes per second (0: unthrottled)"})
-    file_cache_size: int = field(default=512 * 1024 * 1024, metadata={"kind": "size", "doc": "RocksDB block cache: uncompressed data blocks kept in memory for reads (Cassandra's chunk cache); filled as blocks are read, so it costs memory only as data is read"})
+    file_cache_size: int = field(default_factory=auto_file_cache_bytes, metadata={"kind": "size", "auto": auto_file_cache_bytes, "doc": "RocksDB block cache: uncompressed data blocks kept in memory for reads (Cassandra's chunk cache); filled as blocks are read, so it costs memory only as data is read; auto: an eighth of the machine's memory, at least 512MiB"})
 
     @property
     def local_id(self) -> str:
@@ -97,6 +115,8 @@ def _check_kind(name: str, meta: dict, value):
     if kind == "duration":
         return parse_duration_ms(name, value)
     if kind == "size":
+        if value == AUTO and "auto" in meta:
+            return meta["auto"]()
         return parse_size_bytes(name, value)
     if kind in ("int", "port"):
         if isinstance(value, bool) or not isinstance(value, int):

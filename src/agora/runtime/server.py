@@ -89,8 +89,8 @@ class NodeRuntime:
         if self.cfg.commitlog_sync == "periodic":
             self._loop.call_later(self.cfg.commitlog_sync_period / 1000, self._periodic_sync)
         self._loop.call_later(LOAD_REFRESH_S, self._refresh_load)
-        log.info("node %s up (dc=%s rack=%s, %d tokens)", self.cfg.local_id, self.cfg.dc,
-                 self.cfg.rack, len(self.node.identity.tokens))
+        log.info("node %s up (dc=%s rack=%s, %d tokens, block cache %d MiB)", self.cfg.local_id,
+                 self.cfg.dc, self.cfg.rack, len(self.node.identity.tokens), self.cfg.file_cache_size >> 20)
 
     async def close(self) -> None:
         self._run(self.node.shutdown(now_ms()))
