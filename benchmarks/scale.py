@@ -13,8 +13,14 @@ after the start (RocksDB's block cache empty, the freshly compacted files not ye
 "warm", after --warm-after more seconds of the same workload: the steady state the scale
 target is about. At 10 million rows the caches take minutes to fill on this machine.
 
+With `--interleave ROUNDS` every size's cluster is up at once, each on its own subnet
+(127.0.63.x, 127.0.64.x, ...): after --warm-after seconds of the workload on each, the sizes
+take turns, ROUNDS runs each, so a machine whose speed drifts over the minutes (a shared
+host) slows every size alike; the ratio is then the median of the rounds' ratios.
+
     python benchmarks/scale.py                       # 100k and 10M rows, workload a, 30 s each
     python benchmarks/scale.py --rows 100000,1000000 --workload write --duration 20
+    python benchmarks/scale.py --interleave 4 --warm-after 300
 
 Prints a table and writes results JSON (and the bench JSON per size) to --out.
 """
@@ -32,8 +38,15 @@ import time
 import multiprocessing
 from pathlib import Path
 
-SUBNET = "127.0.63"
-HOSTS = ",".join(f"{SUBNET}.{i}" for i in (1, 2, 3))
+SUBNET = "127.0.63"  # the first cluster's; with --interleave the next ones use 127.0.64, ...
+
+
+def _subnet(index: int) -> str:
+    return f"127.0.{63 + index}"
+
+
+def _hosts(subnet: str) -> str:
+    return ",".join(f"{subnet}.{i}" for i in (1, 2, 3))
 BATCH_ROWS = 2_000  # partitions per RocksEngine.apply during the offline load
 VALUE_SIZE = 100
 
@@ -84,10 +97,10 @@ def _load_node(job: tuple[str, bytes, object, int, int]) -> float:
     return time.process_time() - t0
 
 
-def _bench_table_id() -> bytes:
+def _bench_table_id(subnet: str) -> bytes:
     from cassandra.cluster import Cluster
 
-    cl = Cluster([f"{SUBNET}.1"])
+    cl = Cluster([f"{subnet}.1"])
     try:
         row = cl.connect().execute("SELECT id FROM system_schema.tables WHERE keyspace_name = 'bench' "
                                    "AND table_name = 'kv'").one()
@@ -96,13 +109,13 @@ def _bench_table_id() -> bytes:
         cl.shutdown()
 
 
-def _check_loaded(rows: int) -> None:
+def _check_loaded(rows: int, subnet: str) -> None:
     """The last loaded key reads back through CQL at ALL: every replica has the bulk rows."""
     from cassandra import ConsistencyLevel
     from cassandra.cluster import Cluster
     from cassandra.query import SimpleStatement
 
-    cl = Cluster([f"{SUBNET}.1"])
+    cl = Cluster([f"{subnet}.1"])
     try:
         row = cl.connect().execute(SimpleStatement("SELECT v FROM bench.kv WHERE k = %s",
                                                    consistency_level=ConsistencyLevel.ALL), (rows - 1,)).one()
@@ -112,18 +125,21 @@ def _check_loaded(rows: int) -> None:
         raise SystemExit(f"key {rows - 1} did not read back after the bulk load: {row!r}")
 
 
-def measure(rows: int, args, out: Path) -> dict:
+def prepare(rows: int, args, subnet: str):
+    """A started 3-node cluster on `subnet` whose nodes hold `rows` bulk-loaded rows:
+    (its directory, the LocalCluster, the load's facts)."""
     from agora.runtime.cluster import LocalCluster, parse_dc_layout
 
+    hosts = _hosts(subnet)
     d = Path(tempfile.mkdtemp(prefix=f"agora-scale-{rows}-", dir=args.work))
     cluster = LocalCluster(d)
-    cluster.create(parse_dc_layout(3, None, 1), overrides=args.overrides, subnet=SUBNET)
+    cluster.create(parse_dc_layout(3, None, 1), overrides=args.overrides, subnet=subnet)
     try:
         cluster.start()
         # schema and key 0 through CQL: the template every other row is cloned from
-        _agora("bench", "--hosts", HOSTS, "--dir", str(d), "--workload", "write", "--keys", "1", "--ops", "20",
+        _agora("bench", "--hosts", hosts, "--dir", str(d), "--workload", "write", "--keys", "1", "--ops", "20",
                "--value-size", str(VALUE_SIZE), "--quiet")
-        table_id = _bench_table_id()
+        table_id = _bench_table_id(subnet)
         cluster.down()
         template = _template(str(d / "node1" / "data"), table_id)
         t0 = time.monotonic()
@@ -136,24 +152,83 @@ def measure(rows: int, args, out: Path) -> dict:
               f"({sum(cpu):.0f} s CPU)", flush=True)
         disk = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         cluster.start()
-        _check_loaded(rows)
-        runs = []
+        _check_loaded(rows, subnet)
+    except BaseException:
+        finish(d, cluster, args)
+        raise
+    return d, cluster, {"rows": rows, "node_options": args.overrides, "disk_bytes": disk, "load_s": load_s}
+
+
+def finish(d: Path, cluster, args) -> None:
+    cluster.down(kill=True)
+    if not args.keep:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench(rows: int, d: Path, subnet: str, args, result_file: Path, warmup: float, label: str) -> dict:
+    r = _agora("bench", "--hosts", _hosts(subnet), "--dir", str(d), "--workload", args.workload, "--no-load",
+               "--keys", str(rows), "--duration", str(args.duration), "--warmup", str(warmup),
+               "--processes", str(args.processes), "--concurrency", str(args.concurrency),
+               "--value-size", str(VALUE_SIZE), "--json", str(result_file), "--quiet", check=False)
+    print(f"  -- {label}", r.stdout, r.stderr, sep="\n", flush=True)
+    if r.returncode != 0:
+        raise SystemExit(f"agora bench failed at {rows} rows")
+    return json.loads(result_file.read_text())
+
+
+def measure(rows: int, args, out: Path) -> dict:
+    """One size alone: a cold run right after the start, a warm one --warm-after seconds on."""
+    d, cluster, res = prepare(rows, args, SUBNET)
+    try:
         for phase, warmup in (("cold", args.warmup), ("warm", args.warm_after)):
-            result_file = out / f"bench-{rows}-{phase}.json"  # cold: right after the start
-            r = _agora("bench", "--hosts", HOSTS, "--dir", str(d), "--workload", args.workload, "--no-load",
-                       "--keys", str(rows), "--duration", str(args.duration), "--warmup", str(warmup),
-                       "--processes", str(args.processes), "--concurrency", str(args.concurrency),
-                       "--value-size", str(VALUE_SIZE), "--json", str(result_file), "--quiet", check=False)
-            print(f"  -- {phase}", r.stdout, r.stderr, sep="\n", flush=True)
-            if r.returncode != 0:
-                raise SystemExit(f"agora bench failed at {rows} rows")
-            runs.append(json.loads(result_file.read_text()))
-        res = {"rows": rows, "node_options": args.overrides, "disk_bytes": disk, "load_s": load_s, "cold": runs[0], "warm": runs[1]}
+            res[phase] = bench(rows, d, SUBNET, args, out / f"bench-{rows}-{phase}.json", warmup, phase)
         return res
     finally:
-        cluster.down(kill=True)
-        if not args.keep:
-            shutil.rmtree(d, ignore_errors=True)
+        finish(d, cluster, args)
+
+
+def interleave(sizes: list[int], args, out: Path) -> list[dict]:
+    """Every size's cluster up at once (each on its own subnet); after --warm-after seconds
+    of the workload on each, --interleave rounds that run each size in turn, so that what
+    the machine does meanwhile (other work, a host busier at one moment) falls on all sizes
+    alike. A run of one size leaves the others idle."""
+    clusters = []
+    try:
+        for i, rows in enumerate(sizes):
+            print(f"== {rows:,} rows on {_subnet(i)}.x", flush=True)
+            clusters.append(prepare(rows, args, _subnet(i)))
+        for i, (rows, (d, _, res)) in enumerate(zip(sizes, clusters)):
+            res["warm-up"] = bench(rows, d, _subnet(i), args, out / f"bench-{rows}-warmup.json",
+                                   args.warm_after, f"{rows:,} rows: warm-up {args.warm_after:.0f} s, then a run")
+            res["rounds"] = []
+        for n in range(args.interleave):
+            for i, (rows, (d, _, res)) in enumerate(zip(sizes, clusters)):
+                res["rounds"].append(bench(rows, d, _subnet(i), args, out / f"bench-{rows}-round{n + 1}.json",
+                                           0, f"{rows:,} rows: round {n + 1}"))
+        return [res for _, _, res in clusters]
+    finally:
+        for d, cluster, _ in clusters:
+            finish(d, cluster, args)
+
+
+def _report_interleaved(results: list[dict], out: Path) -> None:
+    import statistics
+
+    base = results[0]
+    print(f"\n{'rows':>12} {'round':>5} {'ops/s':>8} {'p99 ms':>8} {'CPU µs/op':>10} {'vs first':>9}")
+    for r in results:
+        for n, (b, first) in enumerate(zip(r["rounds"], base["rounds"]), start=1):
+            print(f"{r['rows']:>12,} {n:>5} {b['throughput_ops_s']:>8.0f} {b['latency_us']['p99_us'] / 1000:>8.1f} "
+                  f"{(b['server_cpu'] or {}).get('us_per_op', 0):>10.0f} "
+                  f"{b['throughput_ops_s'] / first['throughput_ops_s']:>8.0%}")
+    for r in results[1:]:
+        ratios = [b["throughput_ops_s"] / f["throughput_ops_s"] for b, f in zip(r["rounds"], base["rounds"])]
+        mean = statistics.mean(b["throughput_ops_s"] for b in r["rounds"]) / \
+            statistics.mean(f["throughput_ops_s"] for f in base["rounds"])
+        r["ratio_median"], r["ratio_of_means"] = statistics.median(ratios), mean
+        print(f"{r['rows']:,} rows against {base['rows']:,}: median of the rounds' ratios {r['ratio_median']:.0%}, "
+              f"ratio of the mean throughputs {mean:.0%}")
+    (out / "scale.json").write_text(json.dumps(results, indent=2))
 
 
 def main() -> None:
@@ -171,13 +246,20 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the cluster directories")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a node option for every node, as `agora up --set` (e.g. file_cache_size=2GiB)")
+    ap.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                    help="keep every size's cluster up at once and alternate ROUNDS runs between them, after "
+                         "--warm-after seconds on each (default 0: one size after the other, cold then warm)")
     args = ap.parse_args()
     from agora.cli.main import _overrides
     args.overrides = _overrides(args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    sizes = [int(x) for x in args.rows.split(",")]
+    if args.interleave:
+        _report_interleaved(interleave(sizes, args, out), out)
+        return
     results = []
-    for rows in (int(x) for x in args.rows.split(",")):
+    for rows in sizes:
         print(f"== {rows:,} rows", flush=True)
         results.append(measure(rows, args, out))
     base = results[0]
