@@ -553,6 +553,34 @@ def test_in_flight_bound_pauses_reading_until_answers_drain():
         st.close()
 
 
+def test_close_ends_requests_still_running_without_answering_them():
+    """Requests in flight when the server closes are ended (their coroutines closed, as their
+    Tasks were cancelled before): close returns, the client gets EOF and no answer, and the
+    loop keeps running when what they waited for happens later."""
+    st = ServerThread()
+    loop_errors: list = []
+    st.on_loop(lambda: st.loop.set_exception_handler(lambda loop, context: loop_errors.append(context)))
+    sock = raw_socket(st.port)
+    try:
+        startup(sock)
+        query = F.pack_long_string("SELECT block") + F.pack_short(1) + bytes([0])
+        sock.sendall(b"".join(F.encode_request_envelope(4, i, F.Opcode.QUERY, query) for i in (1, 2, 3)))
+        wait_until(lambda: st.processor.blocked == 3, what="3 requests in flight")
+        (conn,) = st.server.connections
+        st.call(st.server.close())
+        assert st.on_loop(lambda: len(conn.running)) == 0
+        sock.settimeout(DEADLINE_S)
+        assert sock.recv(100) == b""  # closed, and nothing answered
+        st.on_loop(lambda: st.processor.block_gate.set())
+        st.on_loop(lambda: None)  # a later pass of the loop: nothing raised meanwhile
+        assert loop_errors == []
+    finally:
+        sock.close()
+        st.loop.call_soon_threadsafe(st.loop.stop)
+        st.thread.join(DEADLINE_S)
+        st.loop.close()
+
+
 def test_close_stops_listening_and_ends_connections():
     st = ServerThread()
     sock = raw_socket(st.port)

@@ -366,6 +366,8 @@ class CqlConnection(asyncio.Protocol):
         self._step(coro)
 
     def _step(self, coro, _fut=None) -> None:
+        if coro not in self.running:  # closed by cancel_requests while it waited
+            return
         try:
             awaited = coro.send(None)
         except StopIteration:
