@@ -127,13 +127,19 @@ async def _start_nodes(root: str) -> list:
         cql = CqlServer(Processor(RuntimeBackend(runtime)), runtime, host, CQL_PORT)
         await cql.start()
         nodes.append((runtime, cql))
-    deadline = time.monotonic() + 60
-    while not all(len([n for n in HOSTS if rt.node.is_alive(f"{n}:{INTERNODE_PORT}")]) == 3
-                  and len(set(rt.node.ring.owners)) == 3 for rt, _ in nodes):
-        if time.monotonic() > deadline:
-            raise SystemExit("the three nodes did not see each other within 60 s")
-        await asyncio.sleep(0.05)
+    await _wait_until(lambda: all(len([n for n in HOSTS if rt.node.is_alive(f"{n}:{INTERNODE_PORT}")]) == 3
+                                  and len(set(rt.node.ring.owners)) == 3 for rt, _ in nodes),
+                      "the three nodes to see each other")
     return nodes
+
+
+async def _wait_until(predicate, what: str, timeout_s: float = 60.0) -> None:
+    """Poll `predicate` on the event loop (the nodes run on it meanwhile) until it holds."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 async def _connect(host: str) -> Client:
@@ -198,7 +204,8 @@ async def main(args) -> None:
             "CREATE TABLE IF NOT EXISTS bench.kv (k bigint PRIMARY KEY, v blob)"), start=2):
         opcode, body = await c0.call(stream, OP_QUERY, _query(text))
         assert opcode == OP_RESULT, body
-    await asyncio.sleep(0.5)  # let the schema reach every node (agreement is awaited by the DDL)
+    await _wait_until(lambda: all(rt.node.schema.schema.table("bench", "kv") is not None for rt, _ in nodes),
+                      "the table to reach every node")
     ins = [await _prepare(c, "INSERT INTO bench.kv (k, v) VALUES (?, ?)") for c in clients][0]
     sel = [await _prepare(c, "SELECT v FROM bench.kv WHERE k = ?") for c in clients][0]
     rng = random.Random(7)
