@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from agora.core.config import NodeConfig  # noqa: E402
+from agora.cql import frames as F  # noqa: E402
 from agora.cql.processor import Processor  # noqa: E402
 from agora.runtime.cql_backend import RuntimeBackend  # noqa: E402
 from agora.runtime.cql_server import CqlServer  # noqa: E402
@@ -45,34 +46,21 @@ from agora.runtime.server import GC_THRESHOLDS, NodeRuntime  # noqa: E402
 HOSTS = ("127.0.0.91", "127.0.0.92", "127.0.0.93")
 INTERNODE_PORT, CQL_PORT = 7300, 9300
 VALUE_SIZE = 100
-_HEADER = struct.Struct(">BBhBi")
-OP_STARTUP, OP_QUERY, OP_PREPARE, OP_EXECUTE, OP_ERROR, OP_READY, OP_RESULT = 1, 7, 9, 10, 0, 2, 8
+_HEADER = struct.Struct(">BBhBi")  # a v4 envelope header, to read the answers
 QUORUM, ONE = 0x0004, 0x0001
 
 
 def _frame(stream: int, opcode: int, body: bytes) -> bytes:
-    return _HEADER.pack(0x04, 0, stream, opcode, len(body)) + body
-
-
-def _string(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack(">H", len(b)) + b
-
-
-def _long_string(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack(">i", len(b)) + b
+    return F.encode_request_envelope(4, stream, opcode, body)
 
 
 def _query(text: str, consistency: int = ONE) -> bytes:
-    return _long_string(text) + struct.pack(">HB", consistency, 0)
+    return F.pack_long_string(text) + F.pack_short(consistency) + bytes([0])
 
 
 def _execute(statement_id: bytes, values: list[bytes], consistency: int) -> bytes:
-    body = struct.pack(">H", len(statement_id)) + statement_id + struct.pack(">HBH", consistency, 0x01, len(values))
-    for v in values:
-        body += struct.pack(">i", len(v)) + v
-    return body
+    return (F.pack_short_bytes(statement_id) + F.pack_short(consistency) + bytes([0x01])
+            + F.pack_short(len(values)) + b"".join(F.pack_bytes(v) for v in values))
 
 
 class Client(asyncio.Protocol):
@@ -98,7 +86,7 @@ class Client(asyncio.Protocol):
                 break
             body = bytes(buf[pos + 9:pos + 9 + length])
             pos += 9 + length
-            if opcode == OP_ERROR:
+            if opcode == F.Opcode.ERROR:
                 self.errors += 1
                 if self.errors <= 3:
                     print("error:", body[4:200], file=sys.stderr)
@@ -145,14 +133,14 @@ async def _wait_until(predicate, what: str, timeout_s: float = 60.0) -> None:
 async def _connect(host: str) -> Client:
     loop = asyncio.get_running_loop()
     _, client = await loop.create_connection(Client, host, CQL_PORT)
-    opcode, _ = await client.call(0, OP_STARTUP, struct.pack(">H", 1) + _string("CQL_VERSION") + _string("3.0.0"))
-    assert opcode == OP_READY, opcode
+    opcode, _ = await client.call(0, F.Opcode.STARTUP, F.pack_string_map({"CQL_VERSION": "3.0.0"}))
+    assert opcode == F.Opcode.READY, opcode
     return client
 
 
 async def _prepare(client: Client, text: str) -> bytes:
-    opcode, body = await client.call(1, OP_PREPARE, _long_string(text))
-    assert opcode == OP_RESULT, body
+    opcode, body = await client.call(1, F.Opcode.PREPARE, F.pack_long_string(text))
+    assert opcode == F.Opcode.RESULT, body
     (n,) = struct.unpack_from(">H", body, 4)
     return body[6:6 + n]
 
@@ -202,8 +190,8 @@ async def main(args) -> None:
     for stream, text in enumerate((
             "CREATE KEYSPACE IF NOT EXISTS bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}",
             "CREATE TABLE IF NOT EXISTS bench.kv (k bigint PRIMARY KEY, v blob)"), start=2):
-        opcode, body = await c0.call(stream, OP_QUERY, _query(text))
-        assert opcode == OP_RESULT, body
+        opcode, body = await c0.call(stream, F.Opcode.QUERY, _query(text))
+        assert opcode == F.Opcode.RESULT, body
     await _wait_until(lambda: all(rt.node.schema.schema.table("bench", "kv") is not None for rt, _ in nodes),
                       "the table to reach every node")
     ins = [await _prepare(c, "INSERT INTO bench.kv (k, v) VALUES (?, ?)") for c in clients][0]
@@ -211,10 +199,10 @@ async def main(args) -> None:
     rng = random.Random(7)
     values = [os.urandom(VALUE_SIZE) for _ in range(16)]
     keys = [rng.randrange(args.keys) for _ in range(4096)]
-    writes = [_frame(0, OP_EXECUTE, _execute(ins, [struct.pack(">q", k), values[k & 15]], QUORUM)) for k in keys]
-    reads = [_frame(0, OP_EXECUTE, _execute(sel, [struct.pack(">q", k)], QUORUM)) for k in keys]
+    writes = [_frame(0, F.Opcode.EXECUTE, _execute(ins, [struct.pack(">q", k), values[k & 15]], QUORUM)) for k in keys]
+    reads = [_frame(0, F.Opcode.EXECUTE, _execute(sel, [struct.pack(">q", k)], QUORUM)) for k in keys]
     mixed = [w if rng.random() < 0.5 else r for w, r in zip(writes, reads)]
-    load = [_frame(0, OP_EXECUTE, _execute(ins, [struct.pack(">q", k), values[k & 15]], QUORUM))
+    load = [_frame(0, F.Opcode.EXECUTE, _execute(ins, [struct.pack(">q", k), values[k & 15]], QUORUM))
             for k in range(args.keys)]
     await _run(clients, load, args.keys, args.inflight)
     gc.freeze()  # as a node does after start-up (agora.runtime.server)

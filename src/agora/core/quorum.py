@@ -63,11 +63,7 @@ class Requirement:
     def bucket_of(self, node, dc_of) -> str | None | bool:
         """`counts()` of the DC of `node`; `dc_of(node)` is not called when every reply
         counts alike (the hot path of SimpleStrategy and of non-local levels)."""
-        per_dc = self.per_dc
-        if None in per_dc:
-            return None
-        dc = dc_of(node)
-        return dc if dc in per_dc else False
+        return None if None in self.per_dc else self.counts(dc_of(node))
 
     def reached_by(self, nodes: Sequence, dc_of) -> dict[str | None, int]:
         """`reached()` of the DCs of `nodes`, without looking any DC up when every reply

@@ -124,7 +124,11 @@ class NodeRuntime:
         if isinstance(msg, ClientReq):
             self.admin.handle(source, msg)
             return
-        try:  # _feed, inlined: this is the path of every internode message
+        self._on_message(source, msg)
+
+    def _on_message(self, source: str, msg) -> None:
+        """One message into the node (`_feed` without its closure: every message's path)."""
+        try:
             effects = self.node.on_message(source, msg, now_ms())
         except AgoraError as exc:
             log.warning("rejected input: %s", exc)
@@ -174,22 +178,12 @@ class NodeRuntime:
 
     def _send(self, eff: Send) -> None:
         msg = eff.message
-        if eff.target == self._local:
-            self._loop.call_soon(self._deliver_local, msg)
+        if eff.target == self._local:  # on the next pass of the loop, as if it had crossed
+            self._loop.call_soon(self._on_message, self._local, msg)  # the network
             return
         if msg is not self._encoded_msg:  # one mutation goes to several replicas:
             self._encoded_msg, self._encoded = msg, codec.encode(msg)  # encode it once
         self.transport.send(eff.target, self._encoded)
-
-    def _deliver_local(self, msg) -> None:
-        """A message this node sent itself, on the next pass of the loop (as if it had
-        crossed the network: the sender's effects are all executed first)."""
-        try:
-            effects = self.node.on_message(self._local, msg, now_ms())
-        except AgoraError as exc:
-            log.warning("rejected input: %s", exc)
-            return
-        self._run(effects)
 
     def _reply(self, eff: Reply) -> None:
         fut = self._futures.pop(eff.client_id, None)

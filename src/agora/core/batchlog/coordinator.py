@@ -133,7 +133,7 @@ class BatchlogCoordinator:
         for part in partitions:
             replicas, per_dc, rf = p.replicas_for(part.table_id, part.key)
             req = requirement(cl, rf, p.local_dc, per_dc)
-            reached = req.reached(p.dc_of(r) for r in replicas if p.is_alive(r))
+            reached = req.reached_by([r for r in replicas if p.is_alive(r)], p.dc_of)
             if not req.satisfied(reached):
                 raise Unavailable(int(cl), req.total, sum(reached.values()))
 

@@ -176,9 +176,9 @@ class RangeReadCoordinator:
         """The fewest live replicas that satisfy the level, closest first; Unavailable if
         the live ones cannot."""
         p = self.placement
-        alive = sorted((r for r in replicas if p.serves_reads(r) and req.counts(p.dc_of(r)) is not False),
+        alive = sorted((r for r in replicas if p.serves_reads(r) and req.bucket_of(r, p.dc_of) is not False),
                        key=p.proximity)
-        reached = req.reached(p.dc_of(r) for r in alive)
+        reached = req.reached_by(alive, p.dc_of)
         if not req.satisfied(reached):
             raise Unavailable(int(cl), req.total, sum(reached.values()))
         chosen: list[NodeId] = []
@@ -186,7 +186,7 @@ class RangeReadCoordinator:
         for node in alive:
             if req.satisfied(got):
                 break
-            bucket = req.counts(p.dc_of(node))
+            bucket = req.bucket_of(node, p.dc_of)
             if got.get(bucket, 0) < req.per_dc[bucket]:
                 chosen.append(node)
                 got[bucket] = got.get(bucket, 0) + 1
@@ -310,7 +310,7 @@ class RangeReadCoordinator:
         if scan.phase == "collect":  # silent replicas lose their place in the proximity order
             for node in sorted(scan.waiting):
                 self.placement.observe_latency(node, now_ms - scan.round_start_ms)
-        received = sum(scan.requirement.reached(self.placement.dc_of(n) for n in scan.answers).values())
+        received = sum(scan.requirement.reached_by(list(scan.answers), self.placement.dc_of).values())
         if scan.phase == "repair":  # every replica answered, but not every repair was acked
             received = min(received, scan.requirement.total - 1)
         exc = ReadTimeout(int(scan.cl), received, scan.requirement.total, bool(scan.answers))
