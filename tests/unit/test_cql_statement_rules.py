@@ -513,3 +513,57 @@ def test_bound_null_and_unset_ttl_and_timestamp(node):
         [(1, None, 77), (2, 1000, node.backend._ts)]
     with pytest.raises(InvalidRequest, match="Invalid null value of timestamp"):
         node(insert, [int_(3), UNSET, None])
+
+
+# ---- plans kept between executions (agora.cql.plans) ----------------------------------------
+
+
+def test_plan_cache_keeps_a_plan_per_statement_and_table_version():
+    from agora.cql.plans import PlanCache
+
+    built = []
+
+    def build(obj, table):
+        built.append((obj, table))
+        if table == "bad":
+            raise InvalidRequest("no plan")
+        return (obj, table)
+
+    cache = PlanCache(build, entries=2)
+    stmt, other = ("stmt",), ("other",)
+    assert cache.get(stmt, "v1") is cache.get(stmt, "v1") and len(built) == 1
+    assert cache.get(stmt, "v2") == (stmt, "v2") and len(built) == 2  # a new table version
+    for _ in range(2):  # a failed plan is not kept: the error comes back
+        with pytest.raises(InvalidRequest):
+            cache.get(other, "bad")
+    assert len(built) == 4
+    cache.get(other, "v1")
+    cache.get(("third",), "v1")  # past capacity the cache starts again
+    assert len(cache) == 1
+
+
+def test_prepared_insert_follows_schema_changes(node):
+    node("CREATE TABLE t (k int PRIMARY KEY, v int)")
+    node.prepared("INSERT INTO t (k, v) VALUES (?, ?)", [1, 10])
+    node("ALTER TABLE t WITH default_time_to_live = 1000")
+    node.prepared("INSERT INTO t (k, v) VALUES (?, ?)", [2, 20])
+    assert node.rows("SELECT k, v, ttl(v) FROM t WHERE k IN (1, 2)") == [(1, 10, None), (2, 20, 1000)]
+    node("ALTER TABLE t DROP v")
+    with pytest.raises(InvalidRequest, match="Undefined column name v"):
+        node.prepared("INSERT INTO t (k, v) VALUES (?, ?)", [3, 30])
+    with pytest.raises(InvalidRequest, match="Undefined column name v"):  # every time
+        node.prepared("INSERT INTO t (k, v) VALUES (?, ?)", [3, 30])
+
+
+def test_prepared_statements_check_bound_keys_at_every_execution(node):
+    node("CREATE TABLE t (k int, c int, v int, PRIMARY KEY (k, c))")
+    node.prepared("INSERT INTO t (k, c, v) VALUES (?, ?, ?)", [1, 2, 3])
+    assert node.prepared("SELECT v FROM t WHERE k = ?", [1]).rows == [[T.serialize(T.INT, 3)]]
+    for text, values in (("INSERT INTO t (k, c, v) VALUES (?, ?, ?)", [None, 2, 3]),
+                         ("INSERT INTO t (k, c, v) VALUES (?, ?, ?)", [1, None, 3]),
+                         ("SELECT v FROM t WHERE k = ?", [None])):
+        with pytest.raises(InvalidRequest, match="null value"):
+            node.prepared(text, values)
+    assert node.prepared("SELECT v FROM t WHERE k = ?", [4]).rows == []
+    with pytest.raises(InvalidRequest, match="more than one relation"):  # not the one-key shape
+        node("SELECT v FROM t WHERE k = 1 AND k = 2")

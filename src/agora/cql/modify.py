@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from agora.core import reconcile
 from agora.core.errors import InvalidRequest
+from agora.core.ring.partitioner import compose_partition_key
 from agora.core.schema import types as T
 from agora.core.types import Bound, ReadCommand, Slice
 from agora.cql import ast
+from agora.cql.plans import PlanCache
 from agora.cql.requests import UNSET
 from agora.cql.terms import TermContext, collection_elements, evaluate, int_value
 from agora.cql.where import analyze
@@ -78,7 +80,19 @@ def _key_value(col, term, ctx: ModContext) -> bytes:
     return value
 
 
-async def insert(stmt: ast.Insert, table, ctx: ModContext, batch_ts: int | None = None) -> list:
+@dataclass(frozen=True)
+class _InsertPlan:
+    """What an INSERT's statement and table decide once: the checks that do not depend on
+    bound values, its key columns' terms in key order, and the other columns it sets."""
+
+    pk: tuple  # (column, term) in partition key order
+    ck: tuple  # (column, term) of the clustering columns given
+    marker: bool  # whether it writes a row marker
+    values: tuple  # (column, term, is_static) of the columns it sets
+    default_ttl: int  # the table's default_time_to_live
+
+
+def _plan_insert(stmt: ast.Insert, table) -> _InsertPlan:
     _refuse_conditions(stmt)
     if len(stmt.columns) != len(stmt.values):
         raise InvalidRequest("Unmatched column names/values")
@@ -89,12 +103,9 @@ async def insert(stmt: ast.Insert, table, ctx: ModContext, batch_ts: int | None 
             raise InvalidRequest(f"Undefined column name {name} in table {table.keyspace}.{table.name}")
         cols.append(col)
     given = dict(zip([c.name for c in cols], zip(cols, stmt.values)))
-    from agora.core.ring.partitioner import compose_partition_key
-    pk = []
     for c in table.partition_key_columns:
         if c.name not in given:
             raise InvalidRequest(f"Some partition key parts are missing: {c.name}")
-        pk.append(_key_value(c, given[c.name][1], ctx))
     only_static = not any(c.kind == "regular" for c, _ in given.values()) and any(
         c.kind == "static" for c, _ in given.values())
     given_ck = [c for c in table.clustering_columns if c.name in given]
@@ -102,18 +113,36 @@ async def insert(stmt: ast.Insert, table, ctx: ModContext, batch_ts: int | None 
     if len(given_ck) != len(table.clustering_columns) and not (only_static and not given_ck):
         missing = [c.name for c in table.clustering_columns if c.name not in given]
         raise InvalidRequest(f"Some clustering keys are missing: {', '.join(missing)}")
-    clustering = [_key_value(c, given[c.name][1], ctx) for c in given_ck]
-    pw = PartitionWrite(table, compose_partition_key(pk), _clock(stmt, table, ctx, batch_ts))
-    clustering = tuple(clustering)
-    if not (only_static and table.clustering_columns and not clustering):
+    return _InsertPlan(
+        pk=tuple(given[c.name] for c in table.partition_key_columns),
+        ck=tuple(given[c.name] for c in given_ck),
+        marker=not (only_static and table.clustering_columns and not given_ck),
+        values=tuple((col, term, col.kind == "static") for col, term in given.values()
+                     if col.kind not in ("partition_key", "clustering")),
+        default_ttl=int(table.option("default_time_to_live") or 0))
+
+
+_INSERT_PLANS = PlanCache(_plan_insert)
+
+
+async def insert(stmt: ast.Insert, table, ctx: ModContext, batch_ts: int | None = None) -> list:
+    plan = _INSERT_PLANS.get(stmt, table)
+    pk = [_key_value(c, term, ctx) for c, term in plan.pk]
+    clustering = tuple([_key_value(c, term, ctx) for c, term in plan.ck])
+    if stmt.timestamp is None and stmt.ttl is None:  # the common case, without _clock's rules
+        clock = WriteClock(batch_ts if batch_ts is not None else ctx.default_ts, plan.default_ttl,
+                           ctx.now_s, ctx.uniq)
+    else:
+        clock = _clock(stmt, table, ctx, batch_ts)
+    pw = PartitionWrite(table, compose_partition_key(pk), clock)
+    if plan.marker:
         pw.marker(clustering)
-    for col, term in given.values():
-        if col.kind in ("partition_key", "clustering"):
-            continue
-        value = evaluate(term, col.type, ctx.terms)
+    terms = ctx.terms
+    for col, term, static in plan.values:
+        value = evaluate(term, col.type, terms)
         if value is UNSET:
             continue
-        pw.set(pw.target(col, clustering), col, value)
+        pw.set(pw.static_row() if static else pw.row(clustering), col, value)
     return [pw.build()]
 
 

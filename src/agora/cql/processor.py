@@ -385,8 +385,11 @@ def _unqualified(stmt) -> bool:
     return getattr(stmt, "table", None) is not None and getattr(stmt, "keyspace", "x") is None
 
 
+_CONSISTENCY_LEVELS = {int(level): level for level in ConsistencyLevel}  # a dict: Enum() is slow
+
+
 def _cl(code: int) -> ConsistencyLevel:
-    try:
-        return ConsistencyLevel(code)
-    except ValueError:
-        raise InvalidRequest(f"Unknown consistency level {code}") from None
+    level = _CONSISTENCY_LEVELS.get(code)
+    if level is None:
+        raise InvalidRequest(f"Unknown consistency level {code}")
+    return level

@@ -22,6 +22,7 @@ from agora.core.ring.partitioner import token_for_key
 from agora.core.schema import types as T
 from agora.core.types import Bound, RangeCommand, ReadCommand, Slice
 from agora.cql import ast
+from agora.cql.plans import PlanCache
 from agora.cql.results import ColumnSpec, Rows
 from agora.cql.rowview import RowView, matches, rows_of
 from agora.cql.terms import TermContext, int_value
@@ -160,16 +161,26 @@ def _function_output(table, sel: ast.Selector, e: ast.FunctionCall) -> Output:
     raise InvalidRequest(f"Unknown function {e.name}")
 
 
+def _selection(stmt: ast.Select, table) -> tuple[list[Output], bool, int]:
+    """What a SELECT's selectors and GROUP BY decide for a version of the table (kept in
+    _SELECTIONS): its outputs, whether it aggregates, and its group width."""
+    outputs = _outputs(stmt, table)
+    aggregate = any(o.kind == "aggregate" for o in outputs)
+    if aggregate and not all(o.kind in ("aggregate", "column") for o in outputs):
+        raise InvalidRequest("Aggregates cannot be mixed with writetime/ttl/token selectors")
+    return outputs, aggregate, _group_width(stmt, table)
+
+
+_SELECTIONS = PlanCache(_selection)
+
+
 def plan(stmt: ast.Select, table, terms: TermContext) -> Plan:
     r = analyze(table, stmt.where, terms, for_select=True)
     if r.filters and not stmt.allow_filtering:
         raise InvalidRequest("Cannot execute this query as it might involve data filtering and thus may have "
                              "unpredictable performance. If you want to execute this query despite the "
                              "performance unpredictability, use ALLOW FILTERING")
-    outputs = _outputs(stmt, table)
-    aggregate = any(o.kind == "aggregate" for o in outputs)
-    if aggregate and not all(o.kind in ("aggregate", "column") for o in outputs):
-        raise InvalidRequest("Aggregates cannot be mixed with writetime/ttl/token selectors")
+    outputs, aggregate, group_width = _SELECTIONS.get(stmt, table)
     rev = _reversed(stmt, table, r)
     limit = int_value(stmt.limit, terms, "limit") if stmt.limit is not None else None
     ppl = int_value(stmt.per_partition_limit, terms, "limit") if stmt.per_partition_limit is not None else None
@@ -180,7 +191,7 @@ def plan(stmt: ast.Select, table, terms: TermContext) -> Plan:
         raise InvalidRequest("SELECT DISTINCT with WHERE clause only supports restriction by partition key "
                              "and/or static columns.")
     return Plan(table, r, outputs, rev, limit, 1 if stmt.distinct else ppl, stmt.distinct, aggregate,
-                stmt.json, r.filters, bool(stmt.order_by), _group_width(stmt, table))
+                stmt.json, r.filters, bool(stmt.order_by), group_width)
 
 
 def _group_width(stmt: ast.Select, table) -> int:

@@ -19,6 +19,7 @@ from agora.core.ring.partitioner import compose_partition_key, token_for_key
 from agora.core.schema import types as T
 from agora.core.types import MAX_TOKEN, MIN_TOKEN, Bound, Slice
 from agora.cql import ast
+from agora.cql.plans import PlanCache
 from agora.cql.requests import UNSET
 from agora.cql.terms import TermContext, evaluate
 
@@ -58,6 +59,10 @@ class Restrictions:
 
     def partition_keys(self) -> list[bytes]:
         cols = self.table.partition_key_columns
+        if len(cols) == 1:  # one key column: no combinations to form
+            values = self.pk[cols[0].name]
+            if len(values) == 1:
+                return [compose_partition_key(values)]
         combos = _product([self.pk[c.name] for c in cols])
         return list(dict.fromkeys(compose_partition_key(list(c)) for c in combos))
 
@@ -184,8 +189,37 @@ def _values(rel_value, t, ctx: TermContext, op: ast.Operator) -> list[bytes]:
     return items
 
 
+def _partition_equalities(where: tuple, table) -> tuple | None:
+    """(column, term) per partition key column, in key order, when the WHERE clause is only
+    `pk = term` once for each of them (a single partition: the most common read and
+    UPDATE/DELETE shape); None for every other shape."""
+    pk_cols = table.partition_key_columns
+    if len(where) != len(pk_cols):
+        return None
+    by_name = {}
+    for rel in where:
+        if type(rel) is not ast.ColumnRelation or rel.op != ast.Operator.EQ or rel.key is not None:
+            return None
+        col = table.column(rel.column)
+        if col is None or col.kind != "partition_key" or col.name in by_name:
+            return None
+        by_name[col.name] = (col, rel.value)
+    return tuple(by_name[c.name] for c in pk_cols)
+
+
+_PARTITION_EQUALITIES = PlanCache(_partition_equalities)
+
+
 def analyze(table, where: tuple, ctx: TermContext, for_select: bool = True) -> Restrictions:
     r = Restrictions(table)
+    simple = _PARTITION_EQUALITIES.get(where, table)
+    if simple is not None:
+        for col, term in simple:
+            value = evaluate(term, col.type, ctx)
+            if value is None or value is UNSET:
+                raise InvalidRequest("Invalid null value in condition for column")
+            r.pk[col.name] = [value]
+        return r
     ck_names = [c.name for c in table.clustering_columns]
     ck_rel: dict[str, list] = {}
     for rel in where:
