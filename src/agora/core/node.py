@@ -203,8 +203,10 @@ class Node:
     # One handler per kind of message, tried in the order of `_ROUTES` (first match wins).
 
     def _on_mutation_rsp(self, source: NodeId, msg: MutationRsp, now_ms: int) -> list:
-        return (self.batchlog.after_writes(self.writes.on_response(source, msg))
-                + self.reads.on_repair_ack(source, msg, now_ms)
+        # Request ids come from one counter (next_req_id), so one component owns each.
+        if self.writes.owns(msg.req_id):  # the usual: an answer to a client's write
+            return self.batchlog.after_writes(self.writes.on_response(source, msg))
+        return (self.reads.on_repair_ack(source, msg, now_ms)
                 + self.range_reads.on_repair_ack(source, msg, now_ms)
                 + self.batchlog.on_mutation_rsp(source, msg))
 

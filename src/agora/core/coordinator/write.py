@@ -127,6 +127,10 @@ class WriteCoordinator:
     def _on_hint_stored(self, cw: _ClientWrite, req_id: int) -> list:
         return self._count(cw, cw.parts[req_id], None)
 
+    def owns(self, req_id: int) -> bool:
+        """Whether `req_id` is one of this coordinator's mutations still awaiting answers."""
+        return req_id in self._by_req
+
     def on_response(self, source: NodeId, rsp: MutationRsp) -> list:
         cw = self._by_req.get(rsp.req_id)
         if cw is None:

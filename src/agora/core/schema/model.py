@@ -577,10 +577,12 @@ class Schema:
                 and (t := self._live(self._tables, k)) is not None]
 
     def table_by_id(self, table_id: uuid.UUID | bytes) -> TableDef | None:
-        if "by_id" not in self._cache:
-            self._cache["by_id"] = {t.id.bytes: t for t in self.tables()}
-        key = table_id.bytes if isinstance(table_id, uuid.UUID) else bytes(table_id)
-        return self._cache["by_id"].get(key)
+        by_id = self._cache.get("by_id")
+        if by_id is None:
+            by_id = self._cache["by_id"] = {t.id.bytes: t for t in self.tables()}
+        if type(table_id) is bytes:  # the hot path: ids as they come off the wire
+            return by_id.get(table_id)
+        return by_id.get(table_id.bytes if isinstance(table_id, uuid.UUID) else bytes(table_id))
 
     def type(self, keyspace: str, name: str) -> TypeDef | None:
         return self._live(self._types, (keyspace, name))
