@@ -537,9 +537,12 @@ def test_plan_cache_keeps_a_plan_per_statement_and_table_version():
         with pytest.raises(InvalidRequest):
             cache.get(other, "bad")
     assert len(built) == 4
-    cache.get(other, "v1")
-    cache.get(("third",), "v1")  # past capacity the cache starts again
+    assert len(cache) == 2
+    cache.get(other, "v1")  # past capacity the cache starts again
     assert len(cache) == 1
+    cache.get(other, "v2")  # one statement, two tables (two nodes in one process): two plans
+    assert cache.get(other, "v1") == (other, "v1") and cache.get(other, "v2") == (other, "v2")
+    assert len(built) == 6
 
 
 def test_prepared_insert_follows_schema_changes(node):

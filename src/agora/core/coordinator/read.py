@@ -89,6 +89,9 @@ class ReadCoordinator:
 
     def _initial_targets(self, rd: _Read) -> list[NodeId]:
         """The fewest best replicas that satisfy the level, data replica first."""
+        per_dc = rd.requirement.per_dc
+        if None in per_dc:  # every reply counts alike: the best n
+            return rd.candidates[:per_dc[None]]
         chosen: list[NodeId] = []
         got: dict = {}
         for node in rd.candidates:
