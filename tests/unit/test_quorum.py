@@ -145,3 +145,13 @@ def test_a_read_asks_the_closest_replicas_the_level_needs(replicas, per_dc, cl, 
     sends = [e for e in rc.start(1, ReadCommand(b"t" * 16, b"k"), cl, 0) if isinstance(e, Send)]
     assert [s.target for s in sends if not s.message.digest_only] == [data]
     assert sorted(s.target for s in sends if s.message.digest_only) == digests
+
+
+def test_requirements_are_kept_per_arguments_and_per_keyspace_factors():
+    a, b = {"us": 3, "eu": 3}, {"us": 5, "eu": 1}
+    first = requirement(CL.LOCAL_QUORUM, 6, "us", a)
+    assert requirement(CL.LOCAL_QUORUM, 6, "us", a) is first and first.per_dc == {"us": 2}
+    assert requirement(CL.LOCAL_QUORUM, 6, "us", b).per_dc == {"us": 3}  # other factors, same total
+    assert requirement(CL.LOCAL_QUORUM, 6, "eu", a).per_dc == {"eu": 2}
+    assert requirement(CL.QUORUM, 3, "us", None).per_dc == {None: 2}
+    assert requirement(CL.QUORUM, 5, "us", None).per_dc == {None: 3}

@@ -84,13 +84,33 @@ class Requirement:
         return got
 
 
+_REQUIREMENTS: dict[tuple, tuple] = {}  # (cl, rf, local_dc, id(per_dc_rf)) -> (per_dc_rf, answer)
+REQUIREMENT_CACHE_ENTRIES = 4096
+
+
 def requirement(cl: CL, rf: int, local_dc: str, per_dc_rf: dict[str, int] | None) -> Requirement:
     """The replies `cl` needs for a keyspace of total replication factor `rf`. `per_dc_rf` is
     the keyspace's NetworkTopologyStrategy factors, or None for SimpleStrategy.
 
     The count comes from the replication factor, never from how many replicas this node's
     ring currently lists: a node that has just restarted and not yet heard of its peers must
-    answer Unavailable, not serve QUORUM from itself (Cassandra's blockFor does the same)."""
+    answer Unavailable, not serve QUORUM from itself (Cassandra's blockFor does the same).
+
+    Every request asks this: answers are kept per arguments (a Requirement is immutable;
+    `per_dc_rf` is a strategy's own dict, found by identity and kept alive with its answer,
+    and must not be changed after it is passed here)."""
+    key = (cl, rf, local_dc, id(per_dc_rf))
+    hit = _REQUIREMENTS.get(key)
+    if hit is not None and hit[0] is per_dc_rf:
+        return hit[1]
+    answer = _requirement(cl, rf, local_dc, per_dc_rf)
+    if len(_REQUIREMENTS) >= REQUIREMENT_CACHE_ENTRIES:
+        _REQUIREMENTS.clear()
+    _REQUIREMENTS[key] = (per_dc_rf, answer)
+    return answer
+
+
+def _requirement(cl: CL, rf: int, local_dc: str, per_dc_rf: dict[str, int] | None) -> Requirement:
     if cl not in RULES:
         raise ValueError(f"{cl.name} is not supported for this operation")
     rule, arg = RULES[cl]
