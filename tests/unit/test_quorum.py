@@ -94,59 +94,6 @@ def test_the_shortcuts_agree_with_counting_every_dc(cl, per_dc):
         assert looked_up == []
 
 
-class _Placement:
-    """A coordinator's view of a cluster, by hand: replicas in ring order, proximity by name."""
-
-    local, local_dc = "a1", "us"
-
-    def __init__(self, replicas, per_dc):
-        self.replicas, self.per_dc, self._req = replicas, per_dc, 0
-
-    def replicas_for(self, table_id, key):
-        rf = len(self.replicas) if self.per_dc is None else sum(self.per_dc.values())
-        return tuple(self.replicas), self.per_dc, rf
-
-    def dc_of(self, node):
-        return DCS[node]
-
-    def is_alive(self, node):
-        return True
-
-    def serves_reads(self, node):
-        return True
-
-    def next_req_id(self):
-        self._req += 1
-        return self._req
-
-    def observe_latency(self, node, ms):
-        pass
-
-    def proximity(self, node):
-        return (0 if node == self.local else 1 if DCS[node] == self.local_dc else 2, node)
-
-
-@pytest.mark.parametrize("replicas,per_dc,cl,data,digests", [
-    (["a3", "a2", "a1"], None, CL.ONE, "a1", []),
-    (["a3", "a2", "a1"], None, CL.QUORUM, "a1", ["a2"]),
-    (["a3", "a2", "a1"], None, CL.ALL, "a1", ["a2", "a3"]),
-    (NTS, NTS_RF, CL.LOCAL_QUORUM, "a1", ["a2"]),
-    (NTS, NTS_RF, CL.QUORUM, "a1", ["a2", "a3", "b1"]),
-    (NTS, NTS_RF, CL.EACH_QUORUM, "a1", ["a2", "b1", "b2", "c1"]),
-])
-def test_a_read_asks_the_closest_replicas_the_level_needs(replicas, per_dc, cl, data, digests):
-    """One data request to the closest replica and digest requests to the next closest, as
-    few as the level needs (the SimpleStrategy shortcut and the per-DC count agree)."""
-    from agora.core.coordinator.read import ReadCoordinator
-    from agora.core.effects import Send
-    from agora.core.types import ReadCommand
-
-    rc = ReadCoordinator(_Placement(replicas, per_dc), read_timeout_ms=1000)
-    sends = [e for e in rc.start(1, ReadCommand(b"t" * 16, b"k"), cl, 0) if isinstance(e, Send)]
-    assert [s.target for s in sends if not s.message.digest_only] == [data]
-    assert sorted(s.target for s in sends if s.message.digest_only) == digests
-
-
 def test_requirements_are_kept_per_arguments_and_per_keyspace_factors():
     a, b = {"us": 3, "eu": 3}, {"us": 5, "eu": 1}
     first = requirement(CL.LOCAL_QUORUM, 6, "us", a)

@@ -116,9 +116,6 @@ class ReadCoordinator:
         if rsp.error is not None:  # e.g. a replica in quarantine: ask another one at once
             return self._ask_another(rd) if rd.phase == "collect" else []
         if rd.phase == "collect":
-            window = self.latency.get(rd.command.table_id)
-            if window is not None:
-                window.record(now_ms - rd.start_ms)
             self.placement.observe_latency(source, now_ms - rd.start_ms)
         if rsp.digest is not None and rsp.partition is None and rd.contacted[source] == "digest":
             rd.digests[source] = rsp.digest
@@ -179,6 +176,12 @@ class ReadCoordinator:
         got = rd.requirement.reached_by(responders, self.placement.dc_of)
         if not rd.data or not rd.requirement.satisfied(got):
             return []
+        # The speculation threshold is a percentile of what a read waits for: the answer
+        # that completes its level (Cassandra samples whole reads), not every answer — the
+        # closest replica's (often this node's own) would pull it under most reads.
+        window = self.latency.get(rd.command.table_id)
+        if window is not None:
+            window.record(now_ms - rd.start_ms)
         answers = list(rd.data.values())
         # one answer alone agrees with itself: no digest to compute
         agree = len(answers) + len(rd.digests) == 1 or \

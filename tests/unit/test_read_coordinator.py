@@ -1,0 +1,89 @@
+"""The read coordinator driven by hand (agora.core.coordinator.read): which replicas a read
+asks, and what its speculative-retry threshold is measured from."""
+
+from __future__ import annotations
+
+import pytest
+
+from agora.core.coordinator.read import ReadCoordinator
+from agora.core.effects import Send, SetTimer
+from agora.core.messages import ReadRsp
+from agora.core.reconcile import digest
+from agora.core.types import ConsistencyLevel as CL
+from agora.core.types import ReadCommand
+
+DCS = {"a1": "us", "a2": "us", "a3": "us", "b1": "eu", "b2": "eu", "b3": "eu", "c1": "asia"}
+NTS = ["a1", "a2", "a3", "b1", "b2", "b3", "c1"]
+NTS_RF = {"us": 3, "eu": 3, "asia": 1}
+TABLE = b"t" * 16
+
+
+class _Placement:
+    """A coordinator's view of a cluster, by hand: replicas in ring order, proximity by name."""
+
+    local, local_dc = "a1", "us"
+
+    def __init__(self, replicas, per_dc):
+        self.replicas, self.per_dc, self._req = replicas, per_dc, 0
+
+    def replicas_for(self, table_id, key):
+        rf = len(self.replicas) if self.per_dc is None else sum(self.per_dc.values())
+        return tuple(self.replicas), self.per_dc, rf
+
+    def dc_of(self, node):
+        return DCS[node]
+
+    def is_alive(self, node):
+        return True
+
+    def serves_reads(self, node):
+        return True
+
+    def next_req_id(self):
+        self._req += 1
+        return self._req
+
+    def observe_latency(self, node, ms):
+        pass
+
+    def proximity(self, node):
+        return (0 if node == self.local else 1 if DCS[node] == self.local_dc else 2, node)
+
+
+@pytest.mark.parametrize("replicas,per_dc,cl,data,digests", [
+    (["a3", "a2", "a1"], None, CL.ONE, "a1", []),
+    (["a3", "a2", "a1"], None, CL.QUORUM, "a1", ["a2"]),
+    (["a3", "a2", "a1"], None, CL.ALL, "a1", ["a2", "a3"]),
+    (NTS, NTS_RF, CL.LOCAL_QUORUM, "a1", ["a2"]),
+    (NTS, NTS_RF, CL.QUORUM, "a1", ["a2", "a3", "b1"]),
+    (NTS, NTS_RF, CL.EACH_QUORUM, "a1", ["a2", "b1", "b2", "c1"]),
+])
+def test_a_read_asks_the_closest_replicas_the_level_needs(replicas, per_dc, cl, data, digests):
+    """One data request to the closest replica and digest requests to the next closest, as
+    few as the level needs (the SimpleStrategy shortcut and the per-DC count agree)."""
+    rc = ReadCoordinator(_Placement(replicas, per_dc), read_timeout_ms=1000)
+    sends = [e for e in rc.start(1, ReadCommand(TABLE, b"k"), cl, 0) if isinstance(e, Send)]
+    assert [s.target for s in sends if not s.message.digest_only] == [data]
+    assert sorted(s.target for s in sends if s.message.digest_only) == digests
+
+
+
+def test_the_speculation_threshold_follows_what_reads_wait_for():
+    """Each QUORUM read gets its own (local) answer at once and the other replica's digest
+    later: after 5 ms for most reads, 50 ms for 1.5 % of them. The 99th percentile of what
+    reads wait for is 50 ms; counting the immediate local answers too would put it at 5 ms
+    and speculate on every slow read's neighbours."""
+    placement = _Placement(["a3", "a2", "a1"], None)
+    rc = ReadCoordinator(placement, read_timeout_ms=1000)
+    nothing = digest(None)
+    for client in range(1, 401):
+        start = client * 100
+        effects = rc.start(client, ReadCommand(TABLE, b"k%d" % client), CL.QUORUM, start)
+        req_id = next(e for e in effects if isinstance(e, Send)).message.req_id
+        rc.on_response("a1", ReadRsp(req_id, None, None), start)
+        wait = 50 if client % 66 == 0 else 5
+        answer = rc.on_response("a2", ReadRsp(req_id, None, nothing), start + wait)
+        assert answer and answer[0].client_id == client  # answered when the digest came
+    timers = rc.start(999, ReadCommand(TABLE, b"x"), CL.QUORUM, 100_000)
+    speculate = next(e for e in timers if isinstance(e, SetTimer) and e.timer_id[0] == "speculate")
+    assert speculate.delay_ms == 50
