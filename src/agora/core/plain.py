@@ -82,10 +82,6 @@ def cell_from_plain(obj: object) -> Cell:
     return Cell(ts, value, ttl_s, ldt_s)
 
 
-def _optional_cell_from_plain(obj: object) -> Cell | None:
-    return None if obj is None else cell_from_plain(obj)
-
-
 def deletion_to_plain(d: Deletion | None) -> list | None:
     return None if d is None else [d.ts, d.ldt_s]
 
@@ -153,20 +149,19 @@ def _cells_from_flat(flat: object) -> dict:
 
 
 def row_from_plain(obj: object) -> Row:
-    if not _is_array(obj) or len(obj) != 4:
+    # The decoder's hot path: the usual None checks are inline, not calls.
+    t = type(obj)
+    if (t is not list and t is not tuple) or len(obj) != 4:
         raise _bad("row")
     clustering, marker, deletion, flat = obj
-    if not _is_array(clustering):
+    t = type(clustering)
+    if t is not list and t is not tuple:
         raise _bad("row clustering")
     for value in clustering:
         if type(value) is not bytes:
             raise _bad("row clustering value")
-    return Row(tuple(clustering), _optional_cell_from_plain(marker),
-               deletion_from_plain(deletion), _cells_from_flat(flat))
-
-
-def _optional_row_from_plain(obj: object) -> Row | None:
-    return None if obj is None else row_from_plain(obj)
+    return Row(tuple(clustering), None if marker is None else cell_from_plain(marker),
+               None if deletion is None else deletion_from_plain(deletion), _cells_from_flat(flat))
 
 
 # ---- partitions ---------------------------------------------------------------------------
@@ -192,6 +187,7 @@ def _check_partition_id(table_id: object, key: object) -> None:
 
 
 def partition_from_plain(obj: object) -> Partition:
+    # The decoder's hot path: the usual None and empty checks are inline, not calls.
     if not _is_array(obj) or len(obj) != 6:
         raise _bad("partition")
     table_id, key, deletion, rts, static, flat_rows = obj
@@ -206,9 +202,9 @@ def partition_from_plain(obj: object) -> Partition:
         rows[ckey] = row_from_plain(row)
     if len(rows) * 2 != len(flat_rows):
         raise _bad("duplicate row")
-    return Partition(table_id, key, deletion_from_plain(deletion),
-                     [range_tombstone_from_plain(rt) for rt in rts],
-                     _optional_row_from_plain(static), rows)
+    return Partition(table_id, key, None if deletion is None else deletion_from_plain(deletion),
+                     [range_tombstone_from_plain(rt) for rt in rts] if rts else [],
+                     None if static is None else row_from_plain(static), rows)
 
 
 # ---- read commands ------------------------------------------------------------------------

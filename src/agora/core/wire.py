@@ -77,6 +77,10 @@ class Acknowledgement(Message):
 
     @classmethod
     def from_wire(cls, fields):
+        if type(fields) is list and len(fields) == 2:  # the hot path: checks inline
+            req_id, error = fields
+            if type(req_id) is int and (error is None or type(error) is str):
+                return cls(req_id, error)
         req_id, error = fields_of(fields, 2, cls.__name__)
         return cls(int_field(req_id, "req_id"), opt_str_field(error, "error"))
 
@@ -84,4 +88,6 @@ class Acknowledgement(Message):
 def partitions_field(parts, name: str) -> tuple:
     """A non-empty list of partitions in plain form (agora.core.plain)."""
     expect(isinstance(parts, list) and parts, f"{name}.partitions must be a non-empty list")
+    if len(parts) == 1:  # the usual mutation: no generator
+        return (partition_from_plain(parts[0]),)
     return tuple(partition_from_plain(p) for p in parts)
