@@ -13,6 +13,8 @@ from decimal import Decimal
 
 import cassandra
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cassandra import ConsistencyLevel as DCL
 from cassandra import WriteType
 from cassandra import protocol as dp
@@ -648,6 +650,26 @@ def test_status_and_topology_events(version):
     assert (msg.event_type, msg.event_args) == \
         ("TOPOLOGY_CHANGE", {"change_type": "NEW_NODE", "address": ("::1", 9042)})
     assert F.event_type(F.StatusChange("UP", "1.2.3.4", 1)) == "STATUS_CHANGE"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.just(UNSET), st.binary(max_size=40)), max_size=6),
+       st.integers(min_value=0, max_value=40), st.binary(max_size=8))
+def test_read_values_reads_what_read_value_reads(values, cut, garbage):
+    """`read_values` (one loop for a request's bound values) gives what `read_value` in a loop
+    gives: the same values and position, or the same ProtocolError for a cut or bad body."""
+    body = b"".join(F.pack_value(v) for v in values)
+    for data in (body, body[:max(0, len(body) - cut)], body + garbage, F.pack_int(-3) + body):
+        count = len(values) + (1 if garbage else 0)
+        one, many = F.Reader(data), F.Reader(data)
+        try:
+            expected = [one.read_value("bound value") for _ in range(count)]
+        except E.ProtocolError as exc:
+            with pytest.raises(E.ProtocolError) as got:
+                many.read_values(count, "bound value")
+            assert str(got.value) == str(exc)
+            continue
+        assert many.read_values(count, "bound value") == expected and many.remaining == one.remaining
 
 
 def test_notation_round_trips():

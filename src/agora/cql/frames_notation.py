@@ -110,6 +110,33 @@ class Reader:
             return UNSET
         raise ProtocolError(f"invalid length {n} for {what} (below -2)")
 
+    def read_values(self, count: int, what: str = "[value]") -> list:
+        """`count` [value]s in a row (a request's bound values): `read_value` in one loop."""
+        buf, pos, end = self._buf, self._pos, self._end
+        unpack_int = _INT.unpack_from
+        out = []
+        for _ in range(count):
+            if end - pos < 4:
+                self._pos = pos
+                self._need(4, what)  # raises, naming what was cut off
+            n = unpack_int(buf, pos)[0]
+            pos += 4
+            if n >= 0:
+                if n > end - pos:
+                    self._pos = pos
+                    self._need(n, what)
+                out.append(bytes(buf[pos:pos + n]))
+                pos += n
+            elif n == -1:
+                out.append(None)
+            elif n == -2:
+                out.append(UNSET)
+            else:
+                self._pos = pos
+                raise ProtocolError(f"invalid length {n} for {what} (below -2)")
+        self._pos = pos
+        return out
+
     def read_string_list(self, what: str = "[string list]") -> list[str]:
         return [self.read_string(what) for _ in range(self.read_short(what))]
 

@@ -181,7 +181,7 @@ def decode_query_params(r: Reader, version: int) -> QueryParams:
                 values.append(r.read_value("bound value"))
             params.names, params.values = names, values
         else:
-            params.values = [r.read_value("bound value") for _ in range(count)]
+            params.values = r.read_values(count, "bound value")
     params.skip_metadata = bool(flags & Q_SKIP_METADATA)
     if flags & Q_PAGE_SIZE:
         params.page_size = r.read_int("page size")
@@ -226,7 +226,7 @@ def _batch_child(r: Reader) -> BatchChild:
         query, statement_id = None, r.read_short_bytes("batch statement id")
     else:
         raise ProtocolError(f"unknown batch statement kind {kind} (must be 0 or 1)")
-    values = [r.read_value("bound value") for _ in range(r.read_short("value count"))]
+    values = r.read_values(r.read_short("value count"), "bound value")
     return BatchChild(query, statement_id, values)
 
 
