@@ -145,12 +145,19 @@ class NodeRuntime:
         self._run(effects)
 
     def _run(self, effects) -> None:
-        self._queue.extend(effects)
+        """Execute `effects` in order, then what executing them fed back (queued by the
+        handlers: a node call never runs inside another)."""
         if self._draining:
+            self._queue.extend(effects)
             return
         self._draining = True
         queue, handlers = self._queue, self._handlers
         try:
+            for eff in effects:  # the given list first, without queueing it
+                handler = handlers.get(type(eff))
+                if handler is None:
+                    raise AssertionError(f"unknown effect {eff!r}")
+                handler(eff)
             while queue:
                 eff = queue.popleft()
                 handler = handlers.get(type(eff))
