@@ -231,12 +231,6 @@ def test_use_and_truncate(driver):
 
 # ---- types ------------------------------------------------------------------------------------
 
-PARSER_NEGATIVE_ISO_DURATION = pytest.mark.xfail(
-    strict=True, reason="parser: a '-' before an ISO 8601 duration (-P1DT2H, -P2W) is a syntax error; "
-                        "Cassandra's Lexer.g DURATION allows '-'? before every form")
-PARSER_ISO_ALTERNATIVE_DURATION = pytest.mark.xfail(
-    strict=True, reason="parser: the ISO 8601 alternative duration P0001-02-03T04:05:06 is a syntax error; "
-                        "Cassandra's Lexer.g DURATION has this form")
 SAME = object()  # bind the expected value itself
 
 # (id, cql type, literal in the statement text, value as the driver returns it, value to bind)
@@ -291,10 +285,9 @@ TYPE_CASES = [
     ("duration-iso", "duration", "P1DT2H", Duration(0, 1, 7200 * 10**9), SAME),
     ("duration-negative", "duration", "-2w3d", Duration(0, -17, 0), SAME),
     pytest.param("duration-negative-iso", "duration", "-P1DT2H", Duration(0, -1, -7200 * 10**9), SAME,
-                 marks=PARSER_NEGATIVE_ISO_DURATION, id="duration-negative-iso"),
+                 id="duration-negative-iso"),
     pytest.param("duration-iso-alternative", "duration", "P0001-02-03T04:05:06",
-                 Duration(14, 3, (4 * 3600 + 5 * 60 + 6) * 10**9), SAME,
-                 marks=PARSER_ISO_ALTERNATIVE_DURATION, id="duration-iso-alternative"),
+                 Duration(14, 3, (4 * 3600 + 5 * 60 + 6) * 10**9), SAME, id="duration-iso-alternative"),
     ("list", "list<int>", "[3, 1, 2, 1]", [3, 1, 2, 1], SAME),
     ("list-empty-is-null", "list<int>", "[]", None, []),
     ("set", "set<text>", "{'b', 'a', 'b'}", {"a", "b"}, SAME),

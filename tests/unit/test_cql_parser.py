@@ -232,7 +232,21 @@ def test_duration_is_a_tuple_with_driver_attribute_names():
     assert (d.months, d.days, d.nanoseconds) == (1, 2, 3)
 
 
-@pytest.mark.parametrize("text", ["1h1h", "1m1h", "0x123", "P", "PT", "1d1y"])
+@pytest.mark.parametrize("text,expected", [
+    ("P1DT2H", (0, 1, 2 * 3600 * 10**9)),
+    ("-P1DT2H", (0, -1, -2 * 3600 * 10**9)),
+    ("-P2W", (0, -14, 0)),
+    ("-PT30M", (0, 0, -30 * 60 * 10**9)),
+    ("P0001-02-03T04:05:06", (14, 3, (4 * 3600 + 5 * 60 + 6) * 10**9)),
+    ("-P0001-02-03T04:05:06", (-14, -3, -(4 * 3600 + 5 * 60 + 6) * 10**9)),
+])
+def test_every_iso_8601_duration_form_of_cassandras_lexer(text, expected):
+    """Lexer.g's DURATION: designators, weeks and the alternative format, each with an
+    optional '-' (Duration.from)."""
+    assert value_of(text).value == expected
+
+
+@pytest.mark.parametrize("text", ["1h1h", "1m1h", "0x123", "P", "PT", "1d1y", "-P", "-P1Y2W"])
 def test_invalid_literals(text):
     with pytest.raises((InvalidRequest, CqlSyntaxError)):
         value_of(text)

@@ -43,6 +43,9 @@ _TOKEN = re.compile(r"""\s*(?:
 | (?P<quoted>"(?:[^"]|"")+")
 | (?P<uuid>[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}""" + _WORD_END + r""")
 | (?P<hex>0[xX][0-9A-Fa-f]*""" + _WORD_END + r""")
+| (?P<isoduration>(?:-?[Pp][0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}
+    |-[Pp](?=[0-9]|[Tt][0-9])(?:[0-9]+[Yy])?(?:[0-9]+[Mm])?(?:[0-9]+[DdWw])?
+     (?:[Tt](?:[0-9]+[Hh])?(?:[0-9]+[Mm])?(?:[0-9]+[Ss])?)?)""" + _WORD_END + r""")
 | (?P<duration>-?(?:[0-9]+(?:(?i:mo|ms|us|ns|y|w|d|h|m|s)|µs|µS))+""" + _WORD_END + r""")
 | (?P<float>-?[0-9]+(?:\.[0-9]*(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))
 | (?P<integer>-?[0-9]+)
@@ -83,6 +86,7 @@ _DURATION_PART = re.compile(r"([0-9]+)((?i:mo|ms|us|ns|y|w|d|h|m|s)|µs|µS)", r
 _ISO_DURATION = re.compile(
     r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", re.I | re.A)
 _ISO_WEEKS = re.compile(r"P(\d+)W", re.I | re.A)
+_ISO_ALTERNATIVE = re.compile(r"P(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})", re.I | re.A)
 
 
 class Tok:
@@ -137,7 +141,8 @@ def hex_literal(raw: str) -> Literal:
 
 def duration_literal(raw: str) -> Literal:
     """Cassandra's Duration.from: `1y2mo3w4d5h6m7s8ms9us10ns` (units once each, in this
-    order) or ISO 8601 `P1Y2M3DT4H5M6S` / `P3W`; a leading '-' negates."""
+    order) or ISO 8601 `P1Y2M3DT4H5M6S` / `P3W` / `P0001-02-03T04:05:06` (the alternative
+    format); a leading '-' negates."""
     negative = raw.startswith("-")
     body = raw[1:] if negative else raw
     parts = [0, 0, 0]
@@ -162,6 +167,10 @@ def _iso_duration(raw: str, body: str) -> list[int]:
     weeks = _ISO_WEEKS.fullmatch(body)
     if weeks:
         return [0, int(weeks.group(1)) * 7, 0]
+    alternative = _ISO_ALTERNATIVE.fullmatch(body)  # P0001-02-03T04:05:06
+    if alternative:
+        y, mo, d, h, mi, s = (int(g) for g in alternative.groups())
+        return [y * 12 + mo, d, (h * 3600 + mi * 60 + s) * 10**9]
     m = _ISO_DURATION.fullmatch(body)
     if m is None or body.upper() in ("P", "PT") or body.upper().endswith("T"):
         raise InvalidRequest(f"Invalid duration {raw}: not an ISO 8601 duration")
@@ -178,6 +187,7 @@ _LITERAL_TOKENS = {  # regex group -> (terminal, builder)
     "string": ("STRING", string_literal), "dollar": ("STRING", string_literal),
     "uuid": ("UUID", lambda raw: Literal(LiteralKind.UUID, uuid.UUID(raw), raw)),
     "hex": ("HEX", hex_literal), "duration": ("DURATION", duration_literal),
+    "isoduration": ("DURATION", duration_literal),  # -P1DT2H, -P2W, [-]P0001-02-03T04:05:06
     "float": ("FLOAT", float_literal), "integer": ("INTEGER", integer_literal),
     "negword": ("FLOAT", lambda raw: Literal(LiteralKind.FLOAT, -float(raw[1:]), raw)),
 }
