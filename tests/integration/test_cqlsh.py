@@ -253,11 +253,6 @@ def test_server_errors_exit_2_with_the_servers_message(cluster, home, scratch):
     assert proc.returncode == 2 and "AlreadyExists" in proc.stderr and "scratch" in proc.stderr
 
 
-class KnownBug(AssertionError):
-    """The one failure a strict xfail test is there to show; any other failure (or a pass)
-    is reported as what it is."""
-
-
 def test_counter_tables_are_refused_or_work(cluster, home, scratch):
     """Never the half state once seen (CREATE accepted, every `n = n + 5` refused): a counter
     table is either refused up front, saying why, or counts."""
@@ -439,8 +434,6 @@ def test_describe_keyspace_round_trip(cluster, home, tmp_path):
     assert all(ids_after[t] != ids_before[t] for t in ids_before)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason="CREATE TABLE ... WITH ID = <uuid>, "
-                   "which DESCRIBE ... WITH INTERNALS prints, is refused: Unknown property 'id'")
 def test_describe_with_internals_round_trip(cluster, home, tmp_path, scratch):
     ok(home, "-e", "CREATE TABLE scratch.internals (k int PRIMARY KEY, v text)")
     before = ok(home, "-e", "DESCRIBE TABLE scratch.internals WITH INTERNALS")
@@ -448,8 +441,6 @@ def test_describe_with_internals_round_trip(cluster, home, tmp_path, scratch):
     ok(home, "-e", "DROP TABLE scratch.internals")
     (tmp_path / "described.cql").write_text(before)
     proc = cqlsh(home, "-f", str(tmp_path / "described.cql"))
-    if "Unknown property 'id'" in proc.stderr:
-        raise KnownBug(proc.stderr)
     assert (proc.returncode, proc.stderr) == (0, "")
     # the same table again, id and all (Cassandra's way to restore a snapshot's table)
     assert ok(home, "-e", "DESCRIBE TABLE scratch.internals WITH INTERNALS") == before

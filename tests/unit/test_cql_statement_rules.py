@@ -570,3 +570,25 @@ def test_prepared_statements_check_bound_keys_at_every_execution(node):
     assert node.prepared("SELECT v FROM t WHERE k = ?", [4]).rows == []
     with pytest.raises(InvalidRequest, match="more than one relation"):  # not the one-key shape
         node("SELECT v FROM t WHERE k = 1 AND k = 2")
+
+
+# ---- CREATE TABLE ... WITH ID ---------------------------------------------------------------
+
+
+def test_create_table_with_id_takes_that_id_once_no_live_table_has_it(node):
+    node("CREATE TABLE t (k int PRIMARY KEY, v text)")
+    first = node.backend.schema.table("ks", "t").id
+    node("DROP TABLE t")
+    node(f"CREATE TABLE t (k int PRIMARY KEY, v text) WITH ID = {first} AND comment = 'again'")
+    again = node.backend.schema.table("ks", "t")
+    assert again.id == first and again.option("comment") == "again"
+    node("INSERT INTO t (k, v) VALUES (1, 'x')")
+    assert node.rows("SELECT v FROM t WHERE k = 1") == [("x",)]
+    with pytest.raises(InvalidRequest, match="already used by ks.t"):
+        node(f"CREATE TABLE u (k int PRIMARY KEY) WITH ID = {first}")
+    with pytest.raises(InvalidRequest, match="Cannot alter table id"):
+        node(f"ALTER TABLE t WITH ID = {first}")
+    with pytest.raises(InvalidRequest, match="not a UUID"):
+        node("CREATE TABLE w (k int PRIMARY KEY) WITH ID = 'nope'")
+    node("CREATE TABLE x (k int PRIMARY KEY)")  # without ID: from name and time, as before
+    assert node.backend.schema.table("ks", "x").id != first

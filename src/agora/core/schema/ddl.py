@@ -13,6 +13,8 @@ clock lags cannot write a change that the merge would ignore.
 
 from __future__ import annotations
 
+import uuid
+
 from agora.core.errors import AlreadyExists, ConfigurationError, InvalidRequest
 from agora.core.ring.strategies import strategy_from_options
 from agora.core.schema.model import KeyspaceDef, TableDef, identifier, replication_options
@@ -77,10 +79,29 @@ def drop_keyspace(args: dict):
     return change
 
 
+def _table_id_option(options: dict) -> uuid.UUID | None:
+    """The `ID` of `CREATE TABLE ... WITH ID = <uuid>` (taken out of the options), or None."""
+    raw = options.pop("id", None)
+    if raw is None or isinstance(raw, uuid.UUID):
+        return raw
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise InvalidRequest(f"Invalid value for property 'id': {raw!r} is not a UUID") from None
+
+
 def create_table(args: dict):
     """args: keyspace, name, columns [[name, type]...], partition_key [names],
-    clustering [[name, 'asc'|'desc']...], static [names], options {}, if_not_exists."""
+    clustering [[name, 'asc'|'desc']...], static [names], options {}, if_not_exists.
+
+    Without an `id` option the table's id comes from its name and creation timestamp, so a
+    re-created table is a new table. `WITH ID = <uuid>` (what DESCRIBE ... WITH INTERNALS
+    prints) gives it that id, as Cassandra does to re-create a dropped table for its
+    snapshot's data: no live table may have it. As in Cassandra, a node that never applied
+    the drop still holds the old table's data under that id and serves it again."""
     ks, name = _name(args, "keyspace"), _name(args, "name")
+    options = dict(args.get("options") or {})
+    table_id = _table_id_option(options)
     types = {identifier(c): t for c, t in (args.get("columns") or [])}
     pk = [identifier(c) for c in args.get("partition_key") or []]
     clustering = [(identifier(c), o) for c, o in (args.get("clustering") or [])]
@@ -101,13 +122,15 @@ def create_table(args: dict):
         udts = lambda n: (schema.type(ks, n).user_type() if schema.type(ks, n) else None)  # noqa: E731
         parsed = {c: parse_type(t, udts) for c, t in types.items()}
         _refuse_counters(parsed.items())
+        if table_id is not None and (same := schema.table_by_id(table_id)) is not None:
+            raise InvalidRequest(f"Table id {table_id} is already used by {same.keyspace}.{same.name}")
         ts = _ts(schema, ts)
         table = TableDef.build(
             ks, name, partition_key=[(c, parsed[c]) for c in pk],
             clustering=[(c, parsed[c], o) for c, o in clustering],
             static=[(c, parsed[c]) for c in sorted(static)],
             regular=[(c, parsed[c]) for c in types if c not in keyed and c not in static],
-            options=dict(args.get("options") or {}), created_ts=ts)
+            options=options, table_id=table_id, created_ts=ts)
         return schema.with_table(table, ts)
     return change
 
@@ -215,6 +238,9 @@ def alter_table_rename(args: dict):
 
 def alter_table_with(args: dict):
     ks, name = _name(args, "keyspace"), _name(args, "name")
+
+    if "id" in (args.get("options") or {}):
+        raise InvalidRequest("Cannot alter table id.")
 
     def change(schema, ts):
         old = _table_or_fail(schema, ks, name)
