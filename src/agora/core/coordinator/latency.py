@@ -12,6 +12,7 @@ RECOMPUTE_EVERY_SAMPLES = 64  # recompute the percentile this often (sorting cos
 MIN_SAMPLES_FOR_PERCENTILE = 32  # below this, trust the default threshold
 DEFAULT_SPECULATION_MS = 50  # before we have measurements: well above a healthy loopback read
 MIN_SPECULATION_MS = 2  # never speculate sooner: a retry storm costs more than it saves
+CLOCK_RESOLUTION_MS = 1  # the coordinator measures with a whole-millisecond clock
 
 
 class LatencyWindow:
@@ -35,4 +36,7 @@ class LatencyWindow:
             self._threshold_ms = ordered[idx]
 
     def threshold_ms(self) -> int:
-        return max(MIN_SPECULATION_MS, int(self._threshold_ms + 0.999))
+        """The percentile, rounded up, plus the clock's 1 ms resolution: latencies are
+        differences of whole-millisecond clock readings, so a read measured at n ms may have
+        taken almost n + 1, and a timer at n ms would speculate on reads at the percentile."""
+        return max(MIN_SPECULATION_MS, int(self._threshold_ms + 0.999) + CLOCK_RESOLUTION_MS)
