@@ -178,18 +178,21 @@ class Outbox:
         return conn is not None and not conn.write_paused and not conn.closed
 
     def push(self, frame: bytes) -> bool:
-        if self._is_full(len(frame)):
+        size = len(frame)
+        frames = self._frames
+        if len(frames) >= self._max_frames or self.queued_bytes + size > self._max_bytes:
             self.expire()  # stale frames must not crowd out fresh ones
-            if self._is_full(len(frame)):
+            if self._is_full(size):
                 self._counters.dropped += 1
                 return False
-        self._frames.append(frame)
-        self.queued_bytes += len(frame)
-        if self._max_age_s is not None and not self.writable:
-            self._stamp_tail()
-        if self._conn is not None:
+        frames.append(frame)
+        self.queued_bytes += size
+        conn = self._conn
+        if self._max_age_s is not None and (conn is None or conn.write_paused or conn.closed):
+            self._stamp_tail()  # not writable now: the frame's age starts counting
+        if conn is not None:
             if (self.queued_bytes >= COALESCE_FLUSH_BYTES
-                    or len(self._frames) >= COALESCE_FLUSH_FRAMES):
+                    or len(frames) >= COALESCE_FLUSH_FRAMES):
                 self.flush()
             elif not self._flush_pending:
                 self._flush_pending = True
