@@ -7,7 +7,8 @@ the level needs for digests. If the answers' digests differ, every replica that 
 asked for full data, the versions are merged, each stale replica that took part is sent the
 difference, and only after those repairs are acknowledged does the client get its answer —
 which is what makes QUORUM reads monotonic. If enough answers have not arrived after the
-table's 99th-percentile latency, one more replica is asked for data (speculative retry).
+99th percentile of how long the table's reads wait for their level (agora.core.coordinator.
+latency), one more replica is asked for data (speculative retry).
 A replica that answers with an error (one back from a long downtime that may not serve yet,
 agora.core.tombstones) is replaced by the next candidate at once. Replicas are candidates
 only if `serves_reads` says so.
