@@ -21,6 +21,8 @@ from agora.core.types import (MAX_TOKEN, MIN_TOKEN, Bound, Cell, ConsistencyLeve
                               Partition, RangeCommand, Row, Slice)
 from agora.storage.memory import MemoryEngine
 
+from tests.unit.placement import HandPlacement
+
 TID = b"\x01" * 16
 TOKENS = (-100, 0, 100)
 TABLE = (("a", "b"), ("b", "c"), ("c", "a"))  # replicas of ring positions 0, 1, 2
@@ -228,35 +230,14 @@ def test_the_replica_stops_at_the_limit_by_its_own_live_rows_and_says_where():
 # ---- the coordinator, by hand --------------------------------------------------------------
 
 
-class FakePlacement:
-    local = "a"
-    local_dc = "dc1"
+class FakePlacement(HandPlacement):
+    """Three live nodes a, b, c in one DC; every range has all three as replicas."""
 
     def __init__(self, alive=("a", "b", "c")):
-        self.alive = set(alive)
-        self._req = 0
+        super().__init__("a", "dc1", {}, alive)
 
     def ring_replicas(self, table_id):
         return TOKENS, (("a", "b", "c"),) * 3, None, 3
-
-    def dc_of(self, node):
-        return "dc1"
-
-    def is_alive(self, node):
-        return node in self.alive
-
-    def serves_reads(self, node):
-        return node in self.alive
-
-    def next_req_id(self):
-        self._req += 1
-        return self._req
-
-    def observe_latency(self, node, ms):
-        pass
-
-    def proximity(self, node):
-        return (node != self.local, node)
 
 
 def _live(key: bytes, ts: int = 10) -> Partition:

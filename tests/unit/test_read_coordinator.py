@@ -12,6 +12,7 @@ from agora.core.messages import ReadRsp
 from agora.core.reconcile import digest
 from agora.core.types import ConsistencyLevel as CL
 from agora.core.types import ReadCommand
+from tests.unit.placement import HandPlacement
 
 DCS = {"a1": "us", "a2": "us", "a3": "us", "b1": "eu", "b2": "eu", "b3": "eu", "c1": "asia"}
 NTS = ["a1", "a2", "a3", "b1", "b2", "b3", "c1"]
@@ -19,36 +20,16 @@ NTS_RF = {"us": 3, "eu": 3, "asia": 1}
 TABLE = b"t" * 16
 
 
-class _Placement:
-    """A coordinator's view of a cluster, by hand: replicas in ring order, proximity by name."""
-
-    local, local_dc = "a1", "us"
+class _Placement(HandPlacement):
+    """Every node of DCS alive, this one a1 in us; the replicas of every key are given."""
 
     def __init__(self, replicas, per_dc):
-        self.replicas, self.per_dc, self._req = replicas, per_dc, 0
+        super().__init__("a1", "us", DCS, DCS)
+        self.replicas, self.per_dc = replicas, per_dc
 
     def replicas_for(self, table_id, key):
         rf = len(self.replicas) if self.per_dc is None else sum(self.per_dc.values())
         return tuple(self.replicas), self.per_dc, rf
-
-    def dc_of(self, node):
-        return DCS[node]
-
-    def is_alive(self, node):
-        return True
-
-    def serves_reads(self, node):
-        return True
-
-    def next_req_id(self):
-        self._req += 1
-        return self._req
-
-    def observe_latency(self, node, ms):
-        pass
-
-    def proximity(self, node):
-        return (0 if node == self.local else 1 if DCS[node] == self.local_dc else 2, node)
 
 
 @pytest.mark.parametrize("replicas,per_dc,cl,data,digests", [

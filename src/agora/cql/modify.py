@@ -89,7 +89,6 @@ class _InsertPlan:
     ck: tuple  # (column, term) of the clustering columns given
     marker: bool  # whether it writes a row marker
     values: tuple  # (column, term, is_static) of the columns it sets
-    default_ttl: int  # the table's default_time_to_live
 
 
 def _plan_insert(stmt: ast.Insert, table) -> _InsertPlan:
@@ -118,8 +117,7 @@ def _plan_insert(stmt: ast.Insert, table) -> _InsertPlan:
         ck=tuple(given[c.name] for c in given_ck),
         marker=not (only_static and table.clustering_columns and not given_ck),
         values=tuple((col, term, col.kind == "static") for col, term in given.values()
-                     if col.kind not in ("partition_key", "clustering")),
-        default_ttl=int(table.option("default_time_to_live") or 0))
+                     if col.kind not in ("partition_key", "clustering")))
 
 
 _INSERT_PLANS = PlanCache(_plan_insert)
@@ -129,12 +127,7 @@ async def insert(stmt: ast.Insert, table, ctx: ModContext, batch_ts: int | None 
     plan = _INSERT_PLANS.get(stmt, table)
     pk = [_key_value(c, term, ctx) for c, term in plan.pk]
     clustering = tuple([_key_value(c, term, ctx) for c, term in plan.ck])
-    if stmt.timestamp is None and stmt.ttl is None:  # the common case, without _clock's rules
-        clock = WriteClock(batch_ts if batch_ts is not None else ctx.default_ts, plan.default_ttl,
-                           ctx.now_s, ctx.uniq)
-    else:
-        clock = _clock(stmt, table, ctx, batch_ts)
-    pw = PartitionWrite(table, compose_partition_key(pk), clock)
+    pw = PartitionWrite(table, compose_partition_key(pk), _clock(stmt, table, ctx, batch_ts))
     if plan.marker:
         pw.marker(clustering)
     terms = ctx.terms

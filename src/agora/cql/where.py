@@ -184,8 +184,9 @@ def _values(rel_value, t, ctx: TermContext, op: ast.Operator) -> list[bytes]:
             items = [] if raw is None or raw is UNSET else T.split_collection(T.ListType(t), raw)
     else:
         items = [evaluate(rel_value, t, ctx)]
-    if any(v is None or v is UNSET for v in items):
-        raise InvalidRequest("Invalid null value in condition for column")
+    for v in items:
+        if v is None or v is UNSET:
+            raise InvalidRequest("Invalid null value in condition for column")
     return items
 
 
@@ -215,10 +216,7 @@ def analyze(table, where: tuple, ctx: TermContext, for_select: bool = True) -> R
     simple = _PARTITION_EQUALITIES.get(where, table)
     if simple is not None:
         for col, term in simple:
-            value = evaluate(term, col.type, ctx)
-            if value is None or value is UNSET:
-                raise InvalidRequest("Invalid null value in condition for column")
-            r.pk[col.name] = [value]
+            r.pk[col.name] = _values(term, col.type, ctx, ast.Operator.EQ)
         return r
     ck_names = [c.name for c in table.clustering_columns]
     ck_rel: dict[str, list] = {}

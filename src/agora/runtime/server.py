@@ -153,17 +153,16 @@ class NodeRuntime:
         self._draining = True
         queue, handlers = self._queue, self._handlers
         try:
-            for eff in effects:  # the given list first, without queueing it
-                handler = handlers.get(type(eff))
-                if handler is None:
-                    raise AssertionError(f"unknown effect {eff!r}")
-                handler(eff)
-            while queue:
-                eff = queue.popleft()
-                handler = handlers.get(type(eff))
-                if handler is None:
-                    raise AssertionError(f"unknown effect {eff!r}")
-                handler(eff)
+            while True:  # the given list first, without queueing it, then what it fed back
+                for eff in effects:
+                    handler = handlers.get(type(eff))
+                    if handler is None:
+                        raise AssertionError(f"unknown effect {eff!r}")
+                    handler(eff)
+                if not queue:
+                    break
+                effects = list(queue)
+                queue.clear()
         finally:
             self._draining = False
 

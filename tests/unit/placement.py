@@ -1,0 +1,32 @@
+"""A coordinator's view of a cluster built by hand (`agora.core.coordinator.placement.Placement`),
+shared by the coordinator unit tests: who is alive, which DC each node is in, request ids, and
+proximity (this node, then its DC, then the rest, by name)."""
+
+from __future__ import annotations
+
+
+class HandPlacement:
+    def __init__(self, local: str, local_dc: str, dcs: dict[str, str], alive):
+        self.local, self.local_dc = local, local_dc
+        self.dcs = dcs
+        self.alive = set(alive)
+        self._req = 0
+
+    def dc_of(self, node):
+        return self.dcs.get(node, self.local_dc)
+
+    def is_alive(self, node):
+        return node in self.alive
+
+    def serves_reads(self, node):
+        return node in self.alive
+
+    def next_req_id(self):
+        self._req += 1
+        return self._req
+
+    def observe_latency(self, node, ms):
+        pass
+
+    def proximity(self, node):
+        return (0 if node == self.local else 1 if self.dc_of(node) == self.local_dc else 2, node)
