@@ -186,6 +186,29 @@ def test_create_table_shapes_options_and_metadata(session, metadata):
     session.execute("DROP TABLE IF EXISTS shapes")
 
 
+def test_dropped_column_added_again_hides_old_values_on_every_coordinator(session, metadata):
+    session.execute("CREATE TABLE dropped (k int PRIMARY KEY, a int, b text)")
+    at_all = SimpleStatement("INSERT INTO dropped (k, a, b) VALUES (%s, %s, %s)",
+                             consistency_level=ConsistencyLevel.ALL)
+    session.execute(at_all, (1, 10, "old"))
+    session.execute("UPDATE dropped SET b = 'only b' WHERE k = 2")
+    session.execute("ALTER TABLE dropped DROP b")
+    session.execute("ALTER TABLE dropped ADD b text")
+    session.execute("INSERT INTO dropped (k, b) VALUES (3, 'new')")
+    hosts = list(metadata.all_hosts())
+    assert len(hosts) == 3
+    read = SimpleStatement("SELECT k, a, b FROM dropped", consistency_level=ConsistencyLevel.ALL)
+    registry = "SELECT column_name, kind, type FROM system_schema.dropped_columns " \
+               "WHERE keyspace_name = %s AND table_name = 'dropped'"
+    for host in hosts:  # each node coordinates with the schema it was sent
+        got = sorted((r.k, r.a, r.b) for r in session.execute(read, host=host))
+        assert got == [(1, 10, None), (3, None, "new")], host
+        assert [tuple(r) for r in session.execute(registry, (KS,), host=host)] == [("b", "regular", "text")]
+    session.execute("ALTER TABLE dropped DROP b")
+    err = fails(session, InvalidRequest, "ALTER TABLE dropped ADD b int")
+    assert "Cannot re-add previously dropped column 'b' of type int" in str(err)
+
+
 def test_create_alter_drop_type(session, metadata):
     session.execute("CREATE TYPE point (x int, y int)")
     assert metadata.keyspaces[KS].user_types["point"].field_names == ["x", "y"]

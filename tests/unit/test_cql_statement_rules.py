@@ -558,6 +558,115 @@ def test_prepared_insert_follows_schema_changes(node):
         node.prepared("INSERT INTO t (k, v) VALUES (?, ?)", [3, 30])
 
 
+# ---- dropped columns -----------------------------------------------------------------------
+
+
+def test_a_dropped_column_keeps_its_old_cells_hidden_when_added_again(node):
+    node("CREATE TABLE t (k int PRIMARY KEY, a int, b text)")
+    node("INSERT INTO t (k, a, b) VALUES (1, 10, 'old')")
+    node("UPDATE t SET b = 'only b' WHERE k = 2")  # a row that lives by b's cell alone
+    node("ALTER TABLE t DROP b")
+    assert node.rows("SELECT * FROM t") == [(1, 10)]  # row 2 had no other live data
+    assert node.rows("SELECT count(*) FROM t") == [(1,)]
+    node("ALTER TABLE t ADD b text")
+    assert node.rows("SELECT k, a, b FROM t") == [(1, 10, None)]
+    assert node.rows("SELECT k, b, writetime(b) FROM t WHERE k = 1") == [(1, None, None)]
+    node("UPDATE t SET b = 'new' WHERE k = 2")
+    node("INSERT INTO t (k, b) VALUES (3, 'new')")
+    assert node.rows("SELECT k, a, b FROM t") == [(1, 10, None), (2, None, "new"), (3, None, "new")]
+
+
+def test_drop_using_timestamp_hides_only_cells_written_until_then(node):
+    node("CREATE TABLE t (k int PRIMARY KEY, a int, b text)")
+    node("INSERT INTO t (k, a, b) VALUES (1, 1, 'before') USING TIMESTAMP 100")
+    node("INSERT INTO t (k, a, b) VALUES (2, 2, 'after') USING TIMESTAMP 300")
+    node("ALTER TABLE t DROP b USING TIMESTAMP 200")
+    node("ALTER TABLE t ADD b text")
+    assert node.rows("SELECT k, b FROM t") == [(1, None), (2, "after")]
+
+
+def test_a_dropped_collection_added_again_starts_empty(node):
+    node("CREATE TABLE t (k int PRIMARY KEY, l list<int>, s set<int>)")
+    node("INSERT INTO t (k, l, s) VALUES (1, [1, 2], {3})")
+    node("ALTER TABLE t DROP l")
+    node("ALTER TABLE t ADD l list<int>")
+    node("UPDATE t SET l = l + [9] WHERE k = 1")
+    assert node.rows("SELECT l, s FROM t") == [([9], {3})]
+    node("UPDATE t SET l[0] = 8 WHERE k = 1")  # indexes count only the elements after the drop
+    assert node.rows("SELECT l FROM t") == [([8],)]
+
+
+def test_a_dropped_column_comes_back_only_with_its_type_and_kind(node):
+    node("CREATE TABLE t (k int, c int, b text, st int static, PRIMARY KEY (k, c))")
+    node("ALTER TABLE t DROP b")
+    node("ALTER TABLE t DROP st")
+    with pytest.raises(InvalidRequest, match="Cannot re-add previously dropped column 'b' of type int, "
+                                             "incompatible with previous type text"):
+        node("ALTER TABLE t ADD b int")
+    with pytest.raises(InvalidRequest, match="Cannot re-add previously dropped column 'b' of kind STATIC, "
+                                             "incompatible with previous kind REGULAR"):
+        node("ALTER TABLE t ADD b text static")
+    with pytest.raises(InvalidRequest, match="of kind REGULAR, incompatible with previous kind STATIC"):
+        node("ALTER TABLE t ADD st int")
+    node("ALTER TABLE t ADD b text")
+    node("ALTER TABLE t ADD st int static")
+
+
+def test_system_schema_lists_dropped_columns(node):
+    node("CREATE TABLE t (k int PRIMARY KEY, a int, b map<text, int>)")
+    assert node.rows("SELECT * FROM system_schema.dropped_columns WHERE keyspace_name = 'ks'") == []
+    node("ALTER TABLE t DROP b USING TIMESTAMP 1700000000000000")
+    node("ALTER TABLE t DROP a")
+    rows = node.rows("SELECT table_name, column_name, dropped_time, kind, type "
+                     "FROM system_schema.dropped_columns WHERE keyspace_name = 'ks'")
+    assert [r[:2] for r in rows] == [("t", "a"), ("t", "b")]
+    assert rows[1][2:] == (datetime.datetime(2023, 11, 14, 22, 13, 20), "regular", "map<text, int>")
+    assert rows[0][3:] == ("regular", "int")
+
+
+def test_describe_with_internals_recreates_dropped_columns(node):
+    node("CREATE TABLE t (k int, c int, b text, gone set<int>, st int static, PRIMARY KEY (k, c))")
+    node("ALTER TABLE t DROP b USING TIMESTAMP 1000")
+    node("ALTER TABLE t ADD b text")
+    node("ALTER TABLE t DROP gone USING TIMESTAMP 2000")
+    node("ALTER TABLE t DROP st USING TIMESTAMP 3000")
+    [[text]] = [[r[-1]] for r in node.rows("DESCRIBE TABLE t WITH INTERNALS")]
+    statements = text.split(";\n")
+    assert statements[1:] == ["ALTER TABLE ks.t DROP b USING TIMESTAMP 1000",
+                              "ALTER TABLE ks.t ADD b text",
+                              "ALTER TABLE ks.t DROP gone USING TIMESTAMP 2000",
+                              "ALTER TABLE ks.t DROP st USING TIMESTAMP 3000;"]
+    assert "    gone set<int>,\n" in statements[0] and "    st int static,\n" in statements[0]
+    plain = [r[-1] for r in node.rows("DESCRIBE TABLE t")]
+    assert "DROP" not in plain[0] and "gone" not in plain[0]
+    again = Node()
+    for statement in statements:
+        again(statement)
+    original = node.backend.schema.table("ks", "t")
+    copy = again.backend.schema.table("ks", "t")
+    assert (copy.id, copy.columns, copy.dropped) == (original.id, original.columns, original.dropped)
+
+
+def test_dropped_columns_travel_with_the_schema():
+    from agora.core.errors import ProtocolError
+    from agora.core.schema.model import TableDef
+    node = Node()
+    node("CREATE TABLE t (k int PRIMARY KEY, a int, b text)")
+    before = node.backend.schema.table("ks", "t")
+    assert "dropped" not in before.to_plain()  # tables without drops keep their version
+    node("ALTER TABLE t DROP b")
+    table = node.backend.schema.table("ks", "t")
+    assert TableDef.from_plain(table.to_plain()) == table
+    assert table.dropped["b"].type == T.TEXT and table.dropped["b"].kind == "regular"
+    merged = Schema().merge(node.backend.schema)
+    assert merged.version() == node.backend.schema.version()
+    assert merged.table("ks", "t").dropped == table.dropped
+    bad = table.to_plain()
+    bad["dropped"] = {"b": ["not a time", bad["dropped"]["b"][1], "regular"]}
+    with pytest.raises(ProtocolError, match="malformed schema object"):
+        TableDef.from_plain(bad)
+
+
 def test_prepared_statements_check_bound_keys_at_every_execution(node):
     node("CREATE TABLE t (k int, c int, v int, PRIMARY KEY (k, c))")
     node.prepared("INSERT INTO t (k, c, v) VALUES (?, ?, ?)", [1, 2, 3])

@@ -31,7 +31,7 @@ from agora.core.errors import InvalidRequest
 from agora.core.ring.strategies import strategy_from_options
 from agora.core.ring.token_ring import NodeInfo, TokenRing
 from agora.core.schema.model import (
-    SYSTEM_KEYSPACES, TABLE_OPTIONS, KeyspaceDef, Schema, TableDef, TypeDef,
+    SYSTEM_KEYSPACES, TABLE_OPTIONS, ColumnDef, KeyspaceDef, Schema, TableDef, TypeDef,
 )
 from agora.core.schema.types import (
     TEXT, CqlType, ListType, MapType, UserType, serialize, subtypes,
@@ -107,9 +107,17 @@ def create_order(t: TableDef) -> list:
 
 
 def table_cql(t: TableDef, with_internals: bool = False) -> str:
+    """CREATE TABLE for `t`; with internals also its id and, as Cassandra prints them, its
+    dropped columns: declared in the CREATE (unless a column of that name exists now),
+    then an ALTER TABLE ... DROP ... USING TIMESTAMP each, and an ALTER TABLE ... ADD for
+    those added again, so running the text gives the same table with the same hidden data."""
     single_key = len(t.partition_key_columns) == 1 and not t.clustering_columns
+    columns = create_order(t)
+    if with_internals and t.dropped:
+        gone = [ColumnDef(name, d.type, d.kind) for name, d in t.dropped.items() if t.column(name) is None]
+        columns = create_order(TableDef(t.keyspace, t.name, t.id, t.columns + tuple(gone), t.options))
     lines = []
-    for c in create_order(t):
+    for c in columns:
         line = f"    {maybe_quote(c.name)} {type_text(c.type)}"
         if c.kind == "static":
             line += " static"
@@ -127,8 +135,16 @@ def table_cql(t: TableDef, with_internals: bool = False) -> str:
                           for c in t.clustering_columns)
         props.append(f"CLUSTERING ORDER BY ({order})")
     props += [f"{name} = {option_text(name, t.option(name))}" for name in _printed_options(t)]
-    return (f"CREATE TABLE {maybe_quote(t.keyspace)}.{maybe_quote(t.name)} (\n{body}\n"
-            f") WITH " + "\n    AND ".join(props) + ";")
+    name = f"{maybe_quote(t.keyspace)}.{maybe_quote(t.name)}"
+    text = f"CREATE TABLE {name} (\n{body}\n) WITH " + "\n    AND ".join(props) + ";"
+    if with_internals:
+        for column, d in sorted(t.dropped.items(), key=lambda cd: _name_bytes(cd[0])):
+            text += f"\nALTER TABLE {name} DROP {maybe_quote(column)} USING TIMESTAMP {d.dropped_ts};"
+            now = t.column(column)
+            if now is not None:
+                text += (f"\nALTER TABLE {name} ADD {maybe_quote(column)} {type_text(now.type)}"
+                         + (" static" if now.kind == "static" else "") + ";")
+    return text
 
 
 def _primary_key(t: TableDef) -> str:

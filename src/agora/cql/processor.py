@@ -238,8 +238,10 @@ class Processor:
         row = part.static if col.kind == "static" else next(iter(part.rows.values()), None)
         if row is None:
             return []
-        return sorted(((path, c) for (name, path), c in row.cells.items() if name == col.name and path and c.value is not None),
-                      key=lambda pc: pc[0])
+        dropped = table.dropped.get(col.name)  # elements from before a drop are not the list's
+        return sorted(((path, c) for (name, path), c in row.cells.items()
+                       if name == col.name and path and c.value is not None
+                       and (dropped is None or not dropped.shadows(c.ts))), key=lambda pc: pc[0])
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -341,7 +343,8 @@ class Processor:
             return ddl.alter_table_add({**base, "name": quoted(stmt.table),
                                         "columns": [[quoted(c.name), c.type.text, c.static] for c in stmt.columns]})
         if isinstance(stmt, S.AlterTableDrop):
-            return ddl.alter_table_drop({**base, "name": quoted(stmt.table), "columns": [quoted(c) for c in stmt.columns]})
+            return ddl.alter_table_drop({**base, "name": quoted(stmt.table), "columns": [quoted(c) for c in stmt.columns],
+                                         "timestamp": stmt.timestamp})
         if isinstance(stmt, S.AlterTableRename):
             return ddl.alter_table_rename({**base, "name": quoted(stmt.table),
                                            "renames": [[quoted(a), quoted(b)] for a, b in stmt.renames]})

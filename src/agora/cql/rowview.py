@@ -59,12 +59,20 @@ def _assemble(col, cells: list[tuple[bytes, Cell]]) -> bytes | None:
     return None
 
 
-def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> None:
+def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> bool:
+    """Fill `values` and `metas` from a row's cells; whether any cell is the table's: cells
+    of columns the table no longer has, or had dropped when they were written
+    (`DroppedColumn.shadows`), are not."""
     multi: dict[str, list] = {}
+    dropped = table.dropped
+    seen = False
     for (name, path), cell in cells_by_path.items():
         col = table.column(name)
         if col is None or cell.value is None:
             continue
+        if dropped and name in dropped and dropped[name].shadows(cell.ts):
+            continue
+        seen = True
         if T.is_multicell(col.type):
             multi.setdefault(name, []).append((path, cell))
         else:
@@ -72,12 +80,14 @@ def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> None:
             metas[name] = cell
     for name, cells in multi.items():
         values[name] = _assemble(table.column(name), cells)
+    return seen
 
 
 def rows_of(table, part: Partition | None, static_only: bool = True) -> list[RowView]:
     """The rows of a live partition view, in clustering order. A partition with static data
     but no rows gives one static-only row when `static_only` (Cassandra does so only for
-    queries of whole partitions, and only once per partition)."""
+    queries of whole partitions, and only once per partition). A row without a live marker
+    whose live cells all belong to dropped columns is not a row."""
     if part is None:
         return []
     base: dict[str, bytes | None] = {}
@@ -95,7 +105,8 @@ def rows_of(table, part: Partition | None, static_only: bool = True) -> list[Row
             values[col.name] = raw
         values.update(static_vals)
         metas = dict(static_meta)
-        _columns_of(table, row.cells, values, metas)
+        if not _columns_of(table, row.cells, values, metas) and row.marker is None:
+            continue  # live only through cells that are not the table's (dropped columns)
         out.append(RowView(part.key, ckey, values, metas))
     if not out and static_vals and static_only:
         out.append(RowView(part.key, b"", {**base, **static_vals}, static_meta, static_only=True))

@@ -346,6 +346,14 @@ def _columns_rows(schema: Schema, view: ClusterView) -> list[dict]:
             for c in sorted(t.columns, key=lambda c: c.name.encode("utf-8", "surrogatepass"))]
 
 
+def _dropped_columns_rows(schema: Schema, view: ClusterView) -> list[dict]:
+    table = VIRTUAL_TABLES["system_schema", "dropped_columns"]
+    return [_row(table, keyspace_name=t.keyspace, table_name=t.name, column_name=name,
+                 dropped_time=d.dropped_ts // 1000, kind=d.kind, type=d.type.cql_name())
+            for t in all_tables(schema)
+            for name, d in sorted(t.dropped.items(), key=lambda nd: nd[0].encode("utf-8", "surrogatepass"))]
+
+
 def _type_row(table: TableDef, u: TypeDef) -> dict:
     return _row(table, keyspace_name=u.keyspace, type_name=u.name,
                 field_names=list(u.field_names),
@@ -368,6 +376,7 @@ _ROWS: dict[tuple[str, str], Callable[[Schema, ClusterView], list[dict]]] = {
     ("system_schema", "keyspaces"): _keyspace_rows,
     ("system_schema", "tables"): _tables_rows,
     ("system_schema", "columns"): _columns_rows,
+    ("system_schema", "dropped_columns"): _dropped_columns_rows,
     ("system_schema", "types"): _types_rows,
 }
 assert set(_ROWS) <= set(VIRTUAL_TABLES)

@@ -171,9 +171,11 @@ def _table_or_fail(schema, ks: str, name: str):
     return table
 
 
-def _replace_table(schema, old, columns, options, ts):
+def _replace_table(schema, old, columns, options, ts, dropped=None):
     from agora.core.schema.model import TableDef
-    return schema.with_table(TableDef(old.keyspace, old.name, old.id, tuple(columns), options), _ts(schema, ts))
+    table = TableDef(old.keyspace, old.name, old.id, tuple(columns), options,
+                     old.dropped if dropped is None else dropped)
+    return schema.with_table(table, _ts(schema, ts))
 
 
 def alter_table_add(args: dict):
@@ -193,24 +195,50 @@ def alter_table_add(args: dict):
                 raise InvalidRequest("Static columns are not allowed in tables with no clustering columns")
             t = parse_type(type_text, udts)
             _refuse_counters([(col, t)])
-            columns.append(ColumnDef(col, t, "static" if static else "regular"))
+            kind = "static" if static else "regular"
+            _check_readd(old.dropped.get(col), col, t, kind)
+            columns.append(ColumnDef(col, t, kind))
         return _replace_table(schema, old, columns, old.options, ts)
     return change
 
 
+def _check_readd(dropped, col: str, t, kind: str) -> None:
+    """Cassandra's rules for adding a column that was dropped before: same type, same kind.
+    Its old cells stay hidden whatever is added (DroppedColumn.shadows)."""
+    if dropped is None:
+        return
+    if dropped.type != t:
+        raise InvalidRequest(f"Cannot re-add previously dropped column '{col}' of type {t.cql_name(False)}, "
+                             f"incompatible with previous type {dropped.type.cql_name(False)}")
+    if dropped.kind != kind:
+        raise InvalidRequest(f"Cannot re-add previously dropped column '{col}' of kind {kind.upper()}, "
+                             f"incompatible with previous kind {dropped.kind.upper()}")
+
+
 def alter_table_drop(args: dict):
+    """ALTER TABLE t DROP col, ... [USING TIMESTAMP n] (args: keyspace, name, columns,
+    timestamp). Each column is recorded as dropped at n, or at the change's own timestamp:
+    its cells written until then stay hidden, also from a column of that name added later."""
     ks, name = _name(args, "keyspace"), _name(args, "name")
     doomed = [identifier(c) for c in args.get("columns") or []]
+    at = args.get("timestamp")
+    if at is not None and (not isinstance(at, int) or isinstance(at, bool)):
+        raise InvalidRequest(f"Invalid drop timestamp {at!r}")
 
     def change(schema, ts):
+        from agora.core.schema.model import DroppedColumn
         old = _table_or_fail(schema, ks, name)
+        ts = _ts(schema, ts)
+        dropped = dict(old.dropped)
         for col in doomed:
             c = old.column(col)
             if c is None:
                 raise InvalidRequest(f"Column {col} was not found in table {name}")
             if c.is_primary_key:
                 raise InvalidRequest(f"Cannot drop PRIMARY KEY part {col}")
-        return _replace_table(schema, old, [c for c in old.columns if c.name not in doomed], old.options, ts)
+            dropped[col] = DroppedColumn(ts if at is None else at, c.type, c.kind)
+        return _replace_table(schema, old, [c for c in old.columns if c.name not in doomed],
+                              old.options, ts, dropped)
     return change
 
 

@@ -1,6 +1,7 @@
 """Schema definitions and the replicated schema itself: keyspaces, tables, user types.
 
-Owns: `KeyspaceDef`, `ColumnDef`, `TableDef`, `TypeDef` (validated on construction), CQL name
+Owns: `KeyspaceDef`, `ColumnDef`, `TableDef` and its `DroppedColumn`s, `TypeDef` (validated on
+construction), CQL name
 rules, table option defaults, deterministic table ids, and `Schema`: an immutable collection in
 which every keyspace, table and type is an entry with a write timestamp (microseconds) and a
 dropped flag. Two schemas merge per entry by last-write-wins (`merge`), which is commutative,
@@ -314,19 +315,48 @@ def table_id_for(keyspace: str, name: str, created_ts: int) -> uuid.UUID:
 
 
 @dataclass(frozen=True)
+class DroppedColumn:
+    """A column that `ALTER TABLE ... DROP` removed (system_schema.dropped_columns): its cells
+    written at or before `dropped_ts` (µs) are no longer the table's data, even after a column
+    of that name is added again (Cassandra's DroppedColumn)."""
+
+    dropped_ts: int
+    type: CqlType
+    kind: str  # "regular" or "static"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dropped_ts, int) or isinstance(self.dropped_ts, bool):
+            raise InvalidRequest(f"dropped time must be an int, not {self.dropped_ts!r}")
+        if not isinstance(self.type, CqlType):
+            raise InvalidRequest(f"not a CQL type: {self.type!r}")
+        if self.kind not in ("regular", "static"):
+            raise InvalidRequest(f"a dropped column is regular or static, not {self.kind!r}")
+
+    def shadows(self, ts: int) -> bool:
+        """Whether a cell of this column written at `ts` was dropped with it."""
+        return ts <= self.dropped_ts
+
+
+@dataclass(frozen=True)
 class TableDef:
-    """A table: identity, columns (in declaration order) and options (only those set
-    explicitly; `option(name)` falls back to the defaults in TABLE_OPTIONS)."""
+    """A table: identity, columns (in declaration order), options (only those set
+    explicitly; `option(name)` falls back to the defaults in TABLE_OPTIONS) and the columns
+    dropped from it, by name."""
 
     keyspace: str
     name: str
     id: uuid.UUID
     columns: tuple[ColumnDef, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    dropped: Mapping[str, DroppedColumn] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
         object.__setattr__(self, "options", validate_table_options(self.options))
+        object.__setattr__(self, "dropped", dict(self.dropped))
+        for name, d in self.dropped.items():
+            if not isinstance(name, str) or not isinstance(d, DroppedColumn):
+                raise InvalidRequest(f"Table {self.name}: bad dropped column {name!r}")
         check_name(self.keyspace, "Keyspace")
         check_name(self.name, "Table")
         if not isinstance(self.id, uuid.UUID):
@@ -398,14 +428,20 @@ class TableDef:
                 + tuple(rest(self.static_columns)) + tuple(rest(self.regular_columns)))
 
     def to_plain(self) -> dict:
-        return {"keyspace": self.keyspace, "name": self.name, "id": self.id.bytes,
-                "columns": [c.to_plain() for c in self.columns], "options": dict(self.options)}
+        plain = {"keyspace": self.keyspace, "name": self.name, "id": self.id.bytes,
+                 "columns": [c.to_plain() for c in self.columns], "options": dict(self.options)}
+        if self.dropped:  # only when there are some: a table's version is unchanged otherwise
+            plain["dropped"] = {name: [d.dropped_ts, type_to_plain(d.type), d.kind]
+                                for name, d in sorted(self.dropped.items())}
+        return plain
 
     @classmethod
     def from_plain(cls, p: Any) -> TableDef:
         return _from_plain_checked(lambda: cls(
             p["keyspace"], p["name"], uuid.UUID(bytes=p["id"]),
-            tuple(ColumnDef.from_plain(c) for c in p["columns"]), dict(p["options"])), p)
+            tuple(ColumnDef.from_plain(c) for c in p["columns"]), dict(p["options"]),
+            {name: DroppedColumn(ts, type_from_plain(t), kind)
+             for name, (ts, t, kind) in dict(p.get("dropped") or {}).items()}), p)
 
 
 def _check_columns(t: TableDef) -> None:
