@@ -51,21 +51,32 @@ _HEADER = struct.Struct(">BBhBi")  # a v4 envelope header, to read the answers
 QUORUM, ONE = 0x0004, 0x0001
 
 
+PROTOCOL = 4  # --protocol: 5 wraps every request in its own v5 segment, as the Python driver does
+
+
 def _frame(stream: int, opcode: int, body: bytes) -> bytes:
-    return F.encode_request_envelope(4, stream, opcode, body)
+    return F.encode_request_envelope(PROTOCOL, stream, opcode, body)
+
+
+def _flags(flags: int) -> bytes:
+    return flags.to_bytes(4 if PROTOCOL >= 5 else 1, "big")  # v5: [int] flags, v4: [byte]
 
 
 def _query(text: str, consistency: int = ONE) -> bytes:
-    return F.pack_long_string(text) + F.pack_short(consistency) + bytes([0])
+    return F.pack_long_string(text) + F.pack_short(consistency) + _flags(0)
 
 
-def _execute(statement_id: bytes, values: list[bytes], consistency: int) -> bytes:
-    return (F.pack_short_bytes(statement_id) + F.pack_short(consistency) + bytes([0x01])
+def _execute(prepared: tuple[bytes, bytes], values: list[bytes], consistency: int) -> bytes:
+    statement_id, metadata_id = prepared
+    return (F.pack_short_bytes(statement_id)
+            + (F.pack_short_bytes(metadata_id) if PROTOCOL >= 5 else b"")
+            + F.pack_short(consistency) + _flags(0x01)
             + F.pack_short(len(values)) + b"".join(F.pack_bytes(v) for v in values))
 
 
 class Client(asyncio.Protocol):
-    """One CQL v4 connection: send frames, count answers, keep the body of the last ones."""
+    """One CQL connection (v4, or v5 with segments once READY): send frames, count answers,
+    keep the body of the last ones."""
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -73,13 +84,22 @@ class Client(asyncio.Protocol):
         self.on_answer = None
         self.errors = 0
         self.transport = None
+        self.segments = None  # a SegmentDecoder once v5 framing is on
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
+    def write(self, frame: bytes) -> None:
+        self.transport.write(frame if self.segments is None else F.encode_segment(frame, True))
+
     def data_received(self, data: bytes) -> None:
         buf = self.buf
-        buf += data
+        if self.segments is None:
+            buf += data
+        else:
+            self.segments.feed(data)
+            while (segment := self.segments.next_segment()) is not None:
+                buf += segment.payload
         pos = 0
         while len(buf) - pos >= 9:
             _v, _f, stream, opcode, length = _HEADER.unpack_from(buf, pos)
@@ -101,7 +121,7 @@ class Client(asyncio.Protocol):
     async def call(self, stream: int, opcode: int, body: bytes) -> tuple[int, bytes]:
         fut = asyncio.get_running_loop().create_future()
         self.waiters[stream] = fut
-        self.transport.write(_frame(stream, opcode, body))
+        self.write(_frame(stream, opcode, body))
         return await fut
 
 
@@ -136,14 +156,21 @@ async def _connect(host: str) -> Client:
     _, client = await loop.create_connection(Client, host, CQL_PORT)
     opcode, _ = await client.call(0, F.Opcode.STARTUP, F.pack_string_map({"CQL_VERSION": "3.0.0"}))
     assert opcode == F.Opcode.READY, opcode
+    if PROTOCOL >= 5:
+        client.segments = F.SegmentDecoder()
     return client
 
 
-async def _prepare(client: Client, text: str) -> bytes:
-    opcode, body = await client.call(1, F.Opcode.PREPARE, F.pack_long_string(text))
+async def _prepare(client: Client, text: str) -> tuple[bytes, bytes]:
+    """The statement id and (v5) the result metadata id."""
+    body = F.pack_long_string(text) + (_flags(0) if PROTOCOL >= 5 else b"")
+    opcode, body = await client.call(1, F.Opcode.PREPARE, body)
     assert opcode == F.Opcode.RESULT, body
     (n,) = struct.unpack_from(">H", body, 4)
-    return body[6:6 + n]
+    if PROTOCOL < 5:
+        return body[6:6 + n], b""
+    (m,) = struct.unpack_from(">H", body, 6 + n)
+    return body[6:6 + n], body[8 + n:8 + n + m]
 
 
 async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: int) -> tuple[float, float]:
@@ -157,7 +184,7 @@ async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: i
     def send(client: Client, stream: int) -> None:
         i = state["sent"]
         state["sent"] = i + 1
-        client.transport.write(_with_stream(frames[i % n_frames], stream))
+        client.write(_with_stream(frames[i % n_frames], stream))
 
     def on_answer(client: Client, stream: int) -> None:
         state["answered"] += 1
@@ -261,7 +288,11 @@ if __name__ == "__main__":
                     help="under `valgrind --tool=callgrind --instr-atstart=no`: instructions of the "
                          "measured passes only, one dump per workload (repeatable, unlike CPU time)")
     ap.add_argument("--profile", help="write cProfile stats of each workload to PROFILE.<workload>")
+    ap.add_argument("--protocol", type=int, choices=(4, 5), default=4,
+                    help="native protocol version; with 5 each request travels in its own segment, "
+                         "as the Python driver sends them (the client's CRCs then count too)")
     a = ap.parse_args()
+    PROTOCOL = a.protocol
     try:
         import uvloop
         uvloop.install()

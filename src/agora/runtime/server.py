@@ -74,6 +74,8 @@ class NodeRuntime:
         self._handlers = self._effect_handlers()
         self.event_listeners: list = []
         self.admin = None  # set by start(): the admin verb handler
+        self._periodic: dict[str, asyncio.TimerHandle] = {}  # the runtime's own timers, by job
+        self._closing = False
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -87,12 +89,16 @@ class NodeRuntime:
         native = f"{self.cfg.listen_address}:{self.cfg.native_transport_port}"
         self._run(self.node.start(now_ms(), native))
         if self.cfg.commitlog_sync == "periodic":
-            self._loop.call_later(self.cfg.commitlog_sync_period / 1000, self._periodic_sync)
-        self._loop.call_later(LOAD_REFRESH_S, self._refresh_load)
+            self._periodic["sync"] = self._loop.call_later(self.cfg.commitlog_sync_period / 1000,
+                                                           self._periodic_sync)
+        self._periodic["load"] = self._loop.call_later(LOAD_REFRESH_S, self._refresh_load)
         log.info("node %s up (dc=%s rack=%s, %d tokens, block cache %d MiB)", self.cfg.local_id,
                  self.cfg.dc, self.cfg.rack, len(self.node.identity.tokens), self.cfg.file_cache_size >> 20)
 
     async def close(self) -> None:
+        self._closing = True  # the periodic jobs stop: the engine is about to close
+        for handle in self._periodic.values():
+            handle.cancel()
         self._run(self.node.shutdown(now_ms()))
         await asyncio.sleep(SHUTDOWN_ANNOUNCE_S)  # let the farewell reach the peers
         for handle in self._timers.values():
@@ -100,18 +106,23 @@ class NodeRuntime:
         self._timers.clear()
         self._flush_puts()
         await self.transport.close()
+        self._fsync_pool.shutdown(wait=True)  # synced writes and periodic fsyncs finish first
         self.engine.sync()
         self.engine.close()
-        self._fsync_pool.shutdown(wait=True)
 
     def _periodic_sync(self) -> None:
+        if self._closing:
+            return
         fut = self._loop.run_in_executor(self._fsync_pool, self.engine.sync)
         fut.add_done_callback(lambda f: f.exception() and log.error("fsync failed: %s", f.exception()))
-        self._loop.call_later(self.cfg.commitlog_sync_period / 1000, self._periodic_sync)
+        self._periodic["sync"] = self._loop.call_later(self.cfg.commitlog_sync_period / 1000,
+                                                       self._periodic_sync)
 
     def _refresh_load(self) -> None:
+        if self._closing:
+            return
         self.node.load_bytes = self.engine.load_bytes()
-        self._loop.call_later(LOAD_REFRESH_S, self._refresh_load)
+        self._periodic["load"] = self._loop.call_later(LOAD_REFRESH_S, self._refresh_load)
 
     # ---- inputs ----------------------------------------------------------------------
 
