@@ -341,6 +341,20 @@ def test_crc_parameters_match_the_driver():
     assert F.crc32(b"payload") == zlib.crc32(b"payload", CRC32_INITIAL)
 
 
+def test_kept_header_crcs_are_the_computed_ones_and_bounded():
+    from cassandra.segment import compute_crc24
+
+    from agora.cql import frames_segments as S
+    S._header_crcs.clear()
+    headers = list(range(2 * S.HEADER_CRC_CACHE_ENTRIES)) + [S.SELF_CONTAINED_BIT | 5000]
+    for _ in range(2):  # the first pass fills the dict, the second reads it
+        for header in headers:
+            assert S._header_crc(header) == compute_crc24(header, 3)
+    assert len(S._header_crcs) == S.HEADER_CRC_CACHE_ENTRIES
+    segment = S.encode_segment(b"x" * 5000, True)
+    assert segment[3:6] == compute_crc24(S.SELF_CONTAINED_BIT | 5000, 3).to_bytes(3, "little")
+
+
 def driver_segments(data: bytes):
     codec, buf, out = SegmentCodec(), io.BytesIO(data), []
     while buf.tell() < len(data):

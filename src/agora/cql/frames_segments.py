@@ -67,6 +67,21 @@ def crc24(value: int, length: int = SEGMENT_HEADER_BYTES) -> int:
     return crc
 
 
+# Segment headers repeat (a workload's requests and answers come in a few sizes): their CRC24s
+# are kept, up to this many distinct headers (of 2^18 possible), in a dict read per segment.
+HEADER_CRC_CACHE_ENTRIES = 4096
+_header_crcs: dict[int, int] = {}
+
+
+def _header_crc(header: int) -> int:
+    crc = _header_crcs.get(header)
+    if crc is None:
+        crc = crc24(header)
+        if len(_header_crcs) < HEADER_CRC_CACHE_ENTRIES:
+            _header_crcs[header] = crc
+    return crc
+
+
 def crc32(payload: bytes) -> int:
     return zlib.crc32(payload, CRC32_INITIAL)
 
@@ -82,7 +97,7 @@ def encode_segment(payload: bytes, self_contained: bool) -> bytes:
     if size > MAX_SEGMENT_PAYLOAD_BYTES:
         raise ValueError(f"segment payload of {size} bytes exceeds {MAX_SEGMENT_PAYLOAD_BYTES}")
     header = size | (SELF_CONTAINED_BIT if self_contained else 0)
-    return (header.to_bytes(3, "little") + crc24(header).to_bytes(3, "little")
+    return (header.to_bytes(3, "little") + _header_crc(header).to_bytes(3, "little")
             + payload + crc32(payload).to_bytes(4, "little"))
 
 
@@ -152,7 +167,7 @@ class SegmentDecoder:
             return None
         header = int.from_bytes(buf[pos:pos + 3], "little")
         expected = int.from_bytes(buf[pos + 3:pos + 6], "little")
-        actual = crc24(header)
+        actual = _header_crc(header)
         if actual != expected:
             raise FrameError(f"segment header CRC24 mismatch: received {expected:06x}, "
                              f"computed {actual:06x}")

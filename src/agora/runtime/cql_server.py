@@ -260,11 +260,11 @@ class CqlConnection(asyncio.Protocol):
         The only place client bytes are interpreted, so the only place that catches."""
         try:
             while not (self.closed or self._busy or self._write_paused):
-                if self._segments is not None:
-                    self._drain_segments()
                 envelope = self._envelopes.next_envelope()
-                if envelope is None:
-                    return
+                if envelope is None:  # v5: the next segments' envelopes, if any came
+                    if self._segments is None or not self._drain_segments():
+                        return
+                    continue
                 self._on_envelope(envelope)
         except FrameError as exc:
             self._fail(exc)
@@ -272,9 +272,13 @@ class CqlConnection(asyncio.Protocol):
             log.exception("CQL connection %s: internal error; closing it", self.describe())
             self.abort()
 
-    def _drain_segments(self) -> None:
+    def _drain_segments(self) -> bool:
+        """Feed the complete segments' payloads to the envelope decoder; whether any came."""
+        fed = False
         while (segment := self._segments.next_segment()) is not None:
             self._envelopes.feed(segment.payload)
+            fed = True
+        return fed
 
     def _on_envelope(self, envelope: Envelope) -> None:
         opcode, stream, version = envelope.opcode, envelope.stream, envelope.version
