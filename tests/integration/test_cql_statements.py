@@ -209,6 +209,24 @@ def test_dropped_column_added_again_hides_old_values_on_every_coordinator(sessio
     assert "Cannot re-add previously dropped column 'b' of type int" in str(err)
 
 
+def test_a_wide_partition_pages_in_order_on_every_coordinator(session, metadata):
+    """Each page of a wide partition is read as a bounded page of rows (ReadCommand
+    .limit_rows), across replicas at QUORUM and ALL, with deleted rows in between."""
+    session.execute("CREATE TABLE wide (k int, c int, v text, PRIMARY KEY (k, c))")
+    insert = session.prepare("INSERT INTO wide (k, c, v) VALUES (1, ?, ?)")
+    for c in range(1200):
+        session.execute(insert, (c, f"v{c}"))
+    session.execute("DELETE FROM wide WHERE k = 1 AND c >= 300 AND c < 700")
+    want = [c for c in range(1200) if not 300 <= c < 700]
+    for host in metadata.all_hosts():
+        for level in (ConsistencyLevel.QUORUM, ConsistencyLevel.ALL):
+            read = SimpleStatement("SELECT c, v FROM wide WHERE k = 1", fetch_size=150, consistency_level=level)
+            got = [(r.c, r.v) for r in session.execute(read, host=host)]
+            assert got == [(c, f"v{c}") for c in want], (host, level)
+    count = SimpleStatement("SELECT count(*) FROM wide WHERE k = 1", consistency_level=ConsistencyLevel.ALL)
+    assert session.execute(count).one()[0] == len(want)
+
+
 def test_create_alter_drop_type(session, metadata):
     session.execute("CREATE TYPE point (x int, y int)")
     assert metadata.keyspaces[KS].user_types["point"].field_names == ["x", "y"]

@@ -22,7 +22,7 @@ from agora.core.ring.partitioner import token_for_key
 from agora.core.schema import ddl
 from agora.core.schema import types as T
 from agora.core.schema.model import Schema
-from agora.core.types import ConsistencyLevel, RangeCommand, ReadCommand
+from agora.core.types import ConsistencyLevel, RangeCommand, ReadCommand, ReadPage
 from agora.cql.backend import ClusterView, NodeView
 from agora.cql.processor import Processor
 from agora.cql.requests import BatchChild, BatchRequest, QueryParams, Session
@@ -42,6 +42,7 @@ class MemoryBackend:
         self.schema = Schema()
         self.engine = MemoryEngine()
         self.read_levels: list[ConsistencyLevel] = []
+        self.read_commands: list[ReadCommand] = []
         self._dcs = dcs
         self._ts = 1_000_000
 
@@ -63,9 +64,11 @@ class MemoryBackend:
 
     async def read(self, cmd, cl):
         self.read_levels.append(cl)
-        stored = self.engine.read(cmd)
-        view = None if stored is None else reconcile.live_view(stored, NOW_S)
-        return None if view is None or reconcile.is_empty(view) else view
+        self.read_commands.append(cmd)
+        page = self.engine.read_page(cmd)
+        view = None if page.partition is None else reconcile.live_view(page.partition, NOW_S)
+        view = None if view is None or reconcile.is_empty(view) else view
+        return ReadPage(view, page.more_after) if cmd.limit_rows else view
 
     async def read_range(self, cmd: RangeCommand, cl):
         out = []

@@ -170,6 +170,7 @@ class StorageGetDone:
     op_id: int
     partition: Partition | None
     error: str | None = None
+    more_after: bytes | None = None  # a limited read's ReadPage.more_after
 
 
 @fast_init

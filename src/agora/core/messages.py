@@ -80,24 +80,34 @@ class ReadReq(Message):
 @dataclass(frozen=True, slots=True)
 class ReadRsp(Message):
     """`partition` for a data read (None when the replica holds nothing), `digest` for a
-    digest read; `error` when the replica could not serve it."""
+    digest read; `error` when the replica could not serve it. A data read with a row limit
+    that stopped early names the last clustering key it read (`more_after`, ReadPage); a
+    digest covers it too."""
 
     VERB = 4
     req_id: int
     partition: Partition | None
     digest: bytes | None
     error: str | None = None
+    more_after: bytes | None = None
 
     def to_wire(self) -> list:
         plain = None if self.partition is None else partition_to_plain(self.partition)
-        return [self.req_id, plain, self.digest, self.error]
+        if self.more_after is None:
+            return [self.req_id, plain, self.digest, self.error]
+        return [self.req_id, plain, self.digest, self.error, self.more_after]
 
     @classmethod
     def from_wire(cls, fields):
+        more_after = None
+        if len(fields) == 5:
+            more_after = fields[4]
+            expect(type(more_after) is bytes, "more_after must be bytes")
+            fields = fields[:4]
         req_id, plain, digest, error = fields_of(fields, 4, "ReadRsp")
         expect(digest is None or type(digest) is bytes, "digest must be bytes or nil")
         part = None if plain is None else partition_from_plain(plain)
-        return cls(int_field(req_id, "req_id"), part, digest, opt_str_field(error, "error"))
+        return cls(int_field(req_id, "req_id"), part, digest, opt_str_field(error, "error"), more_after)
 
 
 @fast_init

@@ -16,7 +16,7 @@ It deliberately knows nothing of framing, verbs or key layout; the model is
     Partition       [table_id, key, deletion|None, [range tombstone, ...], static row|None,
                      [ckey, row, ckey, row, ...]]
     ReadCommand     [table_id, key, [start_prefix, start_inclusive, end_prefix,
-                     end_inclusive, ...]|None, [column, ...]|None]
+                     end_inclusive, ...]|None, [column, ...]|None(, limit_rows when > 0)]
     RangeCommand    [table_id, start_token, start_key|None, end_token, slices|None
                      (as in ReadCommand), [column, ...]|None, limit_rows,
                      per_partition_limit]
@@ -221,7 +221,10 @@ def _slices_to_plain(slices: tuple[Slice, ...] | None) -> list | None:
 
 def read_command_to_plain(cmd: ReadCommand) -> list:
     columns = None if cmd.columns is None else list(cmd.columns)
-    return [cmd.table_id, cmd.key, _slices_to_plain(cmd.slices), columns]
+    plain = [cmd.table_id, cmd.key, _slices_to_plain(cmd.slices), columns]
+    if cmd.limit_rows:
+        plain.append(cmd.limit_rows)
+    return plain
 
 
 def _slices_from_plain(flat: object) -> tuple[Slice, ...] | None:
@@ -251,11 +254,16 @@ def _columns_from_plain(columns: object) -> tuple[str, ...] | None:
 
 
 def read_command_from_plain(obj: object) -> ReadCommand:
-    if not _is_array(obj) or len(obj) != 4:
+    if not _is_array(obj) or len(obj) not in (4, 5):
         raise _bad("read command")
-    table_id, key, slices, columns = obj
+    table_id, key, slices, columns = obj[:4]
     _check_partition_id(table_id, key)
-    return ReadCommand(table_id, key, _slices_from_plain(slices), _columns_from_plain(columns))
+    limit = 0
+    if len(obj) == 5:  # only a limited read carries its limit
+        limit = obj[4]
+        if type(limit) is not int or not 0 < limit <= MAX_ROW_LIMIT:
+            raise _bad("read row limit")
+    return ReadCommand(table_id, key, _slices_from_plain(slices), _columns_from_plain(columns), limit)
 
 
 def range_command_to_plain(cmd: RangeCommand) -> list:

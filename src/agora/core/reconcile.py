@@ -526,6 +526,23 @@ def digest(p: Partition | None) -> bytes:
     return h.digest()
 
 
+def rows_up_to(p: Partition, last: bytes) -> Partition:
+    """`p` without its clustering rows after `last` (deletion, range tombstones and static
+    row kept): what two pages that read up to different keys both cover."""
+    return Partition(p.table_id, p.key, p.deletion, list(p.range_tombstones), p.static,
+                     {ckey: row for ckey, row in p.rows.items() if ckey <= last})
+
+
+def page_digest(p: Partition | None, more_after: bytes | None) -> bytes:
+    """`digest(p)`, and for a read that a row limit stopped, the last clustering key it read:
+    two replicas agree on a page only if they agree on where it ends (a replica that holds
+    fewer rows must not pass for one with the same first rows and more after them)."""
+    d = digest(p)
+    if more_after is None:
+        return d
+    return hashlib.blake2b(d + b"agora:more-after" + more_after, digest_size=DIGEST_BYTES).digest()
+
+
 def _row_diff(want: Row | None, have: Row | None) -> Row | None:
     """The part of `want` that `have` does not hold identically."""
     if want is None:

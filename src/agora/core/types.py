@@ -151,12 +151,27 @@ class Slice:
 class ReadCommand:
     """What to read from one partition. `slices=None` reads the whole partition.
     `columns=None` reads every column. Replicas return tombstones too (the coordinator needs
-    them to merge); the coordinator filters dead data before answering a client."""
+    them to merge); the coordinator filters dead data before answering a client.
+    `limit_rows` (0: no limit) bounds the clustering rows a replica reads, in clustering
+    order, tombstoned ones included: a page of a wide partition (Cassandra's DataLimits). A
+    replica that stops there names the last clustering key it read (`ReadPage.more_after`)."""
 
     table_id: bytes
     key: bytes
     slices: tuple[Slice, ...] | None = None
     columns: tuple[str, ...] | None = None
+    limit_rows: int = 0
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class ReadPage:
+    """A read with a row limit, as storage, a replica and the coordinator answer it:
+    `partition` (None: nothing there) is complete for every clustering key up to
+    `more_after`; rows after it may exist (None: the read reached its slices' end)."""
+
+    partition: Partition | None
+    more_after: bytes | None = None
 
 
 @fast_init

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agora.core.types import ConsistencyLevel, Partition, RangeCommand, ReadCommand
+from agora.core.types import ConsistencyLevel, Partition, RangeCommand, ReadCommand, ReadPage
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ class Backend(Protocol):
     async def write(self, partitions: list[Partition], cl: ConsistencyLevel, write_type: str = "SIMPLE") -> None:
         """Coordinate a write; raises Unavailable / WriteTimeout / InvalidRequest."""
 
-    async def read(self, command: ReadCommand, cl: ConsistencyLevel) -> Partition | None:
-        """Coordinate a single-partition read; returns the live view (what a client sees)."""
+    async def read(self, command: ReadCommand, cl: ConsistencyLevel) -> Partition | None | ReadPage:
+        """Coordinate a single-partition read; returns the live view (what a client sees),
+        or with command.limit_rows a ReadPage of it (complete up to its more_after)."""
 
     async def read_range(self, command: RangeCommand, cl: ConsistencyLevel) -> list[Partition]:
         """Coordinate a token-range read; live views in ring order, at most

@@ -282,23 +282,56 @@ class Pager:
         self.pos.ckey = None
         return False
 
+    def _read_limit(self) -> int:
+        """Clustering rows to read next: what the page and the limits still take (at least
+        FILTERING_MIN_FETCH_ROWS when rows may be filtered out), at most INTERNAL_PAGE_ROWS."""
+        p = self.p
+        room = INTERNAL_PAGE_ROWS if self.want is None else self.want - len(self.rows)
+        if p.limit is not None:
+            room = min(room, p.limit - self.pos.returned)
+        if p.filters:
+            room = max(room, FILTERING_MIN_FETCH_ROWS)
+        return max(1, min(room, INTERNAL_PAGE_ROWS))
+
     async def single_partitions(self) -> None:
         p = self.p
         keys = p.r.partition_keys()
-        cols = None
         for i in range(self.pos.index, len(keys)):
             key = keys[i]
             slices = p.r.slices()
             resume = i == self.pos.index and self.pos.ckey is not None
             if resume:
                 slices = _after(slices, self.pos.ckey, p.reversed)
-            part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices, cols), self.cl)
-            rows = rows_of(p.table, part, static_only=self.static_rows and not resume)
-            if p.reversed:
-                rows.reverse()
             self.pos.index = i
-            if self._take(rows, key, fresh_partition=not resume):
-                return
+            if p.reversed:  # limited reads go in clustering order: a reversed read is whole
+                part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
+                rows = rows_of(p.table, part, static_only=self.static_rows and not resume)
+                rows.reverse()
+                if self._take(rows, key, fresh_partition=not resume):
+                    return
+                self.pos.index = i + 1
+                continue
+            # A wide partition is read a page at a time (ReadCommand.limit_rows), not whole;
+            # a partition of a table without clustering columns is one row.
+            first, produced = True, False
+            while True:
+                if p.table.clustering_columns:
+                    page = await self.backend.read(
+                        ReadCommand(p.table.id.bytes, key, slices, None, self._read_limit()), self.cl)
+                    part, more_after = page.partition, page.more_after
+                else:
+                    part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
+                    more_after = None
+                last = more_after is None
+                # the static-only row: for a partition without rows, known at its last page
+                rows = rows_of(p.table, part,
+                               static_only=self.static_rows and not resume and last and not produced)
+                produced = produced or bool(rows)
+                if self._take(rows, key, fresh_partition=not resume and first):
+                    return
+                if last:
+                    break
+                slices, first = _after(slices, more_after, False), False
             self.pos.index = i + 1
 
     async def token_range(self) -> None:

@@ -11,7 +11,7 @@ import asyncio
 
 from agora.cql.backend import ClusterView, NodeView
 from agora.core.node import RELEASE_VERSION
-from agora.core.types import ConsistencyLevel, Partition, RangeCommand, ReadCommand
+from agora.core.types import ConsistencyLevel, Partition, RangeCommand, ReadCommand, ReadPage
 
 SCHEMA_AGREEMENT_POLL_S = 0.02  # how often a DDL re-checks that every live node has its schema
 
@@ -36,7 +36,7 @@ class RuntimeBackend:
     async def write(self, partitions: list[Partition], cl: ConsistencyLevel, write_type: str = "SIMPLE") -> None:
         await self.rt.write(partitions, cl, write_type)
 
-    async def read(self, command: ReadCommand, cl: ConsistencyLevel) -> Partition | None:
+    async def read(self, command: ReadCommand, cl: ConsistencyLevel) -> Partition | None | ReadPage:
         return await self.rt.read(command, cl)
 
     async def read_range(self, command: RangeCommand, cl: ConsistencyLevel) -> list[Partition]:

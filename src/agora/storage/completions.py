@@ -18,6 +18,9 @@ from agora.core.effects import (BatchlogDone, BatchlogLoad, BatchlogStore, HintI
 def complete(engine, eff):
     """Run `eff` against `engine` and return its completion; raises what the engine raises."""
     if isinstance(eff, StorageGet):
+        if eff.command.limit_rows:
+            page = engine.read_page(eff.command)
+            return StorageGetDone(eff.op_id, page.partition, None, page.more_after)
         return StorageGetDone(eff.op_id, engine.read(eff.command))
     if isinstance(eff, StorageScan):
         return eff.collect(engine.scan(eff.table_id, *eff.token_range()))

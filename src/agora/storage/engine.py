@@ -17,10 +17,11 @@ it survive a power loss; so do batchlog entries (`batchlog_put`) and compaction'
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 from agora.core import reconcile
-from agora.core.types import MAX_TOKEN, MIN_TOKEN, Partition, ReadCommand
+from agora.core.types import MAX_TOKEN, MIN_TOKEN, Partition, ReadCommand, ReadPage
 
 
 class StorageEngine(abc.ABC):
@@ -35,6 +36,19 @@ class StorageEngine(abc.ABC):
     def read(self, cmd: ReadCommand) -> Partition | None:
         """The stored data of one partition restricted to cmd's slices and columns, in
         canonical form, tombstones included; None if nothing is stored there."""
+
+    def read_page(self, cmd: ReadCommand) -> ReadPage:
+        """`read` honouring cmd.limit_rows: at most that many clustering rows, the first in
+        clustering order; `more_after` names the last one when rows after it may exist. This
+        version cuts a whole read (right for an in-memory engine); an engine on disk reads
+        only what it returns."""
+        whole = self.read(dataclasses.replace(cmd, limit_rows=0) if cmd.limit_rows else cmd)
+        if whole is None or not cmd.limit_rows or len(whole.rows) <= cmd.limit_rows:
+            return ReadPage(whole)
+        kept = sorted(whole.rows)[:cmd.limit_rows]
+        page = Partition(whole.table_id, whole.key, whole.deletion, list(whole.range_tombstones),
+                         whole.static, {ckey: whole.rows[ckey] for ckey in kept})
+        return ReadPage(page, kept[-1])
 
     @abc.abstractmethod
     def scan(self, table_id: bytes, start_token: int,

@@ -68,7 +68,7 @@ from agora.core.plain import (
     row_to_plain,
 )
 from agora.core.ring.partitioner import token_for_key
-from agora.core.types import MAX_TOKEN, Partition, ReadCommand, Row
+from agora.core.types import MAX_TOKEN, Partition, ReadCommand, ReadPage, Row
 from agora.storage import keys
 from agora.storage.engine import StorageEngine, coalesce, token_segments
 
@@ -228,6 +228,15 @@ class RocksEngine(StorageEngine):
     # ---- reads --------------------------------------------------------------------------
 
     def read(self, cmd: ReadCommand) -> Partition | None:
+        return self._read(cmd, 0)[0]
+
+    def read_page(self, cmd: ReadCommand) -> ReadPage:
+        """Reads no more than cmd.limit_rows stored clustering rows (tombstoned ones count)."""
+        return ReadPage(*self._read(cmd, cmd.limit_rows))
+
+    def _read(self, cmd: ReadCommand, limit: int) -> tuple[Partition | None, bytes | None]:
+        """The partition read, and the last clustering key read if `limit` (when > 0) stopped
+        the read before the slices' end."""
         prefix = keys.partition_prefix(cmd.table_id, token_for_key(cmd.key), cmd.key)
         p = Partition(cmd.table_id, cmd.key)
         rows = p.rows
@@ -248,11 +257,19 @@ class RocksEngine(StorageEngine):
                          if (iv := reconcile.clustering_interval(s.start, s.end)) is not None]
         _header_from_bytes(header, p)
         skip = len(row_prefix)
+        more_after = None
+        if limit:  # rows in clustering order, whatever order the slices came in
+            intervals.sort(key=lambda iv: iv[0])
         for lo, hi in intervals:
             bounds = ReadOptions()
             bounds.set_iterate_upper_bound(prefix + _ROWS_END if hi is None else row_prefix + hi)
             for key, raw in self._db.items(from_key=row_prefix + lo, read_opt=bounds):
+                if limit and len(rows) == limit:
+                    more_after = max(rows)
+                    break
                 rows[key[skip:]] = _row_from_bytes(raw)
+            if more_after is not None:
+                break
         if header is None:
             # No partition deletion, range tombstone or static row: every stored row is
             # canonical as written (apply stores merge results or rows that `_supersedes`
@@ -263,15 +280,15 @@ class RocksEngine(StorageEngine):
                 rows = {ckey: row for ckey, stored in rows.items()
                         if (row := reconcile.project_row(stored, columns)) is not None}
             if not rows:
-                return None
+                return None, more_after
             if len(intervals) > 1:  # slices may come in any order: rows leave in ckey order
                 rows = {ckey: rows[ckey] for ckey in sorted(rows)}
             p.rows = rows
-            return p
+            return p, more_after
         if reconcile.is_empty(p):
-            return None
+            return None, more_after
         result = reconcile.slice_partition(p, cmd)
-        return None if reconcile.is_empty(result) else result
+        return (None if reconcile.is_empty(result) else result), more_after
 
     def scan(self, table_id: bytes, start_token: int,
              end_token: int) -> Iterator[tuple[int, Partition]]:

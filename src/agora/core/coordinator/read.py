@@ -25,7 +25,7 @@ from agora.core.effects import CancelTimer, Reply, Send, SetTimer
 from agora.core.errors import InvalidRequest, ReadTimeout, Unavailable
 from agora.core.messages import MutationReq, MutationRsp, ReadReq, ReadRsp
 from agora.core.quorum import Requirement, requirement
-from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand
+from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand, ReadPage
 
 
 @dataclass
@@ -40,9 +40,11 @@ class _Read:
     phase: str = "collect"  # collect -> resolve -> repair
     contacted: dict = field(default_factory=dict)  # node -> "data" | "digest"
     data: dict = field(default_factory=dict)  # node -> Partition | None
+    more: dict = field(default_factory=dict)  # node -> its data answer's more_after, if any
     digests: dict = field(default_factory=dict)  # node -> bytes
     waiting: set = field(default_factory=set)  # nodes whose answer the current phase needs
     merged: Partition | None = None
+    cut: bytes | None = None  # a page's end: the merged answer is complete up to this key
     replied: bool = False
 
 
@@ -122,6 +124,8 @@ class ReadCoordinator:
             rd.digests[source] = rsp.digest
         else:
             rd.data[source] = rsp.partition
+            if rsp.more_after is not None:
+                rd.more[source] = rsp.more_after
         rd.waiting.discard(source)
         if rd.phase == "collect":
             return self._check_collect(rd, now_ms)
@@ -135,7 +139,7 @@ class ReadCoordinator:
             return []
         rd.waiting.discard(source)
         if not rd.waiting:
-            return self._finish(rd, reconcile.live_view(rd.merged, now_ms // 1000) if rd.merged else None)
+            return self._finish(rd, self._answer(rd, rd.merged, now_ms))
         return []
 
     def on_timer(self, timer_id, now_ms: int) -> list:
@@ -185,15 +189,19 @@ class ReadCoordinator:
             window.record(now_ms - rd.start_ms)
         answers = list(rd.data.values())
         # one answer alone agrees with itself: no digest to compute
+        more = rd.more
         agree = len(answers) + len(rd.digests) == 1 or \
-            len({reconcile.digest(p) for p in answers} | set(rd.digests.values())) == 1
+            len({reconcile.page_digest(p, more[n]) if n in more else reconcile.digest(p)
+                 for n, p in rd.data.items()} | set(rd.digests.values())) == 1
         if agree:
+            if more:
+                rd.cut = next(iter(more.values()))  # agreeing pages end alike
             versions = [p for p in answers if p is not None]
             if not versions:
-                return self._finish(rd, None)
+                return self._finish(rd, self._answer(rd, None, now_ms))
             # live_view honours shadowing in any input: one version needs no canonical copy
             merged = versions[0] if len(versions) == 1 else reconcile.merge_many(versions)
-            return self._finish(rd, reconcile.live_view(merged, now_ms // 1000))
+            return self._finish(rd, self._answer(rd, merged, now_ms))
         self.stats["digest_mismatch"] += 1
         rd.phase = "resolve"
         rd.req_id = self._rekey(rd)
@@ -206,8 +214,13 @@ class ReadCoordinator:
     def _resolve(self, rd: _Read, now_ms: int) -> list:
         versions = [p for p in rd.data.values() if p is not None]
         rd.merged = reconcile.merge_many(versions) if versions else None
+        ends = list(rd.more.values())
+        if ends:  # pages of unequal reach: the answer stops where the shortest stopped, so
+            rd.cut = min(ends)  # no row after it is missing one replica's version (or repaired)
+            if rd.merged is not None:
+                rd.merged = reconcile.rows_up_to(rd.merged, rd.cut)
         if rd.merged is None:
-            return self._finish(rd, None)
+            return self._finish(rd, self._answer(rd, None, now_ms))
         rd.phase = "repair"
         rd.req_id = self._rekey(rd)
         effects = []
@@ -218,8 +231,15 @@ class ReadCoordinator:
                 effects.append(Send(node, MutationReq(rd.req_id, (diff,))))
         self.stats["read_repairs"] += len(effects)
         if not effects:
-            return self._finish(rd, reconcile.live_view(rd.merged, now_ms // 1000))
+            return self._finish(rd, self._answer(rd, rd.merged, now_ms))
         return effects
+
+    @staticmethod
+    def _answer(rd: _Read, merged: Partition | None, now_ms: int):
+        """What the client gets: the live view of `merged`; for a read with a row limit, a
+        ReadPage that also says where the page ends."""
+        view = None if merged is None else reconcile.live_view(merged, now_ms // 1000)
+        return ReadPage(view, rd.cut) if rd.command.limit_rows else view
 
     def _rekey(self, rd: _Read) -> int:
         self._by_req.pop(rd.req_id, None)
