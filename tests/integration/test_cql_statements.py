@@ -211,7 +211,8 @@ def test_dropped_column_added_again_hides_old_values_on_every_coordinator(sessio
 
 def test_a_wide_partition_pages_in_order_on_every_coordinator(session, metadata):
     """Each page of a wide partition is read as a bounded page of rows (ReadCommand
-    .limit_rows), across replicas at QUORUM and ALL, with deleted rows in between."""
+    .limit_rows), across replicas at QUORUM and ALL, with deleted rows in between, forwards
+    and (ORDER BY against the clustering order) from the end."""
     session.execute("CREATE TABLE wide (k int, c int, v text, PRIMARY KEY (k, c))")
     insert = session.prepare("INSERT INTO wide (k, c, v) VALUES (1, ?, ?)")
     for c in range(1200):
@@ -225,6 +226,12 @@ def test_a_wide_partition_pages_in_order_on_every_coordinator(session, metadata)
             assert got == [(c, f"v{c}") for c in want], (host, level)
     count = SimpleStatement("SELECT count(*) FROM wide WHERE k = 1", consistency_level=ConsistencyLevel.ALL)
     assert session.execute(count).one()[0] == len(want)
+    backwards = SimpleStatement("SELECT c FROM wide WHERE k = 1 ORDER BY c DESC", fetch_size=150,
+                                consistency_level=ConsistencyLevel.QUORUM)
+    assert [r.c for r in session.execute(backwards)] == want[::-1]
+    latest = SimpleStatement("SELECT c FROM wide WHERE k = 1 ORDER BY c DESC LIMIT 5",
+                             consistency_level=ConsistencyLevel.ALL)
+    assert [r.c for r in session.execute(latest)] == want[:-6:-1]
 
 
 def test_create_alter_drop_type(session, metadata):

@@ -60,6 +60,18 @@ def test_storage_pages_follow_clustering_order_across_slices(engine):
     assert list(page.partition.rows) == [b"001", b"002", b"003", b"006"] and page.more_after == b"006"
 
 
+def test_storage_reads_a_page_from_the_end_when_reversed(engine):
+    ckeys = [b"%03d" % i for i in range(10)]
+    engine.apply([_partition(ckeys)])
+    page = engine.read_page(ReadCommand(TABLE, KEY, None, None, 4, True))
+    assert list(page.partition.rows) == ckeys[6:] and page.more_after == ckeys[6]  # in ckey order
+    slices = (Slice(Bound(b"001", True), Bound(b"003", True)), Slice(Bound(b"005", True), Bound(b"007", False)))
+    page = engine.read_page(ReadCommand(TABLE, KEY, slices, None, 3, True))
+    assert list(page.partition.rows) == [b"003", b"005", b"006"] and page.more_after == b"003"
+    rest = engine.read_page(ReadCommand(TABLE, KEY, (Slice(Bound(b"", True), Bound(b"003", False)),), None, 5, True))
+    assert list(rest.partition.rows) == ckeys[:3] and rest.more_after is None
+
+
 def test_rocks_counts_tombstoned_rows_it_reads(tmp_path):
     """On disk the limit bounds the rows read, deleted ones included: a page of deleted rows
     comes back empty but says where it stopped, so the reader goes on from there."""
@@ -77,8 +89,10 @@ def test_rocks_counts_tombstoned_rows_it_reads(tmp_path):
 
 
 def test_limited_read_commands_cross_the_wire():
-    cmd = ReadCommand(TABLE, KEY, None, ("v",), 250)
-    assert read_command_from_plain(read_command_to_plain(cmd)) == cmd
+    for cmd in (ReadCommand(TABLE, KEY, None, ("v",), 250), ReadCommand(TABLE, KEY, None, None, 3, True)):
+        assert read_command_from_plain(read_command_to_plain(cmd)) == cmd
+    with pytest.raises(Exception, match="read direction"):
+        read_command_from_plain(read_command_to_plain(ReadCommand(TABLE, KEY)) + [3, 1])
     assert len(read_command_to_plain(ReadCommand(TABLE, KEY))) == 4  # unlimited: as before
     for bad in (0, -1, True, 2**31):
         with pytest.raises(Exception, match="read row limit"):
@@ -137,6 +151,24 @@ def test_pages_of_unequal_reach_are_cut_to_the_shortest():
     assert sorted(reply.result.partition.rows) == [b"0", b"1", b"2"]
 
 
+def test_reversed_pages_are_cut_to_the_shortest_from_the_end():
+    rc = ReadCoordinator(_Placement(), read_timeout_ms=1000)
+    effects = rc.start(1, ReadCommand(TABLE, KEY, None, None, 2, True), CL.QUORUM, 0)
+    req_id = next(e for e in effects if isinstance(e, Send)).message.req_id
+    a1, a2 = _partition([b"8", b"9"]), _partition([b"5", b"9"], ts=20)
+    rc.on_response("a1", ReadRsp(req_id, a1, None, None, b"8"), 1)
+    [ask] = rc.on_response("a2", ReadRsp(req_id, None, reconcile.page_digest(a2, b"5")), 1)
+    repairs = rc.on_response("a2", ReadRsp(ask.message.req_id, a2, None, None, b"5"), 2)
+    by_target = {e.target: e.message for e in repairs if isinstance(e, Send)}
+    assert sorted(by_target["a1"].partitions[0].rows) == [b"9"]  # a2's newer 9; not 5: before 8
+    assert sorted(by_target["a2"].partitions[0].rows) == [b"8"]
+    answers = []
+    for node, msg in sorted(by_target.items()):
+        answers += rc.on_repair_ack(node, MutationRsp(msg.req_id), 3)
+    [reply] = [e for e in answers if isinstance(e, Reply)]
+    assert reply.result.more_after == b"8" and sorted(reply.result.partition.rows) == [b"8", b"9"]
+
+
 def test_agreeing_pages_answer_with_their_end():
     rc, req_id = _start(2)
     page = _partition([b"0", b"1"])
@@ -177,6 +209,18 @@ def test_paging_a_wide_partition_reads_it_a_page_at_a_time(node):
     assert [cmd.limit_rows for cmd in node.backend.read_commands] == [3]
 
 
+def test_order_by_against_the_clustering_order_pages_from_the_end(node):
+    for c in range(30):
+        node(f"INSERT INTO wide (k, c, v) VALUES (1, {c}, {c})")
+    node.backend.read_commands.clear()
+    assert node.rows("SELECT c FROM wide WHERE k = 1 ORDER BY c DESC", page_size=4) == \
+        [(c,) for c in reversed(range(30))]
+    assert all(cmd.reversed and 0 < cmd.limit_rows <= 4 for cmd in node.backend.read_commands)
+    node.backend.read_commands.clear()
+    assert node.rows("SELECT c FROM wide WHERE k = 1 AND c < 20 ORDER BY c DESC LIMIT 3") == [(19,), (18,), (17,)]
+    assert [(cmd.limit_rows, cmd.reversed) for cmd in node.backend.read_commands] == [(3, True)]
+
+
 def test_unpaged_and_filtered_reads_come_in_bounded_pieces(node, monkeypatch):
     from agora.cql import select
     monkeypatch.setattr(select, "INTERNAL_PAGE_ROWS", 5)
@@ -202,4 +246,4 @@ def test_deleted_rows_do_not_end_a_page_early_nor_hide_the_static_row(node, monk
     assert node.rows("SELECT c, s FROM wide WHERE k = 2", page_size=2) == [(6, 9)]
     node("DELETE FROM wide WHERE k = 2 AND c = 6")
     assert node.rows("SELECT k, c, s FROM wide WHERE k = 2", page_size=2) == [(2, None, 9)]
-    assert node.rows("SELECT c FROM wide WHERE k = 2 ORDER BY c DESC") == [(None,)]  # reversed: whole
+    assert node.rows("SELECT c FROM wide WHERE k = 2 ORDER BY c DESC", page_size=2) == [(None,)]

@@ -16,7 +16,8 @@ It deliberately knows nothing of framing, verbs or key layout; the model is
     Partition       [table_id, key, deletion|None, [range tombstone, ...], static row|None,
                      [ckey, row, ckey, row, ...]]
     ReadCommand     [table_id, key, [start_prefix, start_inclusive, end_prefix,
-                     end_inclusive, ...]|None, [column, ...]|None(, limit_rows when > 0)]
+                     end_inclusive, ...]|None, [column, ...]|None(, limit_rows when > 0
+                     (, true when reversed)))]
     RangeCommand    [table_id, start_token, start_key|None, end_token, slices|None
                      (as in ReadCommand), [column, ...]|None, limit_rows,
                      per_partition_limit]
@@ -224,6 +225,8 @@ def read_command_to_plain(cmd: ReadCommand) -> list:
     plain = [cmd.table_id, cmd.key, _slices_to_plain(cmd.slices), columns]
     if cmd.limit_rows:
         plain.append(cmd.limit_rows)
+        if cmd.reversed:
+            plain.append(True)
     return plain
 
 
@@ -254,16 +257,19 @@ def _columns_from_plain(columns: object) -> tuple[str, ...] | None:
 
 
 def read_command_from_plain(obj: object) -> ReadCommand:
-    if not _is_array(obj) or len(obj) not in (4, 5):
+    if not _is_array(obj) or len(obj) not in (4, 5, 6):
         raise _bad("read command")
     table_id, key, slices, columns = obj[:4]
     _check_partition_id(table_id, key)
     limit = 0
-    if len(obj) == 5:  # only a limited read carries its limit
+    if len(obj) >= 5:  # only a limited read carries its limit, and then its direction
         limit = obj[4]
         if type(limit) is not int or not 0 < limit <= MAX_ROW_LIMIT:
             raise _bad("read row limit")
-    return ReadCommand(table_id, key, _slices_from_plain(slices), _columns_from_plain(columns), limit)
+        if len(obj) == 6 and obj[5] is not True:
+            raise _bad("read direction")
+    return ReadCommand(table_id, key, _slices_from_plain(slices), _columns_from_plain(columns), limit,
+                       len(obj) == 6)
 
 
 def range_command_to_plain(cmd: RangeCommand) -> list:

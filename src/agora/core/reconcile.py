@@ -526,11 +526,12 @@ def digest(p: Partition | None) -> bytes:
     return h.digest()
 
 
-def rows_up_to(p: Partition, last: bytes) -> Partition:
-    """`p` without its clustering rows after `last` (deletion, range tombstones and static
-    row kept): what two pages that read up to different keys both cover."""
-    return Partition(p.table_id, p.key, p.deletion, list(p.range_tombstones), p.static,
-                     {ckey: row for ckey, row in p.rows.items() if ckey <= last})
+def rows_up_to(p: Partition, last: bytes, reversed_: bool = False) -> Partition:
+    """`p` without its clustering rows after `last` (before it when `reversed_`; deletion,
+    range tombstones and static row kept): what two pages that read up to different keys
+    both cover."""
+    rows = {ckey: row for ckey, row in p.rows.items() if (ckey >= last if reversed_ else ckey <= last)}
+    return Partition(p.table_id, p.key, p.deletion, list(p.range_tombstones), p.static, rows)
 
 
 def page_digest(p: Partition | None, more_after: bytes | None) -> bytes:

@@ -153,14 +153,16 @@ class ReadCommand:
     `columns=None` reads every column. Replicas return tombstones too (the coordinator needs
     them to merge); the coordinator filters dead data before answering a client.
     `limit_rows` (0: no limit) bounds the clustering rows a replica reads, in clustering
-    order, tombstoned ones included: a page of a wide partition (Cassandra's DataLimits). A
-    replica that stops there names the last clustering key it read (`ReadPage.more_after`)."""
+    order (from the end when `reversed`), tombstoned ones included: a page of a wide
+    partition (Cassandra's DataLimits). A replica that stops there names the last clustering
+    key it read (`ReadPage.more_after`: the smallest one when `reversed`)."""
 
     table_id: bytes
     key: bytes
     slices: tuple[Slice, ...] | None = None
     columns: tuple[str, ...] | None = None
     limit_rows: int = 0
+    reversed: bool = False
 
 
 @fast_init
@@ -168,7 +170,8 @@ class ReadCommand:
 class ReadPage:
     """A read with a row limit, as storage, a replica and the coordinator answer it:
     `partition` (None: nothing there) is complete for every clustering key up to
-    `more_after`; rows after it may exist (None: the read reached its slices' end)."""
+    `more_after` (down to it, for a reversed read); rows after (before) it may exist (None:
+    the read reached its slices' end)."""
 
     partition: Partition | None
     more_after: bytes | None = None

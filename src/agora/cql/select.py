@@ -303,21 +303,14 @@ class Pager:
             if resume:
                 slices = _after(slices, self.pos.ckey, p.reversed)
             self.pos.index = i
-            if p.reversed:  # limited reads go in clustering order: a reversed read is whole
-                part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
-                rows = rows_of(p.table, part, static_only=self.static_rows and not resume)
-                rows.reverse()
-                if self._take(rows, key, fresh_partition=not resume):
-                    return
-                self.pos.index = i + 1
-                continue
-            # A wide partition is read a page at a time (ReadCommand.limit_rows), not whole;
-            # a partition of a table without clustering columns is one row.
+            # A wide partition is read a page at a time (ReadCommand.limit_rows), not whole,
+            # from its end for ORDER BY against the clustering order; a partition of a table
+            # without clustering columns is one row.
             first, produced = True, False
             while True:
                 if p.table.clustering_columns:
-                    page = await self.backend.read(
-                        ReadCommand(p.table.id.bytes, key, slices, None, self._read_limit()), self.cl)
+                    page = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices, None,
+                                                               self._read_limit(), p.reversed), self.cl)
                     part, more_after = page.partition, page.more_after
                 else:
                     part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
@@ -326,12 +319,14 @@ class Pager:
                 # the static-only row: for a partition without rows, known at its last page
                 rows = rows_of(p.table, part,
                                static_only=self.static_rows and not resume and last and not produced)
+                if p.reversed:
+                    rows.reverse()
                 produced = produced or bool(rows)
                 if self._take(rows, key, fresh_partition=not resume and first):
                     return
                 if last:
                     break
-                slices, first = _after(slices, more_after, False), False
+                slices, first = _after(slices, more_after, p.reversed), False
             self.pos.index = i + 1
 
     async def token_range(self) -> None:

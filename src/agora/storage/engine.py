@@ -42,13 +42,14 @@ class StorageEngine(abc.ABC):
         clustering order; `more_after` names the last one when rows after it may exist. This
         version cuts a whole read (right for an in-memory engine); an engine on disk reads
         only what it returns."""
-        whole = self.read(dataclasses.replace(cmd, limit_rows=0) if cmd.limit_rows else cmd)
+        whole = self.read(dataclasses.replace(cmd, limit_rows=0, reversed=False) if cmd.limit_rows else cmd)
         if whole is None or not cmd.limit_rows or len(whole.rows) <= cmd.limit_rows:
             return ReadPage(whole)
-        kept = sorted(whole.rows)[:cmd.limit_rows]
+        ordered = sorted(whole.rows)
+        kept = ordered[-cmd.limit_rows:] if cmd.reversed else ordered[:cmd.limit_rows]
         page = Partition(whole.table_id, whole.key, whole.deletion, list(whole.range_tombstones),
                          whole.static, {ckey: whole.rows[ckey] for ckey in kept})
-        return ReadPage(page, kept[-1])
+        return ReadPage(page, kept[0] if cmd.reversed else kept[-1])
 
     @abc.abstractmethod
     def scan(self, table_id: bytes, start_token: int,

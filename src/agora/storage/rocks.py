@@ -258,7 +258,11 @@ class RocksEngine(StorageEngine):
         _header_from_bytes(header, p)
         skip = len(row_prefix)
         more_after = None
-        if limit:  # rows in clustering order, whatever order the slices came in
+        if limit and cmd.reversed:
+            more_after = self._read_backwards(prefix, row_prefix, intervals, limit, rows)
+            p.rows = rows = dict(sorted(rows.items()))  # read from the end: put in ckey order
+            intervals = []
+        elif limit:  # rows in clustering order, whatever order the slices came in
             intervals.sort(key=lambda iv: iv[0])
         for lo, hi in intervals:
             bounds = ReadOptions()
@@ -289,6 +293,24 @@ class RocksEngine(StorageEngine):
             return None, more_after
         result = reconcile.slice_partition(p, cmd)
         return (None if reconcile.is_empty(result) else result), more_after
+
+    def _read_backwards(self, prefix: bytes, row_prefix: bytes, intervals: list, limit: int,
+                        rows: dict) -> bytes | None:
+        """Fill `rows` with the last `limit` stored rows of `intervals`, from the end; the
+        smallest key read if rows before it may exist. (No iterate bounds: rocksdict's lower
+        bound does not hold for backward iteration; the loop stops at each interval's start.)"""
+        skip = len(row_prefix)
+        for lo, hi in sorted(intervals, key=lambda iv: iv[0], reverse=True):
+            start, end = row_prefix + lo, (prefix + _ROWS_END if hi is None else row_prefix + hi)
+            for key, raw in self._db.items(backwards=True, from_key=end):
+                if key >= end:  # seeking for `end` finds `end` itself if stored: excluded
+                    continue
+                if key < start:
+                    break
+                if len(rows) == limit:
+                    return min(rows)
+                rows[key[skip:]] = _row_from_bytes(raw)
+        return None
 
     def scan(self, table_id: bytes, start_token: int,
              end_token: int) -> Iterator[tuple[int, Partition]]:

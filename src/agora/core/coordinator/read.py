@@ -216,9 +216,11 @@ class ReadCoordinator:
         rd.merged = reconcile.merge_many(versions) if versions else None
         ends = list(rd.more.values())
         if ends:  # pages of unequal reach: the answer stops where the shortest stopped, so
-            rd.cut = min(ends)  # no row after it is missing one replica's version (or repaired)
+            # no row past it is missing one replica's version (or repaired)
+            backwards = rd.command.reversed
+            rd.cut = max(ends) if backwards else min(ends)
             if rd.merged is not None:
-                rd.merged = reconcile.rows_up_to(rd.merged, rd.cut)
+                rd.merged = reconcile.rows_up_to(rd.merged, rd.cut, backwards)
         if rd.merged is None:
             return self._finish(rd, self._answer(rd, None, now_ms))
         rd.phase = "repair"
