@@ -30,7 +30,8 @@ from agora.core.effects import (HintDelete, HintIndex, HintPut,
 from agora.core.effects import (BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
                                 StorageDropTable, StorageReplace)
 from agora.core.errors import AgoraError, ProtocolError
-from agora.core.messages import ClientReq
+from agora.core.limits import MAX_FRAME_BYTES
+from agora.core.messages import ClientReq, RangeReadRsp, ReadRsp
 from agora.core.node import restore
 from agora.core.types import ConsistencyLevel, Partition, RangeCommand, ReadCommand
 from agora.runtime.transport import Transport
@@ -75,6 +76,7 @@ class NodeRuntime:
         self.event_listeners: list = []
         self.admin = None  # set by start(): the admin verb handler
         self._periodic: dict[str, asyncio.TimerHandle] = {}  # the runtime's own timers, by job
+        self.oversized = 0  # messages too big for an internode frame (see _too_large)
         self._closing = False
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -200,7 +202,26 @@ class NodeRuntime:
             return
         if msg is not self._encoded_msg:  # one mutation goes to several replicas:
             self._encoded_msg, self._encoded = msg, codec.encode(msg)  # encode it once
-        self.transport.send(eff.target, self._encoded)
+        payload = self._encoded
+        if len(payload) > MAX_FRAME_BYTES:
+            payload = self._too_large(eff.target, msg, len(payload))
+            if payload is None:
+                return
+        self.transport.send(eff.target, payload)
+
+    def _too_large(self, target: str, msg, size: int) -> bytes | None:
+        """A message bigger than an internode frame cannot travel (a range read's answer
+        holding a partition of tens of MiB): a read answer goes as an error answer to the same
+        request instead, anything else is dropped; either way it is logged, and the
+        connection, with everything else on it, stays up."""
+        text = f"{size} bytes exceed the {MAX_FRAME_BYTES}-byte internode frame limit"
+        log.error("cannot send %s to %s: %s", type(msg).__name__, target, text)
+        self.oversized += 1
+        if isinstance(msg, ReadRsp):
+            return codec.encode(ReadRsp(msg.req_id, None, None, text))
+        if isinstance(msg, RangeReadRsp):
+            return codec.encode(RangeReadRsp(msg.req_id, (), error=text))
+        return None
 
     def _reply(self, eff: Reply) -> None:
         fut = self._futures.pop(eff.client_id, None)

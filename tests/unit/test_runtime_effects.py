@@ -1,0 +1,73 @@
+"""A node runtime's own behaviour around its effects: at close, its periodic jobs (load
+refresh, periodic fsync) end with it, so none of them touches the storage engine once it is
+closed (several runtimes may share one event loop, as `benchmarks/inprocess.py` runs them, and
+the loop goes on); and a message too big for an internode frame never reaches the transport
+(which would refuse it, and the connection it was answering on would close)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agora.core import codec
+from agora.core.config import NodeConfig
+from agora.core.effects import Send
+from agora.core.limits import MAX_FRAME_BYTES
+from agora.core.messages import MutationReq, RangeReadRsp, ReadRsp
+from agora.core.types import Cell, Partition, Row
+from agora.runtime.server import NodeRuntime
+
+
+def test_close_ends_the_periodic_jobs(tmp_path):
+    cfg = NodeConfig(cluster_name="close", listen_address="127.0.77.1", storage_port=17391,
+                     native_transport_port=19391, seeds=["127.0.77.1"],
+                     data_directory=str(tmp_path / "n"), commitlog_sync="periodic")
+
+    async def scenario() -> None:
+        runtime = NodeRuntime(cfg)
+        await runtime.start()
+        jobs = dict(runtime._periodic)
+        assert set(jobs) == {"sync", "load"}
+        assert not any(handle.cancelled() for handle in jobs.values())
+        await runtime.close()
+        assert all(handle.cancelled() for handle in jobs.values())
+        assert all(handle.cancelled() for handle in runtime._periodic.values())
+        # A job whose turn came while close ran does nothing: the engine is closed.
+        runtime._refresh_load()
+        runtime._periodic_sync()
+        assert all(handle.cancelled() for handle in runtime._periodic.values())
+
+    asyncio.run(scenario())
+
+
+def test_answers_too_big_for_a_frame_go_as_errors(tmp_path):
+    cfg = NodeConfig(cluster_name="big", listen_address="127.0.77.2", storage_port=17392,
+                     native_transport_port=19392, seeds=["127.0.77.2"],
+                     data_directory=str(tmp_path / "n"))
+    value = b"x" * (1 << 20)
+    huge = Partition(b"t" * 16, b"k", rows={b"%02d" % i: Row((b"%02d" % i,), None, None,
+                                                             {("v", b""): Cell(1, value)})
+                                            for i in range(17)})
+
+    async def scenario() -> None:
+        runtime = NodeRuntime(cfg)
+        await runtime.start()
+        sent = []
+        runtime.transport.send = lambda target, payload: sent.append((target, codec.decode(payload)))
+        try:
+            runtime._send(Send("127.0.77.9:7000", ReadRsp(5, huge, None)))
+            runtime._send(Send("127.0.77.9:7000", RangeReadRsp(6, (huge,))))
+            runtime._send(Send("127.0.77.9:7000", MutationReq(7, (huge,))))
+            small = ReadRsp(8, Partition(b"t" * 16, b"k"), None)
+            runtime._send(Send("127.0.77.9:7000", small))
+        finally:
+            del runtime.transport.send
+            await runtime.close()
+        assert len(codec.encode(ReadRsp(5, huge, None))) > MAX_FRAME_BYTES
+        [(_, read), (_, scan), (_, ok)] = sent  # the mutation was dropped
+        assert (read.req_id, read.partition, read.digest) == (5, None, None)
+        assert "bytes exceed the 16777216-byte internode frame limit" in read.error
+        assert (scan.req_id, scan.partitions) == (6, ()) and "frame limit" in scan.error
+        assert ok == small
+        assert runtime.oversized == 3
+
+    asyncio.run(scenario())
