@@ -257,19 +257,22 @@ def _columns_from_plain(columns: object) -> tuple[str, ...] | None:
 
 
 def read_command_from_plain(obj: object) -> ReadCommand:
-    if not _is_array(obj) or len(obj) not in (4, 5, 6):
-        raise _bad("read command")
-    table_id, key, slices, columns = obj[:4]
-    _check_partition_id(table_id, key)
-    limit = 0
-    if len(obj) >= 5:  # only a limited read carries its limit, and then its direction
-        limit = obj[4]
+    n = len(obj) if _is_array(obj) else 0
+    if n == 4:
+        table_id, key, slices, columns = obj
+        limit, backwards = 0, False
+    elif n == 5 or n == 6:  # only a limited read carries its limit, and then its direction
+        table_id, key, slices, columns, limit = obj[0], obj[1], obj[2], obj[3], obj[4]
         if type(limit) is not int or not 0 < limit <= MAX_ROW_LIMIT:
             raise _bad("read row limit")
-        if len(obj) == 6 and obj[5] is not True:
+        backwards = n == 6
+        if backwards and obj[5] is not True:
             raise _bad("read direction")
+    else:
+        raise _bad("read command")
+    _check_partition_id(table_id, key)
     return ReadCommand(table_id, key, _slices_from_plain(slices), _columns_from_plain(columns), limit,
-                       len(obj) == 6)
+                       backwards)
 
 
 def range_command_to_plain(cmd: RangeCommand) -> list:
