@@ -16,11 +16,12 @@ import datetime
 import itertools
 import json
 import math
+import time
 import uuid
 from decimal import Decimal
 
 import pytest
-from cassandra import AlreadyExists, ConsistencyLevel, InvalidRequest
+from cassandra import AlreadyExists, ConsistencyLevel, InvalidRequest, ReadFailure
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.protocol import ConfigurationException, SyntaxException
@@ -232,6 +233,27 @@ def test_a_wide_partition_pages_in_order_on_every_coordinator(session, metadata)
     latest = SimpleStatement("SELECT c FROM wide WHERE k = 1 ORDER BY c DESC LIMIT 5",
                              consistency_level=ConsistencyLevel.ALL)
     assert [r.c for r in session.execute(latest)] == want[:-6:-1]
+
+
+def test_a_scan_whose_answer_cannot_travel_fails_at_once_and_reads_by_key_still_page(session):
+    """A partition of 17 MiB: a replica's range-read answer holding it whole is over the
+    16 MiB internode frame, so the scan fails with Read_failure at once (not a timeout 5 s
+    later, nor a reset connection); read by key it pages like any other."""
+    session.execute("CREATE TABLE huge (k int, c int, v blob, PRIMARY KEY (k, c))")
+    insert = session.prepare("INSERT INTO huge (k, c, v) VALUES (0, ?, ?)")
+    for c in range(17):
+        session.execute(insert, (c, bytes([c]) * (1 << 20)))
+    scan = SimpleStatement("SELECT k, c FROM huge", consistency_level=ConsistencyLevel.QUORUM)
+    started = time.monotonic()
+    with pytest.raises(ReadFailure) as info:
+        session.execute(scan, timeout=30)
+    assert time.monotonic() - started < 5, "a failure, not a timeout"
+    assert info.value.failures >= 1
+    by_key = SimpleStatement("SELECT c, v FROM huge WHERE k = 0", fetch_size=4,
+                             consistency_level=ConsistencyLevel.QUORUM)
+    assert [(r.c, r.v[:1], len(r.v)) for r in session.execute(by_key, timeout=30)] == \
+        [(c, bytes([c]), 1 << 20) for c in range(17)]
+    session.execute("DROP TABLE huge")
 
 
 def test_create_alter_drop_type(session, metadata):

@@ -591,6 +591,9 @@ def test_every_error_reaches_the_driver_with_its_fields(version):
               write_type=WriteType.BATCH_LOG)),
         (E.ReadTimeout(1, 0, 1, True), cassandra.ReadTimeout,
          dict(consistency=1, received_responses=0, required_responses=1, data_retrieved=True)),
+        (E.ReadFailure(4, 1, 2, {"127.0.0.2": 0, "::1": 1}, True), cassandra.ReadFailure,
+         dict(consistency=4, received_responses=1, required_responses=2, failures=2,
+              data_retrieved=True)),
         (E.AlreadyExists("ks", "t"), cassandra.AlreadyExists, dict(keyspace="ks", table="t")),
         (E.AlreadyExists("ks"), cassandra.AlreadyExists, dict(keyspace="ks", table="")),
         (E.InvalidRequest("bad"), cassandra.InvalidRequest, {}),
@@ -615,6 +618,9 @@ def test_every_error_reaches_the_driver_with_its_fields(version):
     for exc, message_class, code in plain:
         msg = driver_decode(F.encode_error(version, 9, exc))
         assert type(msg) is message_class and msg.code == code and msg.message == str(exc)
+    failure = driver_decode(F.encode_error(version, 9, E.ReadFailure(1, 0, 1, {"127.0.0.3": 5}, False)))
+    if version >= 5:  # v5 names the replica and its code; v4 counts
+        assert failure.info["error_code_map"] == {"127.0.0.3": 5}
     msg = driver_decode(F.encode_error(version, 9, E.Unprepared(b"\x01\x02id")))
     assert isinstance(msg, dp.PreparedQueryNotFound) and msg.info == b"\x01\x02id"
 

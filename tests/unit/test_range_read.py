@@ -11,8 +11,8 @@ import pytest
 
 from agora.core import codec
 from agora.core.coordinator.range_read import RangeReadCoordinator, SubRange, split_range
-from agora.core.effects import Reply, Send, SetTimer, StorageScan, StorageScanDone
-from agora.core.errors import ProtocolError, ReadTimeout, Unavailable
+from agora.core.effects import CancelTimer, Reply, Send, SetTimer, StorageScan, StorageScanDone
+from agora.core.errors import ProtocolError, ReadFailure, ReadTimeout, Unavailable
 from agora.core.messages import MutationReq, MutationRsp, RangeReadReq, RangeReadRsp
 from agora.core.replica.replica import Replica
 from agora.core.ring.partitioner import token_for_key
@@ -309,3 +309,17 @@ def test_an_answer_straying_outside_the_request_is_ignored():
     assert coord.on_response("a", RangeReadRsp(req, (), True, MIN_TOKEN, b"k"), 1) == []  # no progress
     [reply, _] = coord.on_response("a", RangeReadRsp(req, (_live(b"k"),)), 1)
     assert [p.key for p in reply.result] == [b"k"]
+
+
+def test_a_replica_error_fails_the_scan_at_once():
+    """A round needs every replica it asked: an error answer (say, an answer too big for a
+    frame) is a ReadFailure now, not a ReadTimeout read_request_timeout later."""
+    coord = RangeReadCoordinator(FakePlacement(), read_timeout_ms=5_000)
+    effects = coord.start(4, RangeCommand(TID, MIN_TOKEN, None, MAX_TOKEN), ConsistencyLevel.QUORUM, 0)
+    req = effects[0].message.req_id
+    assert coord.on_response("a", RangeReadRsp(req, (_live(b"k"),)), 1) == []
+    [reply, cancel] = coord.on_response("b", RangeReadRsp(req, (), error="too big"), 2)
+    assert isinstance(reply.result, ReadFailure) and cancel == CancelTimer(("range", 4))
+    assert (reply.result.received, reply.result.required, reply.result.failures,
+            reply.result.data_present) == (1, 2, {"b": 0}, True)
+    assert coord.in_flight == 0

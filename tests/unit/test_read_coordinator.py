@@ -8,6 +8,7 @@ import pytest
 from agora.core.coordinator.latency import CLOCK_RESOLUTION_MS
 from agora.core.coordinator.read import ReadCoordinator
 from agora.core.effects import Send, SetTimer
+from agora.core.errors import ReadFailure
 from agora.core.messages import ReadRsp
 from agora.core.reconcile import digest
 from agora.core.types import ConsistencyLevel as CL
@@ -69,3 +70,28 @@ def test_the_speculation_threshold_follows_what_reads_wait_for():
     timers = rc.start(999, ReadCommand(TABLE, b"x"), CL.QUORUM, 100_000)
     speculate = next(e for e in timers if isinstance(e, SetTimer) and e.timer_id[0] == "speculate")
     assert speculate.delay_ms == 50 + CLOCK_RESOLUTION_MS  # the clock counts whole milliseconds
+
+
+def test_errors_that_leave_the_level_out_of_reach_fail_the_read_at_once():
+    """QUORUM of three: a1 has answered; a2's error brings in a3; a3's error leaves one
+    replica, too few: ReadFailure at once, naming both."""
+    rc = ReadCoordinator(_Placement(["a3", "a2", "a1"], None), read_timeout_ms=1000)
+    effects = rc.start(1, ReadCommand(TABLE, b"k"), CL.QUORUM, 0)
+    req_id = next(e for e in effects if isinstance(e, Send)).message.req_id
+    assert rc.on_response("a1", ReadRsp(req_id, None, None), 1) == []
+    [ask] = rc.on_response("a2", ReadRsp(req_id, None, None, "not serving yet"), 2)
+    assert ask.target == "a3" and not ask.message.digest_only
+    reply = rc.on_response("a3", ReadRsp(req_id, None, None, "storage error"), 3)[0]
+    assert isinstance(reply.result, ReadFailure)
+    assert (reply.result.received, reply.result.required, reply.result.failures) == (1, 2, {"a2": 0, "a3": 0})
+    assert rc.in_flight == 0
+
+
+def test_an_error_while_others_can_still_answer_waits_for_them():
+    rc = ReadCoordinator(_Placement(["a3", "a2", "a1"], None), read_timeout_ms=1000)
+    effects = rc.start(1, ReadCommand(TABLE, b"k"), CL.ONE, 0)
+    req_id = next(e for e in effects if isinstance(e, Send)).message.req_id
+    [ask] = rc.on_response("a1", ReadRsp(req_id, None, None, "not serving yet"), 1)
+    assert ask.target == "a2"
+    [reply, *_] = rc.on_response("a2", ReadRsp(req_id, None, None), 2)
+    assert reply.result is None  # a2 holds nothing: an answer, not a failure

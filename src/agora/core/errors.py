@@ -77,6 +77,27 @@ class ReadTimeout(AgoraError):
 
 
 @dataclass
+class ReadFailure(AgoraError):
+    """Replicas answered a read with an error, so few enough remain that the level cannot be
+    met (CQL Read_failure, 0x1300): said at once rather than after read_request_timeout.
+    `failures` maps each failed replica's address (IP text) to a failure code (0: unknown)."""
+
+    consistency: int
+    received: int
+    required: int
+    failures: dict
+    data_present: bool
+
+    def __str__(self) -> str:
+        return (f"Operation failed - received {self.received} responses and "
+                f"{len(self.failures)} failures")
+
+    @property
+    def num_failures(self) -> int:
+        return len(self.failures)
+
+
+@dataclass
 class AlreadyExists(SchemaError):
     """CREATE of a keyspace or table that exists (CQL error 0x2400 carries both names)."""
 

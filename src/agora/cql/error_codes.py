@@ -21,16 +21,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agora.core.errors import (AlreadyExists, ConfigurationError, CqlSyntaxError, InvalidRequest,
-                               Overloaded, ProtocolError, ReadTimeout, Unavailable, Unprepared,
-                               WriteTimeout)
+                               Overloaded, ProtocolError, ReadFailure, ReadTimeout, Unavailable,
+                               Unprepared, WriteTimeout)
 
 SERVER_ERROR = 0x0000
 PROTOCOL_ERROR = 0x000A
 
 # Extra-field kinds, written by the codec: "consistency" [consistency], "int" [int],
 # "byte" [byte] (a bool is 0/1), "string" [string], "write_type" [string] checked against
-# WRITE_TYPES, "short_bytes" [short bytes].
-FIELD_KINDS = ("consistency", "int", "byte", "string", "write_type", "short_bytes")
+# WRITE_TYPES, "short_bytes" [short bytes], "failures" (v4: [int] how many; v5: the reason map
+# [int] n, then n times [inetaddr without port][short] code).
+FIELD_KINDS = ("consistency", "int", "byte", "string", "write_type", "short_bytes", "failures")
 
 WRITE_TYPES = ("SIMPLE", "BATCH", "UNLOGGED_BATCH", "COUNTER", "BATCH_LOG", "CAS", "VIEW", "CDC")
 
@@ -54,6 +55,9 @@ ERROR_CODES: tuple[ErrorRule, ...] = (
     ErrorRule(ReadTimeout, 0x1200, "Read_timeout",
               (("consistency", "consistency"), ("int", "received"), ("int", "required"),
                ("byte", "data_present"))),
+    ErrorRule(ReadFailure, 0x1300, "Read_failure",
+              (("consistency", "consistency"), ("int", "received"), ("int", "required"),
+               ("failures", "failures"), ("byte", "data_present"))),
     ErrorRule(CqlSyntaxError, 0x2000, "Syntax_error"),
     ErrorRule(InvalidRequest, 0x2200, "Invalid"),  # SchemaError too
     ErrorRule(ConfigurationError, 0x2300, "Config_error"),

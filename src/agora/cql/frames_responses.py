@@ -22,6 +22,7 @@ appears on the wire).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import struct
 from dataclasses import dataclass
 
@@ -211,13 +212,13 @@ def encode_result(version: int, stream: int, result: Result, *, no_metadata: boo
 # --------------------------------------------------------------------------- errors
 
 
-def encode_error_body(exc: BaseException) -> bytes:
+def encode_error_body(exc: BaseException, version: int = 4) -> bytes:
     """`[int] code [string] message` and the code's extra fields (error_codes.ERROR_CODES).
     An exception whose fields cannot be written (our bug) goes out as Server_error."""
     rule = rule_for(exc)
     message = _error_message(exc)
     try:
-        fields = b"".join(_error_field(kind, getattr(exc, attr)) for kind, attr in rule.fields)
+        fields = b"".join(_error_field(kind, getattr(exc, attr), version) for kind, attr in rule.fields)
     except (AttributeError, TypeError, ValueError, OverflowError, struct.error) as bad:
         message = _truncate(f"{message} (its {rule.name} fields could not be encoded: {bad})")
         rule, fields = SERVER_ERROR_RULE, b""
@@ -234,7 +235,13 @@ def _truncate(text: str) -> str:
     return text[:ERROR_MESSAGE_MAX_CHARS - 3] + "..."
 
 
-def _error_field(kind: str, value) -> bytes:
+def _error_field(kind: str, value, version: int) -> bytes:
+    if kind == "failures":  # v5 names each failed replica (a reason map), v4 counts them
+        if version < 5:
+            return pack_int(len(value))
+        return pack_int(len(value)) + b"".join(
+            pack_byte(len(raw)) + raw + pack_short(code)
+            for raw, code in ((ipaddress.ip_address(address).packed, code) for address, code in value.items()))
     if kind == "consistency":
         return pack_consistency(value)
     if kind == "int":
@@ -253,7 +260,7 @@ def _error_field(kind: str, value) -> bytes:
 
 
 def encode_error(version: int, stream: int, exc: BaseException) -> bytes:
-    return encode_envelope(version, stream, Opcode.ERROR, encode_error_body(exc))
+    return encode_envelope(version, stream, Opcode.ERROR, encode_error_body(exc, version))
 
 
 # --------------------------------------------------------------------------- others

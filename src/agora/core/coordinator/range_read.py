@@ -25,9 +25,10 @@ read repair, as `read.py`, which keeps QUORUM scans monotonic). Then live views 
 
 Errors: `Unavailable` if any sub-range lacks enough live replicas — checked for every
 sub-range before anything is sent, and again before each round; `ReadTimeout` if one
-round's answers (or its repair acks) take longer than read_request_timeout. A replica's
-error answer is ignored (the round then times out), as in `read.py`, and so is an answer
-that strays outside what was asked. No speculative retry.
+round's answers (or its repair acks) take longer than read_request_timeout; `ReadFailure`
+at once when a replica answers with an error (a round needs every replica it asked; e.g. an
+answer too big for an internode frame). An answer that strays outside what was asked is
+ignored (the round then times out). No speculative retry.
 
 The result is a list of live views in ring order (token, then key bytes), holding at most
 `limit_rows` live rows; the last partition may be cut short by the limit (its remaining
@@ -45,7 +46,7 @@ from typing import Protocol
 from agora.core import reconcile
 from agora.core.coordinator.placement import Placement
 from agora.core.effects import CancelTimer, Reply, Send, SetTimer
-from agora.core.errors import InvalidRequest, ReadTimeout, Unavailable
+from agora.core.errors import InvalidRequest, ReadFailure, ReadTimeout, Unavailable
 from agora.core.messages import MutationReq, MutationRsp, RangeReadReq, RangeReadRsp
 from agora.core.quorum import Requirement, requirement
 from agora.core.replica.replica import live_row_count
@@ -214,8 +215,13 @@ class RangeReadCoordinator:
 
     def on_response(self, source: NodeId, rsp: RangeReadRsp, now_ms: int) -> list:
         scan = self._by_req.get(rsp.req_id)
-        if scan is None or scan.replied or scan.phase != "collect" or source not in scan.waiting \
-                or rsp.error is not None or not self._plausible(scan, rsp):
+        if scan is None or scan.replied or scan.phase != "collect" or source not in scan.waiting:
+            return []
+        if rsp.error is not None:  # a round needs every target it asked: the level is lost
+            failure = ReadFailure(int(scan.cl), len(scan.answers), scan.requirement.total,
+                                  {source.rpartition(":")[0] or source: 0}, bool(scan.answers))
+            return self._finish(scan, failure)
+        if not self._plausible(scan, rsp):
             return []
         self.placement.observe_latency(source, now_ms - scan.round_start_ms)
         scan.answers[source] = rsp

@@ -10,8 +10,10 @@ which is what makes QUORUM reads monotonic. If enough answers have not arrived a
 99th percentile of how long the table's reads wait for their level (agora.core.coordinator.
 latency), one more replica is asked for data (speculative retry).
 A replica that answers with an error (one back from a long downtime that may not serve yet,
-agora.core.tombstones) is replaced by the next candidate at once. Replicas are candidates
-only if `serves_reads` says so.
+agora.core.tombstones) is replaced by the next candidate at once; when none is left and the
+replicas still asked cannot meet the level, or an error cuts a resolve short, the read fails
+at once with ReadFailure (Cassandra's Read_failure) instead of waiting for its timeout.
+Replicas are candidates only if `serves_reads` says so.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from agora.core import reconcile
 from agora.core.coordinator.latency import LatencyWindow
 from agora.core.coordinator.placement import Placement
 from agora.core.effects import CancelTimer, Reply, Send, SetTimer
-from agora.core.errors import InvalidRequest, ReadTimeout, Unavailable
+from agora.core.errors import InvalidRequest, ReadFailure, ReadTimeout, Unavailable
 from agora.core.messages import MutationReq, MutationRsp, ReadReq, ReadRsp
 from agora.core.quorum import Requirement, requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand, ReadPage
@@ -43,6 +45,7 @@ class _Read:
     more: dict = field(default_factory=dict)  # node -> its data answer's more_after, if any
     digests: dict = field(default_factory=dict)  # node -> bytes
     waiting: set = field(default_factory=set)  # nodes whose answer the current phase needs
+    failed: set = field(default_factory=set)  # nodes that answered with an error
     merged: Partition | None = None
     cut: bytes | None = None  # a page's end: the merged answer is complete up to this key
     replied: bool = False
@@ -117,7 +120,19 @@ class ReadCoordinator:
         if rd is None or rd.replied or source not in rd.contacted:
             return []
         if rsp.error is not None:  # e.g. a replica in quarantine: ask another one at once
-            return self._ask_another(rd) if rd.phase == "collect" else []
+            rd.failed.add(source)
+            rd.waiting.discard(source)
+            rd.digests.pop(source, None)
+            if rd.phase == "collect":
+                another = self._ask_another(rd)
+                if another or self._still_possible(rd):
+                    return another
+            # the level can no longer be met (or a resolve lost an answer it needs): say so
+            failures = {node.rpartition(":")[0] or node: 0 for node in sorted(rd.failed)}
+            responders = [n for n in list(rd.data) + list(rd.digests) if n not in rd.failed]
+            received = sum(rd.requirement.reached_by(responders, self.placement.dc_of).values())
+            return self._finish(rd, ReadFailure(int(rd.cl), received, rd.requirement.total,
+                                                failures, bool(rd.data)))
         if rd.phase == "collect":
             self.placement.observe_latency(source, now_ms - rd.start_ms)
         if rsp.digest is not None and rsp.partition is None and rd.contacted[source] == "digest":
@@ -169,6 +184,11 @@ class ReadCoordinator:
                 self.stats["speculative_retries"] += 1
                 return [self._ask(rd, node, digest_only=False)]
         return []
+
+    def _still_possible(self, rd: _Read) -> bool:
+        """Whether the replicas asked that have not failed can still meet the level."""
+        alive = [n for n in rd.contacted if n not in rd.failed]
+        return rd.requirement.satisfied(rd.requirement.reached_by(alive, self.placement.dc_of))
 
     def _ask_another(self, rd: _Read) -> list:
         for node in rd.candidates:
