@@ -6,7 +6,9 @@ Owns: selectors (columns, aliases, WRITETIME, TTL, token(), COUNT and the simple
 JSON as Cassandra's toJSONString renders it), GROUP BY, ORDER BY (merging IN partitions),
 LIMIT and PER PARTITION LIMIT, DISTINCT, ALLOW FILTERING, and paging with a state that any
 node can continue: the position of the last row returned (partition index or token and key,
-then clustering key) and how many rows have been returned so far.
+then clustering key) and how many rows have been returned so far. A partition read by key is
+fetched in pieces of what the page still takes (ReadCommand.limit_rows, from its end for an
+ORDER BY against the clustering order), never whole for every page.
 """
 
 from __future__ import annotations

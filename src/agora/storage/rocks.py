@@ -17,7 +17,9 @@ incoming row unchanged, and it is written as it came. Rows shadowed by a newer h
 `read` and `scan` reassemble partitions and return them in canonical form, so such rows are
 dropped on the way out (and by the next write that touches them). Every stored row is
 canonical on its own, so `read` of a partition without a header returns its rows as stored
-(cut to the columns asked for), without building a canonical copy.
+(cut to the columns asked for), without building a canonical copy. `read_page` stops after
+the command's row limit (stored rows, tombstoned ones included), iterating backwards for a
+reversed command, and names the last key it read.
 
 Data blocks read from SST files are kept uncompressed in a block cache of
 `block_cache_bytes` (node option `file_cache_size`); metadata, hints and the batchlog share
