@@ -31,18 +31,11 @@ from cassandra.cluster import Cluster  # noqa: E402
 from cassandra.concurrent import execute_concurrent_with_args  # noqa: E402
 from cassandra.query import SimpleStatement  # noqa: E402
 
+from agora.bench.stats import process_cpu_seconds  # noqa: E402
 from servers import Agora  # noqa: E402
 
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_s(pids) -> float:
-    total = 0.0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime
-    return total
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def main() -> None:

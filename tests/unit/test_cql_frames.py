@@ -621,6 +621,9 @@ def test_every_error_reaches_the_driver_with_its_fields(version):
     failure = driver_decode(F.encode_error(version, 9, E.ReadFailure(1, 0, 1, {"127.0.0.3": 5}, False)))
     if version >= 5:  # v5 names the replica and its code; v4 counts
         assert failure.info["error_code_map"] == {"127.0.0.3": 5}
+    by_id = driver_decode(F.encode_error(version, 9, E.ReadFailure(1, 0, 1, {"127.0.0.4:7000": 0}, False)))
+    if version >= 5:  # a node id ("ip:port") goes as its address
+        assert by_id.info["error_code_map"] == {"127.0.0.4": 0}
     msg = driver_decode(F.encode_error(version, 9, E.Unprepared(b"\x01\x02id")))
     assert isinstance(msg, dp.PreparedQueryNotFound) and msg.info == b"\x01\x02id"
 

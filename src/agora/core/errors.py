@@ -80,7 +80,8 @@ class ReadTimeout(AgoraError):
 class ReadFailure(AgoraError):
     """Replicas answered a read with an error, so few enough remain that the level cannot be
     met (CQL Read_failure, 0x1300): said at once rather than after read_request_timeout.
-    `failures` maps each failed replica's address (IP text) to a failure code (0: unknown)."""
+    `failures` maps each failed replica's node id ("ip:port") to a failure code (0: unknown);
+    the CQL codec sends their addresses."""
 
     consistency: int
     received: int

@@ -241,7 +241,7 @@ def _error_field(kind: str, value, version: int) -> bytes:
             return pack_int(len(value))
         return pack_int(len(value)) + b"".join(
             pack_byte(len(raw)) + raw + pack_short(code)
-            for raw, code in ((ipaddress.ip_address(address).packed, code) for address, code in value.items()))
+            for raw, code in ((_address_of(node).packed, code) for node, code in value.items()))
     if kind == "consistency":
         return pack_consistency(value)
     if kind == "int":
@@ -257,6 +257,14 @@ def _error_field(kind: str, value, version: int) -> bytes:
     if kind == "short_bytes":
         return pack_short_bytes(bytes(value))
     raise ValueError(f"unknown error field kind {kind!r}")
+
+
+def _address_of(node: str):
+    """The IP address of a node id ("ip:port", "[v6]:port") or of a bare address."""
+    try:
+        return ipaddress.ip_address(node)
+    except ValueError:
+        return ipaddress.ip_address(node.rpartition(":")[0].strip("[]"))
 
 
 def encode_error(version: int, stream: int, exc: BaseException) -> bytes:

@@ -238,10 +238,9 @@ class Processor:
         row = part.static if col.kind == "static" else next(iter(part.rows.values()), None)
         if row is None:
             return []
-        dropped = table.dropped.get(col.name)  # elements from before a drop are not the list's
-        return sorted(((path, c) for (name, path), c in row.cells.items()
-                       if name == col.name and path and c.value is not None
-                       and (dropped is None or not dropped.shadows(c.ts))), key=lambda pc: pc[0])
+        return sorted(((path, c) for (name, path), c in row.cells.items()  # not elements from before a drop
+                       if name == col.name and path and c.value is not None and not table.hides(name, c.ts)),
+                      key=lambda pc: pc[0])
 
     # ---- writes -------------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ def _assemble(col, cells: list[tuple[bytes, Cell]]) -> bytes | None:
 def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> bool:
     """Fill `values` and `metas` from a row's cells; whether any cell is the table's: cells
     of columns the table no longer has, or had dropped when they were written
-    (`DroppedColumn.shadows`), are not."""
+    (`TableDef.hides`), are not."""
     multi: dict[str, list] = {}
     dropped = table.dropped
     seen = False
@@ -70,7 +70,7 @@ def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> bool:
         col = table.column(name)
         if col is None or cell.value is None:
             continue
-        if dropped and name in dropped and dropped[name].shadows(cell.ts):
+        if dropped and table.hides(name, cell.ts):
             continue
         seen = True
         if T.is_multicell(col.type):

@@ -219,7 +219,7 @@ class RangeReadCoordinator:
             return []
         if rsp.error is not None:  # a round needs every target it asked: the level is lost
             failure = ReadFailure(int(scan.cl), len(scan.answers), scan.requirement.total,
-                                  {source.rpartition(":")[0] or source: 0}, bool(scan.answers))
+                                  {source: 0}, bool(scan.answers))
             return self._finish(scan, failure)
         if not self._plausible(scan, rsp):
             return []

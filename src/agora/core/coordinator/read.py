@@ -128,7 +128,7 @@ class ReadCoordinator:
                 if another or self._still_possible(rd):
                     return another
             # the level can no longer be met (or a resolve lost an answer it needs): say so
-            failures = {node.rpartition(":")[0] or node: 0 for node in sorted(rd.failed)}
+            failures = {node: 0 for node in sorted(rd.failed)}
             responders = [n for n in list(rd.data) + list(rd.digests) if n not in rd.failed]
             received = sum(rd.requirement.reached_by(responders, self.placement.dc_of).values())
             return self._finish(rd, ReadFailure(int(rd.cl), received, rd.requirement.total,
@@ -211,8 +211,8 @@ class ReadCoordinator:
         # one answer alone agrees with itself: no digest to compute
         more = rd.more
         agree = len(answers) + len(rd.digests) == 1 or \
-            len({reconcile.page_digest(p, more[n]) if n in more else reconcile.digest(p)
-                 for n, p in rd.data.items()} | set(rd.digests.values())) == 1
+            len({reconcile.page_digest(p, more.get(n)) for n, p in rd.data.items()}
+                | set(rd.digests.values())) == 1
         if agree:
             if more:
                 rd.cut = next(iter(more.values()))  # agreeing pages end alike

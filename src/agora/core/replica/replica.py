@@ -90,13 +90,9 @@ class Replica:
         part = done.partition
         if part is not None:
             part = reconcile.expire(part, now_ms // 1000)
-        more_after = done.more_after
         if req.digest_only:
-            d = reconcile.digest(part) if more_after is None else reconcile.page_digest(part, more_after)
-            return [Send(source, ReadRsp(req.req_id, None, d))]
-        if more_after is None:
-            return [Send(source, ReadRsp(req.req_id, part, None))]
-        return [Send(source, ReadRsp(req.req_id, part, None, None, more_after))]
+            return [Send(source, ReadRsp(req.req_id, None, reconcile.page_digest(part, done.more_after)))]
+        return [Send(source, ReadRsp(req.req_id, part, None, None, done.more_after))]
 
     def on_range_read(self, source: NodeId, req: RangeReadReq) -> list:
         cmd = req.command

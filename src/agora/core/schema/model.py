@@ -407,6 +407,12 @@ class TableDef:
     def column(self, name: str) -> ColumnDef | None:
         return self._by_name.get(name)
 
+    def hides(self, column: str, ts: int) -> bool:
+        """Whether a cell of `column` written at `ts` was dropped with that column (and so is
+        not the table's data, even if a column of that name was added again)."""
+        dropped = self.dropped.get(column)
+        return dropped is not None and dropped.shadows(ts)
+
     def ckey_types(self) -> list[tuple[CqlType, bool]]:
         """[(type, descending)] of the clustering columns: the `types` of encode_ckey."""
         return [(c.type, c.descending) for c in self.clustering_columns]
