@@ -256,6 +256,34 @@ def test_a_scan_whose_answer_cannot_travel_fails_at_once_and_reads_by_key_still_
     session.execute("DROP TABLE huge")
 
 
+def test_a_mutation_bigger_than_an_internode_frame_is_an_invalid_request(session):
+    """A 160 KB request whose mutation is over 16 MiB (20,000 set elements, each a cell that
+    carries its 1,000-character column name) could never reach a replica: it is refused
+    with InvalidRequest at once, nothing of it is stored, the node keeps serving, and a
+    write of 8 MiB (under the limit) goes through and reads back whole."""
+    name = "l" * 1000
+    session.execute(f"CREATE TABLE big_writes (k int PRIMARY KEY, {name} set<int>, v blob)")
+    append = session.prepare(f"UPDATE big_writes SET {name} = {name} + ? WHERE k = ?")
+    quorum = ConsistencyLevel.QUORUM
+    append.consistency_level = quorum
+    started = time.monotonic()
+    with pytest.raises(InvalidRequest, match="oversized mutation"):
+        session.execute(append, (set(range(20_000)), 1), timeout=30)
+    assert time.monotonic() - started < 5, "an answer, not a timeout"
+    read = SimpleStatement("SELECT k FROM big_writes WHERE k = 1", consistency_level=ConsistencyLevel.ALL)
+    assert rows(session, read) == []
+    session.execute(append, (set(range(100)), 1))
+    blob = bytes(range(256)) * (8 * 4096)
+    put = session.prepare("INSERT INTO big_writes (k, v) VALUES (?, ?)")
+    put.consistency_level = quorum
+    session.execute(put, (2, blob), timeout=30)
+    got = rows(session, SimpleStatement("SELECT k, v FROM big_writes WHERE k IN (1, 2)",
+                                        consistency_level=ConsistencyLevel.ALL))
+    assert [(r.k, r.v) for r in got] == [(1, None), (2, blob)]
+    assert rows(session, f"SELECT {name} FROM big_writes WHERE k = 1")[0][0] == set(range(100))
+    session.execute("DROP TABLE big_writes")
+
+
 def test_create_alter_drop_type(session, metadata):
     session.execute("CREATE TYPE point (x int, y int)")
     assert metadata.keyspaces[KS].user_types["point"].field_names == ["x", "y"]

@@ -132,3 +132,30 @@ def test_malformed_cells():
             plain.cell_from_plain(bad)
     with pytest.raises(ProtocolError):
         plain.row_from_plain([[], None, None, ["a", b"", 1, b"v", 0, 0] * 2])  # duplicate
+
+
+# ---- the size bound the write path checks against the frame limit --------------------------
+
+
+@given(partitions)
+def test_partition_size_bound_never_below_the_packed_size(p):
+    assert plain.partition_size_bound(p) >= len(msgpack.packb(plain.partition_to_plain(p),
+                                                              use_bin_type=True))
+
+
+def test_partition_size_bound_holds_at_the_widest_headers_and_stays_close():
+    """Values, names and keys past the 8- and 16-bit length headers, integers at 64 bits, a
+    non-ASCII column name: the bound still covers the encoding, and for a big value it is
+    within a few hundred bytes of it (a write near the limit is not refused for slack)."""
+    big = b"v" * 70_000
+    cell = Cell(2**63 - 1, big, plain.MAX_TTL_S, -(2**63))
+    row = Row((b"c" * 70_000,), Cell(2**62, b"", 5, 7), Deletion(-(2**63), 2**63 - 1),
+              {("\u4e2d" * 30_000, b"p" * 300): cell, ("a", b""): Cell(1, None)})
+    p = Partition(b"t" * 16, b"k" * 65_535, Deletion(1, 2),
+                  [RangeTombstone(Bound(b"s" * 300, True), Bound(b"e", False), Deletion(3, 4))],
+                  row, {b"c" * 70_000: row})
+    packed = len(msgpack.packb(plain.partition_to_plain(p), use_bin_type=True))
+    assert packed <= plain.partition_size_bound(p)
+    one_blob = Partition(b"t" * 16, b"k", rows={b"": Row((), None, None, {("v", b""): Cell(1, big)})})
+    packed = len(msgpack.packb(plain.partition_to_plain(one_blob), use_bin_type=True))
+    assert packed <= plain.partition_size_bound(one_blob) <= packed + 200

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from agora.core import rowmaps
-from agora.core.errors import ReadTimeout, Unavailable, WriteTimeout
+from agora.core.errors import InvalidRequest, ReadTimeout, Unavailable, WriteTimeout
+from agora.core.limits import MAX_MUTATION_BYTES
 from agora.core.types import ConsistencyLevel as CL
 from agora.sim import SimCluster
 
@@ -354,6 +355,33 @@ def test_regression_c_an_empty_write_is_answered_at_once():
     w = c.write(0, [], "ONE")
     c.run_until(lambda: w.done, 3_000)
     assert w.done and w.latency_ms == 0
+
+
+def test_a_mutation_too_big_for_an_internode_frame_is_refused_before_anything_applies_it():
+    """A write that could never reach a replica (or be hinted, or replayed from a batchlog) is
+    an InvalidRequest at once, and no node stores or hints any of it -- at ONE with a replica
+    down too, where it would otherwise be acknowledged by the coordinator alone and stay
+    there. The cluster goes on serving; a LOGGED batch counts its partitions together."""
+    c = kv_cluster(24)
+    c.stop(2)
+    assert c.run_until(lambda: not c.sees(0, 2), 30_000)
+    huge = "x" * (MAX_MUTATION_BYTES + 1)
+    err = error_of(c, put(c, 0, "big", huge, "ONE"), 100)
+    assert isinstance(err, InvalidRequest) and "oversized mutation" in str(err)
+    assert "keyspace: ks" in str(err)
+    half = "y" * (MAX_MUTATION_BYTES // 2 + 1)
+    tdef = c.node(0).schema.schema.table("ks", "kv")
+    parts = [rowmaps.insert(tdef, {"k": k, "v": half}, 5, 0, 0) for k in ("b1", "b2")]
+    err = error_of(c, c.write(0, parts, "ONE", "BATCH"), 100)
+    assert isinstance(err, InvalidRequest) and "batch" in str(err)
+    c.run_for(1_000)
+    for n in (0, 1):
+        assert [on_disk(c, n, k) for k in ("big", "b1", "b2")] == [None, None, None]
+        assert c.node(n).hints.pending_by_target() == {}
+    c.wait(c.write(0, parts[:1], "QUORUM", "BATCH"))  # each half alone fits
+    c.wait(put(c, 0, "small", "fits"))
+    assert value(c.wait(get(c, 1, "small"))) == "fits"
+    assert len(value(c.wait(get(c, 1, "b1")))) == len(half)
 
 
 def test_restarted_node_knows_the_whole_ring_and_a_newer_generation_before_any_gossip():

@@ -12,6 +12,13 @@ TigerBeetle's TIGER_STYLE "put a limit on everything").
 # broken or hostile peer: that connection is closed, nothing is buffered for it.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
+# Largest mutation a client may write, in bytes (the bound `plain.partition_size_bound`
+# gives; for a LOGGED batch, all its partitions together, which travel in one batchlog
+# message). Anything bigger could not be sent to a replica, hinted or replayed, so it is
+# refused before any replica applies it (Cassandra: max_mutation_size, half a commitlog
+# segment). 64 KiB below the frame leaves room for the message around the partitions.
+MAX_MUTATION_BYTES = MAX_FRAME_BYTES - 64 * 1024
+
 # Largest hello frame, in bytes. The hello is four short fields; a first frame longer than
 # this is not a hello, so it is refused before a stranger can make us buffer 16 MiB.
 HELLO_MAX_BYTES = 1024

@@ -29,6 +29,7 @@ from agora.core.coordinator.write import WriteCoordinator
 from agora.core.effects import (Event, PersistMeta, Reply, SetTimer, StorageGetDone,
                                 StoragePutDone, StorageScanDone)
 from agora.core.errors import InvalidRequest
+from agora.core.limits import MAX_MUTATION_BYTES
 from agora.core.hints.messages import HintReq, HintRsp
 from agora.core.hints.service import HintService
 from agora.core.membership.gossip import Gossiper
@@ -42,6 +43,7 @@ from agora.core.ring.token_ring import NodeInfo, TokenRing
 from agora.core.schema.agreement import SCHEMA_META_KEY, SchemaKeeper
 from agora.core.schema.model import Schema
 from agora.core.tombstones.keeper import MESSAGES as TOMBSTONE_MESSAGES, Tombstones
+from agora.core.plain import partition_size_bound
 from agora.core.types import ConsistencyLevel, NodeId, Partition, RangeCommand, ReadCommand, Token
 
 PEERS_META_KEY = "peers"  # the ring as last known: {node: [dc, rack, tokens]}
@@ -266,9 +268,31 @@ class Node:
 
     def client_write(self, client_id: int, partitions: list[Partition], cl: ConsistencyLevel,
                      now_ms: int, write_type: str = "SIMPLE") -> list:
+        refusal = self._oversized(partitions, logged=write_type == "BATCH")
+        if refusal is not None:
+            return [Reply(client_id, refusal)]
         if write_type == "BATCH":  # LOGGED: batchlog first (agora.core.batchlog)
             return self.batchlog.client_batch(client_id, partitions, cl, now_ms)
         return self.writes.start(client_id, partitions, cl, write_type, now_ms)
+
+    def _oversized(self, partitions: list[Partition], logged: bool) -> InvalidRequest | None:
+        """A refusal when a partition (for a LOGGED batch: all of them, one batchlog message)
+        is too big to travel between nodes (limits.MAX_MUTATION_BYTES); checked before any
+        replica applies anything, so such a write is never half done, hinted or replayed."""
+        size, part = 0, None
+        for p in partitions:
+            bound = partition_size_bound(p)
+            if logged:
+                size, part = size + bound, part or p
+            elif bound > size:
+                size, part = bound, p
+        if size <= MAX_MUTATION_BYTES or part is None:
+            return None
+        table = self.schema.schema.table_by_id(part.table_id)
+        where = f" for keyspace: {table.keyspace}" if table is not None else ""
+        what = "batch" if logged else f"mutation of partition key 0x{part.key[:32].hex()}"
+        return InvalidRequest(f"Rejected an oversized mutation ({size}/{MAX_MUTATION_BYTES} bytes)"
+                              f"{where}: the {what} is larger than a node may send to another")
 
     def _apply_batch(self, client_id: int, partitions: list[Partition], cl: ConsistencyLevel,
                      now_ms: int) -> list:

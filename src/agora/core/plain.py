@@ -180,6 +180,44 @@ def partition_to_plain(p: Partition) -> list:
             None if p.static is None else row_to_plain(p.static), rows]
 
 
+# Worst-case msgpack bytes around the fields of one encoded item, lengths of bytes and
+# strings aside (a header is at most 5 bytes, an integer at most 9): a cell's column, path
+# and value headers plus ts, ttl_s, ldt_s; a row's own array, clustering and cell arrays, its
+# marker cell and its deletion; a range tombstone's; a partition's own fields.
+_HDR, _INT = 5, 9
+_CELL_SIZE_BOUND = 3 * _HDR + 3 * _INT
+_ROW_SIZE_BOUND = 3 * _HDR + (2 * _HDR + 3 * _INT) + (_HDR + 2 * _INT)
+_RT_SIZE_BOUND = 3 * _HDR + 2 + 2 * _INT
+_PARTITION_SIZE_BOUND = 5 * _HDR + TABLE_ID_BYTES + (_HDR + 2 * _INT) + 1
+
+
+def _row_size_bound(r: Row) -> int:
+    size = _ROW_SIZE_BOUND
+    if r.marker is not None and r.marker.value is not None:
+        size += len(r.marker.value)
+    for value in r.clustering:
+        size += len(value) + 5
+    for (column, path), c in r.cells.items():
+        value = c.value
+        size += _CELL_SIZE_BOUND + len(path) + (0 if value is None else len(value)) \
+            + (len(column) if column.isascii() else 4 * len(column))  # UTF-8: <= 4 per char
+    return size
+
+
+def partition_size_bound(p: Partition) -> int:
+    """At least the bytes `partition_to_plain(p)` takes once packed (never less), computed
+    without encoding: what the write path checks against the internode frame limit before a
+    mutation is sent anywhere."""
+    size = _PARTITION_SIZE_BOUND + len(p.key)
+    for rt in p.range_tombstones:
+        size += _RT_SIZE_BOUND + len(rt.start.prefix) + len(rt.end.prefix)
+    if p.static is not None:
+        size += _row_size_bound(p.static)
+    for ckey, row in p.rows.items():
+        size += _HDR + len(ckey) + _row_size_bound(row)
+    return size
+
+
 def _check_partition_id(table_id: object, key: object) -> None:
     if type(table_id) is not bytes or len(table_id) != TABLE_ID_BYTES:
         raise _bad("table id")
