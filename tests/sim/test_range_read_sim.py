@@ -317,3 +317,61 @@ def test_replicas_answer_in_bounded_pieces_and_the_scan_goes_on_after_each(monke
         assert rows_of(c, scan(c, 1, cl)) == all_rows()
         assert stats["rounds"] - rounds >= PARTITIONS // 3  # 3 partitions (12 rows) a round
     assert rows_of(c, scan(c, 1, "QUORUM", limit=123)) == all_rows()[:123]
+
+
+def test_a_partition_bigger_than_an_answer_is_read_in_pieces_and_repaired_across_the_cuts(monkeypatch):
+    """Replicas cut a wide partition after a row (RANGE_RSP_MAX_ROWS, here 7) and the scan
+    resumes inside it: every row once, in order, the static row once per partition; a
+    replica that missed rows in the middle of the partition is repaired piece by piece;
+    LIMIT and PER PARTITION LIMIT count across the cuts."""
+    from agora.core.replica import replica
+    monkeypatch.setattr(replica, "RANGE_RSP_MAX_ROWS", 7)
+    c = SimCluster(190, THREE)
+    c.wait_until_up(30_000)
+    c.wait(c.create_keyspace("ks", simple(3), via=0))
+    assert c.run_until(c.schema_agreed, 10_000)
+    c.wait(c.create_table("ks", "w", [("k", "int"), ("c", "int"), ("s", "text"), ("v", "text")], ["k"],
+                          [("c", "asc")], static=["s"], via=0))
+    assert c.run_until(c.schema_agreed, 10_000)
+    tdef = c.node(0).schema.schema.table("ks", "w")
+    width = {k: (60 if k % 4 == 0 else 2) for k in range(12)}
+    now_s = c.host(0).clock_ms() // 1000
+    parts = [rowmaps.insert(tdef, {"k": k, "c": 10 * i, "s": f"s{k}", "v": f"v{k}.{i}"}, 1_000, 0, now_s)
+             for k, n in width.items() for i in range(n)]
+    c.wait(c.write(0, parts, "ALL"))
+    c.isolate(2)  # node 2 misses rows in the middle of partition 4 (so it cuts elsewhere)
+    late = [rowmaps.insert(tdef, {"k": 4, "c": 10 * i + 5, "v": "late"}, 2_000, 0, now_s)
+            for i in range(20, 40, 3)]
+    c.wait(c.write(0, late, "QUORUM"))
+    gone = [(4, 10 * i) for i in range(22, 60, 2)]  # and rows deleted further on
+    for k, ck in gone:
+        c.wait(c.delete(0, "ks", "w", {"k": k, "c": ck}, "QUORUM", timestamp=3_000))
+    c.heal()
+    c.run_for(200)
+    value = {(k, 10 * i): f"v{k}.{i}" for k, n in width.items() for i in range(n)}
+    value.update({(4, 10 * i + 5): "late" for i in range(20, 40, 3)})
+    for row in gone:
+        del value[row]
+    expected = [(k, i, f"s{k}", value[k, i]) for k in ring_order(width) for i in sorted(i for kk, i in value if kk == k)]
+    stats = c.node(1).range_reads.stats
+
+    def rows(parts):
+        return [(r["k"], r["c"], r["s"], r["v"]) for p in parts for r in rowmaps.rows_of(tdef, p)]
+
+    def full(cl, limit=0, ppl=0):
+        cmd = RangeCommand(tdef.id.bytes, MIN_TOKEN, None, MAX_TOKEN, None, None, limit, ppl)
+        return c.wait(c.read_range(1, cmd, cl))
+
+    before = stats["short_rounds"]
+    got = full("ALL")
+    assert rows(got) == expected
+    assert len(got) == len(width) and [p.key for p in got] == [key_of(k) for k in ring_order(width)]
+    assert stats["short_rounds"] - before >= 3 * 60 // 7  # the wide partitions came in pieces
+    assert stats["read_repairs"] >= 1
+    node2 = c.engine(2).read(ReadCommand(tdef.id.bytes, key_of(4)))
+    assert [r["c"] for r in rowmaps.rows_of(tdef, reconcile.live_view(node2, now_s))
+            if r["v"] == "late"] == [10 * i + 5 for i in range(20, 40, 3)]
+    assert rows(full("QUORUM", limit=75)) == expected[:75]
+    by_partition = [r for k in ring_order(width) for r in [x for x in expected if x[0] == k][:45]]
+    assert rows(full("QUORUM", ppl=45)) == by_partition
+    assert rows(full("ONE", limit=50, ppl=45)) == by_partition[:50]

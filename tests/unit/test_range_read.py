@@ -129,6 +129,11 @@ def _part(key: bytes, rows: int = 1) -> Partition:
     return Partition(TID, key, rows={bytes([i]): Row((bytes([i]),), Cell(1, b"")) for i in range(rows)})
 
 
+def _whole(scanned):
+    """(token, partition) pairs as the pieces an engine yields for whole partitions."""
+    return iter([(t, p, True, True, 0) for t, p in scanned])
+
+
 def test_token_range_starts_one_token_early_when_a_key_is_given():
     assert StorageScan(1, TID, 5, None, 9, 10).token_range() == (5, 9)
     assert StorageScan(1, TID, 5, b"k", 9, 10).token_range() == (4, 9)
@@ -138,22 +143,22 @@ def test_token_range_starts_one_token_early_when_a_key_is_given():
 def test_collect_skips_the_start_key_and_orders_a_token_group_by_key_bytes():
     # the engines order a token's keys by length first; positions order them by bytes
     scanned = [(5, _part(b"b")), (5, _part(b"d")), (5, _part(b"aa")), (5, _part(b"cc")), (7, _part(b"x"))]
-    done = StorageScan(1, TID, 5, b"b", 9, 100).collect(iter(scanned))
+    done = StorageScan(1, TID, 5, b"b", 9, 100).collect(_whole(scanned))
     assert [(t, p.key) for t, p in done.partitions] == [(5, b"cc"), (5, b"d"), (7, b"x")]
     assert done.exhausted
 
 
 def test_collect_stops_at_max_rows_but_never_inside_a_token_group():
     scanned = [(1, _part(b"a", 3)), (2, _part(b"b", 3)), (2, _part(b"cc", 3)), (3, _part(b"d", 3))]
-    done = StorageScan(1, TID, 0, None, 9, 4).collect(iter(scanned))
+    done = StorageScan(1, TID, 0, None, 9, 4).collect(_whole(scanned))
     assert [p.key for _, p in done.partitions] == [b"a", b"b", b"cc"] and not done.exhausted
-    done = StorageScan(1, TID, 0, None, 9, 9).collect(iter(scanned))
+    done = StorageScan(1, TID, 0, None, 9, 9).collect(_whole(scanned))
     assert [p.key for _, p in done.partitions] == [b"a", b"b", b"cc"] and not done.exhausted
-    done = StorageScan(1, TID, 0, None, 9, 10).collect(iter(scanned))
+    done = StorageScan(1, TID, 0, None, 9, 10).collect(_whole(scanned))
     assert len(done.partitions) == 4 and done.exhausted
     # a partition with nothing but a deletion still counts one row
     bare = [(t, Partition(TID, bytes([t]), Deletion(1, 1))) for t in range(1, 6)]
-    assert len(StorageScan(1, TID, 0, None, 9, 2).collect(iter(bare)).partitions) == 2
+    assert len(StorageScan(1, TID, 0, None, 9, 2).collect(_whole(bare)).partitions) == 2
 
 
 def test_collect_on_a_wrapping_scan_keeps_ring_order_from_the_start():
@@ -163,10 +168,10 @@ def test_collect_on_a_wrapping_scan_keeps_ring_order_from_the_start():
     tokens = sorted(token_for_key(p.key) for p in parts)
     start, end = tokens[40], tokens[10]
     scan = StorageScan(1, TID, start, None, end, 1_000)
-    done = scan.collect(engine.scan(TID, *scan.token_range()))
+    done = scan.collect(engine.scan_pieces(TID, *scan.token_range()))
     assert [t for t, _ in done.partitions] == tokens[41:] + tokens[:11]
     scan = StorageScan(1, TID, start, None, end, 5)
-    done = scan.collect(engine.scan(TID, *scan.token_range()))
+    done = scan.collect(engine.scan_pieces(TID, *scan.token_range()))
     assert [t for t, _ in done.partitions] == tokens[41:46] and not done.exhausted
 
 
@@ -178,7 +183,9 @@ def test_range_messages_round_trip_through_the_codec():
     sliced = RangeCommand(TID, -5, b"key", 5, (Slice(Bound(b"a"), Bound(b"z", False)),), ("v",), 10, 2)
     for msg in (RangeReadReq(1, cmd), RangeReadReq(2, sliced), RangeReadRsp(3, ()),
                 RangeReadRsp(4, (_part(b"a", 2), _part(b"b")), True, -5, b"b"),
-                RangeReadRsp(5, (), error="boom")):
+                RangeReadRsp(5, (), error="boom"),
+                RangeReadReq(6, RangeCommand(TID, -5, b"key", 5, None, None, 10, 0, b"\x00\x07")),
+                RangeReadRsp(7, (_part(b"a", 2),), True, -5, b"a", last_ckey=b"\x01")):
         assert codec.decode(codec.encode(msg)) == msg
 
 
@@ -188,6 +195,8 @@ def test_range_messages_round_trip_through_the_codec():
     [1, [TID, 0, "key", 5, None, None, 0, 0]],  # key not bytes
     [1, [TID, 0, None, 5, None, None, True, 0]],  # bool for an int
     [1, [TID, 0, None, 5, None]],  # short
+    [1, [TID, 0, None, 5, None, None, 0, 0, b"c"]],  # a resume point without a key
+    [1, [TID, 0, b"k", 5, None, None, 0, 0, "c"]],  # a resume point not bytes
 ])
 def test_malformed_range_requests_are_protocol_errors(fields):
     import msgpack
@@ -197,7 +206,8 @@ def test_malformed_range_requests_are_protocol_errors(fields):
 
 def test_a_range_answer_with_more_must_name_its_last_position():
     import msgpack
-    for fields in ([1, [], True, None, None, None], [1, [], False, 5, b"k", None]):
+    for fields in ([1, [], True, None, None, None], [1, [], False, 5, b"k", None],
+                   [1, [], False, None, None, None, b"c"], [1, [], True, 5, b"k", None, 7]):
         with pytest.raises(ProtocolError):
             codec.decode(msgpack.packb([RangeReadRsp.VERB, *fields], use_bin_type=True))
 

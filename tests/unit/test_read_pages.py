@@ -72,6 +72,20 @@ def test_storage_reads_a_page_from_the_end_when_reversed(engine):
     assert list(rest.partition.rows) == ckeys[:3] and rest.more_after is None
 
 
+def test_storage_pages_of_big_rows_stop_at_a_byte_bound(engine):
+    """A page stops after the row that brings its stored bytes to max_bytes, whichever way
+    it reads, and says where; no bound, or a bound no page reaches, changes nothing."""
+    ckeys = [b"%03d" % i for i in range(20)]
+    engine.apply([Partition(TABLE, KEY, rows={c: _row(c, value=bytes(10_000)) for c in ckeys})])
+    page = engine.read_page(ReadCommand(TABLE, KEY, None, None, 100), max_bytes=35_000)
+    assert list(page.partition.rows) == ckeys[:4] and page.more_after == ckeys[3]
+    back = engine.read_page(ReadCommand(TABLE, KEY, None, None, 100, True), max_bytes=35_000)
+    assert list(back.partition.rows) == ckeys[-4:] and back.more_after == ckeys[-4]
+    assert list(engine.read_page(ReadCommand(TABLE, KEY, None, None, 3), 35_000).partition.rows) == ckeys[:3]
+    assert engine.read_page(ReadCommand(TABLE, KEY, None, None, 100), 10**9).more_after is None
+    assert len(engine.read_page(ReadCommand(TABLE, KEY, None, None, 100)).partition.rows) == 20
+
+
 def test_rocks_counts_tombstoned_rows_it_reads(tmp_path):
     """On disk the limit bounds the rows read, deleted ones included: a page of deleted rows
     comes back empty but says where it stopped, so the reader goes on from there."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from agora.storage.completions import complete
 from agora.core import reconcile
 from agora.core.antientropy import streaming
 from agora.core.antientropy.merkle import build_tree
@@ -87,7 +88,7 @@ def run_push(engine, peer_receiver, rows_per_chunk, bytes_per_message, monkeypat
         (eff,) = [e for e in effects if isinstance(e, (StorageScan, Send))][:1] or [None]
         if isinstance(eff, StorageScan):
             scans += 1
-            effects = sender.on_scan_done(eff.collect(engine.scan(TID, *eff.token_range())), 0)
+            effects = sender.on_scan_done(complete(engine, eff), 0)
             continue
         data = [e.message for e in effects if isinstance(e, Send) and isinstance(e.message, RepairStreamData)]
         if data:
@@ -139,7 +140,7 @@ def test_a_tree_is_built_in_chunks_and_matches_one_built_at_once(monkeypatch):
         (eff,) = effects
         if isinstance(eff, StorageScan):
             chunks += 1
-            effects = val.on_scan_done(eff.collect(engine.scan(TID, *eff.token_range())), 5_000)
+            effects = val.on_scan_done(complete(engine, eff), 5_000)
         elif isinstance(eff, SetTimer):  # the pause between chunks
             effects = val.on_timer(eff.timer_id[2])
         else:

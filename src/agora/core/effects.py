@@ -10,7 +10,8 @@ One effect needs a little more than I/O from its driver: `StorageScan` must cut 
 scan at a position and a size, and both drivers must cut it identically (the simulator's
 answer must be the real node's). That shared, pure part is `StorageScan.token_range` and
 `StorageScan.collect`; a driver's whole job is
-`eff.collect(engine.scan(eff.table_id, *eff.token_range()))`.
+`eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(), eff.max_rows,
+eff.max_bytes))`.
 """
 
 from __future__ import annotations
@@ -70,25 +71,43 @@ class StoragePut:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class StorageGet:
-    """Read `command` from local storage, then report StorageGetDone(op_id, partition)."""
+    """Read `command` from local storage, then report StorageGetDone(op_id, partition). A
+    read with a row limit also stops after the row that brings the stored bytes it read to
+    `max_bytes` (0: no byte bound), and says where (`more_after`)."""
 
     op_id: int
     command: ReadCommand
+    max_bytes: int = 0
+
+
+# What `StorageEngine.scan_pieces` yields: (token, piece, complete, alone, size). A piece
+# is a partition's header (deletion, range tombstones, static row; first piece only) and a
+# run of its rows in clustering order; `complete` on its last piece. `alone`, read on a
+# piece that is not complete: no other partition of the table has this token. `size`: the
+# stored bytes behind the piece, about.
+ScanPiece = tuple[Token, Partition, bool, bool, int]
 
 
 @fast_init
 @dataclass(frozen=True, slots=True)
 class StorageScan:
-    """Read from local storage the whole partitions of `table_id` whose position lies after
+    """Read from local storage the partitions of `table_id` whose position lies after
     (start_token, start_key) and whose token is <= end_token, then report StorageScanDone.
 
     Positions are ordered by (token, partition key bytes), as Cassandra orders decorated keys;
     start_key None means "after every key of start_token". The range wraps like a Cassandra
-    range when token_range() does (its start >= its end). The scan returns partitions whole,
+    range when token_range() does (its start >= its end). The scan returns partitions
     canonical, tombstones included, in ring order from the start, and stops after the
     partition that brings the stored rows it returns to `max_rows` (a partition counts its
-    clustering rows plus its static row, at least 1); it never stops inside a group of
-    partitions that share one token, so "continue after the last partition" is exact."""
+    clustering rows plus its static row, at least 1) or its stored bytes to `max_bytes`
+    (0: no byte bound); it never stops between partitions that share one token, so "continue
+    after the last partition" is exact.
+
+    Partitions are whole unless `split`: then a partition that alone holds more than the
+    bounds allow is cut after a row (`StorageScanDone.cut_ckey`), so one answer stays
+    bounded whatever a partition holds; `start_ckey` resumes inside partition start_key
+    after that row (its header comes again). A partition sharing its token with another is
+    never cut (a resume inside it could not tell which of them came before)."""
 
     op_id: int
     table_id: bytes
@@ -96,27 +115,56 @@ class StorageScan:
     start_key: bytes | None
     end_token: Token
     max_rows: int
+    max_bytes: int = 0
+    split: bool = False
+    start_ckey: bytes | None = None
 
     def token_range(self) -> tuple[Token, Token]:
-        """(exclusive start, inclusive end) to hand `StorageEngine.scan`."""
+        """(exclusive start, inclusive end) to hand `StorageEngine.scan_pieces`."""
         if self.start_key is None or self.start_token == MIN_TOKEN:  # no key has MIN_TOKEN
             return self.start_token, self.end_token
         return self.start_token - 1, self.end_token
 
-    def collect(self, scanned: Iterable[tuple[Token, Partition]]) -> StorageScanDone:
-        """The completion, from what `engine.scan(table_id, *token_range())` yields (in the
-        engine's key order: token, then key length, then key)."""
+    def resume(self) -> tuple[bytes, bytes] | None:
+        """(partition key, clustering key) to hand `StorageEngine.scan_pieces`."""
+        if self.start_ckey is None or self.start_key is None:
+            return None
+        return self.start_key, self.start_ckey
+
+    def collect(self, pieces: Iterable[ScanPiece]) -> StorageScanDone:
+        """The completion, from what `engine.scan_pieces(table_id, *token_range(), resume(),
+        max_rows, max_bytes)` yields (in the engine's key order: token, then key length,
+        then key)."""
         lo, _ = self.token_range()
         taken: list[tuple[Token, Partition]] = []
-        rows, last_token = 0, None
-        for token, p in scanned:
-            if rows >= self.max_rows and token != last_token:
-                return StorageScanDone(self.op_id, _ring_order(taken, lo), False)
-            if token == self.start_token and self.start_key is not None and p.key <= self.start_key:
-                continue
-            taken.append((token, p))
-            rows += max(1, len(p.rows) + (p.static is not None))
+        rows = size = 0
+        last_token = None
+        current: Partition | None = None  # the partition whose pieces are still coming
+        start_key, resuming = self.start_key, self.start_ckey is not None
+        for token, piece, complete, alone, piece_size in pieces:
+            if current is not None and piece.key == current.key:
+                current.rows.update(piece.rows)  # the next rows of the same partition
+            else:
+                current = None
+                if (rows >= self.max_rows or self.max_bytes and size >= self.max_bytes) \
+                        and token != last_token:
+                    return StorageScanDone(self.op_id, _ring_order(taken, lo), False)
+                if token == self.start_token and start_key is not None \
+                        and (piece.key < start_key or piece.key == start_key and not resuming):
+                    continue
+                current = piece if complete else Partition(  # more rows will join this one
+                    piece.table_id, piece.key, piece.deletion, list(piece.range_tombstones),
+                    piece.static, dict(piece.rows))
+                taken.append((token, current))
+                rows += 1 if piece.static is not None or not piece.rows else 0
+            rows += len(piece.rows)
+            size += piece_size
             last_token = token
+            if complete:
+                current = None
+            elif self.split and alone and current.rows and \
+                    (rows >= self.max_rows or self.max_bytes and size >= self.max_bytes):
+                return StorageScanDone(self.op_id, _ring_order(taken, lo), False, cut_ckey=max(current.rows))
         return StorageScanDone(self.op_id, _ring_order(taken, lo), True)
 
 
@@ -177,12 +225,15 @@ class StorageGetDone:
 @dataclass(frozen=True, slots=True)
 class StorageScanDone:
     """`partitions`: (token, partition) in position order; `exhausted`: the scan reached
-    end_token (False: it stopped at max_rows and more may follow the last partition)."""
+    end_token (False: it stopped at a bound and more may follow the last partition);
+    `cut_ckey`: the last partition was cut after this row (a split scan), its later rows
+    are not here."""
 
     op_id: int
     partitions: tuple[tuple[Token, Partition], ...]
     exhausted: bool
     error: str | None = None
+    cut_ckey: bytes | None = None
 
 
 @fast_init

@@ -135,7 +135,9 @@ class RangeReadRsp(Message):
     """The replica's partitions of the range, in position order, sliced, with tombstones.
     `more`: the replica stopped early (a size bound or the command's row limit); its answer
     is then complete only up to and including position (last_token, last_key), and the
-    coordinator asks again from there. `error` when the replica could not serve it."""
+    coordinator asks again from there. With `last_ckey` too, it stopped *inside* that
+    partition (the last one in `partitions`): its rows up to and including that clustering
+    key were sent, the rest were not. `error` when the replica could not serve it."""
 
     VERB = 6
     req_id: int
@@ -144,13 +146,21 @@ class RangeReadRsp(Message):
     last_token: Token | None = None
     last_key: bytes | None = None
     error: str | None = None
+    last_ckey: bytes | None = None
 
     def to_wire(self) -> list:
-        return [self.req_id, [partition_to_plain(p) for p in self.partitions], self.more,
-                self.last_token, self.last_key, self.error]
+        out = [self.req_id, [partition_to_plain(p) for p in self.partitions], self.more,
+               self.last_token, self.last_key, self.error]
+        if self.last_ckey is not None:
+            out.append(self.last_ckey)
+        return out
 
     @classmethod
     def from_wire(cls, fields):
+        last_ckey = None
+        if isinstance(fields, list) and len(fields) == 7:
+            fields, last_ckey = fields[:6], fields[6]
+            expect(type(last_ckey) is bytes, "last_ckey must be bytes")
         req_id, parts, more, last_token, last_key, error = fields_of(fields, 6, "RangeReadRsp")
         expect(isinstance(parts, list), "RangeReadRsp.partitions must be a list")
         expect(type(more) is bool, "more must be a bool")
@@ -159,9 +169,10 @@ class RangeReadRsp(Message):
                    "last_token must be a token")
             expect(type(last_key) is bytes, "last_key must be bytes")
         else:
-            expect(last_token is None and last_key is None, "no last position without more")
+            expect(last_token is None and last_key is None and last_ckey is None,
+                   "no last position without more")
         return cls(int_field(req_id, "req_id"), tuple(partition_from_plain(p) for p in parts), more,
-                   last_token, last_key, opt_str_field(error, "error"))
+                   last_token, last_key, opt_str_field(error, "error"), last_ckey)
 
 
 # ---- schema --------------------------------------------------------------------------

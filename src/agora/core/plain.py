@@ -20,7 +20,7 @@ It deliberately knows nothing of framing, verbs or key layout; the model is
                      (, true when reversed)))]
     RangeCommand    [table_id, start_token, start_key|None, end_token, slices|None
                      (as in ReadCommand), [column, ...]|None, limit_rows,
-                     per_partition_limit]
+                     per_partition_limit(, start_ckey when set)]
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ _RT_SIZE_BOUND = 3 * _HDR + 2 + 2 * _INT
 _PARTITION_SIZE_BOUND = 5 * _HDR + TABLE_ID_BYTES + (_HDR + 2 * _INT) + 1
 
 
-def _row_size_bound(r: Row) -> int:
+def row_size_bound(r: Row) -> int:
     size = _ROW_SIZE_BOUND
     if r.marker is not None and r.marker.value is not None:
         size += len(r.marker.value)
@@ -212,9 +212,9 @@ def partition_size_bound(p: Partition) -> int:
     for rt in p.range_tombstones:
         size += _RT_SIZE_BOUND + len(rt.start.prefix) + len(rt.end.prefix)
     if p.static is not None:
-        size += _row_size_bound(p.static)
+        size += row_size_bound(p.static)
     for ckey, row in p.rows.items():
-        size += _HDR + len(ckey) + _row_size_bound(row)
+        size += _HDR + len(ckey) + row_size_bound(row)
     return size
 
 
@@ -315,8 +315,11 @@ def read_command_from_plain(obj: object) -> ReadCommand:
 
 def range_command_to_plain(cmd: RangeCommand) -> list:
     columns = None if cmd.columns is None else list(cmd.columns)
-    return [cmd.table_id, cmd.start_token, cmd.start_key, cmd.end_token,
-            _slices_to_plain(cmd.slices), columns, cmd.limit_rows, cmd.per_partition_limit]
+    out = [cmd.table_id, cmd.start_token, cmd.start_key, cmd.end_token,
+           _slices_to_plain(cmd.slices), columns, cmd.limit_rows, cmd.per_partition_limit]
+    if cmd.start_ckey is not None:
+        out.append(cmd.start_ckey)
+    return out
 
 
 def _check_token(token: object) -> None:
@@ -325,14 +328,17 @@ def _check_token(token: object) -> None:
 
 
 def range_command_from_plain(obj: object) -> RangeCommand:
-    if not _is_array(obj) or len(obj) != 8:
+    if not _is_array(obj) or len(obj) not in (8, 9):
         raise _bad("range command")
-    table_id, start_token, start_key, end_token, slices, columns, limit, per_partition = obj
+    table_id, start_token, start_key, end_token, slices, columns, limit, per_partition = obj[:8]
+    start_ckey = obj[8] if len(obj) == 9 else None
     _check_partition_id(table_id, b"" if start_key is None else start_key)
+    if start_ckey is not None and (type(start_ckey) is not bytes or start_key is None):
+        raise _bad("range command resume point")
     _check_token(start_token)
     _check_token(end_token)
     for n in (limit, per_partition):
         if type(n) is not int or not 0 <= n <= MAX_ROW_LIMIT:
             raise _bad("row limit")
     return RangeCommand(table_id, start_token, start_key, end_token, _slices_from_plain(slices),
-                        _columns_from_plain(columns), limit, per_partition)
+                        _columns_from_plain(columns), limit, per_partition, start_ckey)

@@ -188,6 +188,9 @@ class RangeCommand:
            "every partition with token > start token". `end_token` wraps like Cassandra ranges
            when it is <= the start token. `limit_rows` bounds live rows returned (0 = no limit);
            `per_partition_limit` likewise per partition. `slices`/`columns` as in ReadCommand.
+    start_ckey: set (with start_key) when the scan resumes *inside* partition start_key: its
+           rows after this clustering key come first (with its header: deletion, range
+           tombstones, static row), then the partitions after it.
     """
 
     table_id: bytes
@@ -198,3 +201,4 @@ class RangeCommand:
     columns: tuple[str, ...] | None = None
     limit_rows: int = 0
     per_partition_limit: int = 0
+    start_ckey: bytes | None = None

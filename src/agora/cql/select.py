@@ -305,31 +305,37 @@ class Pager:
             if resume:
                 slices = _after(slices, self.pos.ckey, p.reversed)
             self.pos.index = i
-            # A wide partition is read a page at a time (ReadCommand.limit_rows), not whole,
-            # from its end for ORDER BY against the clustering order; a partition of a table
-            # without clustering columns is one row.
-            first, produced = True, False
-            while True:
-                if p.table.clustering_columns:
-                    page = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices, None,
-                                                               self._read_limit(), p.reversed), self.cl)
-                    part, more_after = page.partition, page.more_after
-                else:
-                    part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
-                    more_after = None
-                last = more_after is None
-                # the static-only row: for a partition without rows, known at its last page
-                rows = rows_of(p.table, part,
-                               static_only=self.static_rows and not resume and last and not produced)
-                if p.reversed:
-                    rows.reverse()
-                produced = produced or bool(rows)
-                if self._take(rows, key, fresh_partition=not resume and first):
-                    return
-                if last:
-                    break
-                slices, first = _after(slices, more_after, p.reversed), False
+            if await self._partition(key, slices, resume):
+                return
             self.pos.index = i + 1
+
+    async def _partition(self, key: bytes, slices, resume: bool) -> bool:
+        """Take the rows of partition `key` within `slices` (`resume`: the previous page
+        stopped inside it); True when the page is full. A wide partition is read a page at a
+        time (ReadCommand.limit_rows), not whole, from its end for ORDER BY against the
+        clustering order; a partition of a table without clustering columns is one row."""
+        p = self.p
+        first, produced = True, False
+        while True:
+            if p.table.clustering_columns:
+                page = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices, None,
+                                                           self._read_limit(), p.reversed), self.cl)
+                part, more_after = page.partition, page.more_after
+            else:
+                part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
+                more_after = None
+            last = more_after is None
+            # the static-only row: for a partition without rows, known at its last page
+            rows = rows_of(p.table, part,
+                           static_only=self.static_rows and not resume and last and not produced)
+            if p.reversed:
+                rows.reverse()
+            produced = produced or bool(rows)
+            if self._take(rows, key, fresh_partition=not resume and first):
+                return True
+            if last:
+                return False
+            slices, first = _after(slices, more_after, p.reversed), False
 
     async def token_range(self) -> None:
         p = self.p
@@ -338,9 +344,7 @@ class Pager:
         if self.pos.key is not None:
             start_token, start_key = self.pos.token, self.pos.key
             if self.pos.ckey is not None:  # finish the partition the last page stopped in
-                slices = _after(p.r.slices(), self.pos.ckey, False)
-                part = await self.backend.read(ReadCommand(p.table.id.bytes, self.pos.key, slices), self.cl)
-                if self._take(rows_of(p.table, part, static_only=False), self.pos.key, fresh_partition=False):
+                if await self._partition(self.pos.key, _after(p.r.slices(), self.pos.ckey, False), True):
                     return
         while True:
             room = None if self.want is None else self.want - len(self.rows)

@@ -15,7 +15,7 @@ section 3); any difference between the two is a bug in one of them:
   acknowledged `fsync_ms` later (the runtime's fsync thread); otherwise at once. Then every
   put's `StoragePutDone` is fed back and the resulting effects run.
 - `StorageGet` reads the engine at once and feeds `StorageGetDone` back in the same drain;
-  `StorageScan` likewise scans it (`eff.collect(engine.scan(...))`) and feeds
+  `StorageScan` likewise scans it (`eff.collect(engine.scan_pieces(...))`) and feeds
   `StorageScanDone` back.
 - Hint effects (`HintPut`, `HintDelete`, `HintScan`, `HintIndex`) go to the engine's hint
   store at once, completions fed back in the same drain; a synced `HintPut` completes

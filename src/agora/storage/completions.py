@@ -19,11 +19,12 @@ def complete(engine, eff):
     """Run `eff` against `engine` and return its completion; raises what the engine raises."""
     if isinstance(eff, StorageGet):
         if eff.command.limit_rows:
-            page = engine.read_page(eff.command)
+            page = engine.read_page(eff.command, eff.max_bytes)
             return StorageGetDone(eff.op_id, page.partition, None, page.more_after)
         return StorageGetDone(eff.op_id, engine.read(eff.command))
     if isinstance(eff, StorageScan):
-        return eff.collect(engine.scan(eff.table_id, *eff.token_range()))
+        return eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(),
+                                              eff.max_rows, eff.max_bytes))
     if isinstance(eff, StorageReplace):
         return StorageReplaceDone(eff.op_id, engine.replace(eff.pairs, eff.sync))
     if isinstance(eff, BatchlogStore):

@@ -21,6 +21,8 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 from agora.core import reconcile
+from agora.core.effects import ScanPiece
+from agora.core.plain import partition_size_bound, row_size_bound
 from agora.core.types import MAX_TOKEN, MIN_TOKEN, Partition, ReadCommand, ReadPage
 
 
@@ -37,16 +39,27 @@ class StorageEngine(abc.ABC):
         """The stored data of one partition restricted to cmd's slices and columns, in
         canonical form, tombstones included; None if nothing is stored there."""
 
-    def read_page(self, cmd: ReadCommand) -> ReadPage:
+    def read_page(self, cmd: ReadCommand, max_bytes: int = 0) -> ReadPage:
         """`read` honouring cmd.limit_rows: at most that many clustering rows, the first in
-        clustering order; `more_after` names the last one when rows after it may exist. This
-        version cuts a whole read (right for an in-memory engine); an engine on disk reads
-        only what it returns."""
+        clustering order (the last when reversed), fewer once the rows' stored bytes reach
+        `max_bytes` (0: no byte bound; the row that reaches it is the page's last);
+        `more_after` names the last one when rows after it may exist. This version cuts a
+        whole read (right for an in-memory engine); an engine on disk reads only what it
+        returns."""
         whole = self.read(dataclasses.replace(cmd, limit_rows=0, reversed=False) if cmd.limit_rows else cmd)
-        if whole is None or not cmd.limit_rows or len(whole.rows) <= cmd.limit_rows:
+        if whole is None or not cmd.limit_rows:
             return ReadPage(whole)
-        ordered = sorted(whole.rows)
-        kept = ordered[-cmd.limit_rows:] if cmd.reversed else ordered[:cmd.limit_rows]
+        ordered = sorted(whole.rows, reverse=cmd.reversed)
+        kept = ordered[:cmd.limit_rows]
+        budget = max_bytes
+        for n, ckey in enumerate(kept if max_bytes else ()):
+            budget -= row_size_bound(whole.rows[ckey])
+            if budget <= 0:
+                kept = kept[:n + 1]
+                break
+        if len(kept) == len(ordered):
+            return ReadPage(whole)
+        kept.sort()
         page = Partition(whole.table_id, whole.key, whole.deletion, list(whole.range_tombstones),
                          whole.static, {ckey: whole.rows[ckey] for ckey in kept})
         return ReadPage(page, kept[0] if cmd.reversed else kept[-1])
@@ -58,6 +71,32 @@ class StorageEngine(abc.ABC):
         start_token < token <= end_token, in key order (token, then partition key).
         start_token >= end_token wraps around the ring, as Cassandra ranges do
         (start == end is the whole ring)."""
+
+    def scan_pieces(self, table_id: bytes, start_token: int, end_token: int,
+                    resume: tuple[bytes, bytes] | None = None, piece_rows: int = 1_000,
+                    piece_bytes: int = 0) -> Iterator[ScanPiece]:
+        """`scan`, as `agora.core.effects.ScanPiece`s of at most `piece_rows` rows and about
+        `piece_bytes` bytes (0: no byte bound) each, so a caller can stop inside a partition
+        without the rest of it being read. `resume` = (key, ckey): partition `key` (of the
+        range's first token) yields only its rows after ckey, and partitions that come before
+        it in key order are skipped. This version cuts whole partitions from `scan` (right
+        for an in-memory engine); an engine on disk reads only the pieces taken."""
+        ahead = self.scan(table_id, start_token, end_token)
+        nxt = next(ahead, None)
+        prev_token = None
+        while nxt is not None:
+            token, whole = nxt
+            nxt = next(ahead, None)
+            alone = token != prev_token and (nxt is None or nxt[0] != token)
+            prev_token = token
+            ckeys = sorted(whole.rows)
+            if resume is not None and token == start_token + 1:  # the resumed partition's token
+                at, here = (len(resume[0]), resume[0]), (len(whole.key), whole.key)
+                if here < at:
+                    continue  # before the resumed partition in key order
+                if here == at:
+                    ckeys = [c for c in ckeys if c > resume[1]]
+            yield from _pieces(token, whole, ckeys, alone, piece_rows, piece_bytes)
 
     @abc.abstractmethod
     def put_meta(self, key: str, value: bytes) -> None:
@@ -154,3 +193,20 @@ def token_segments(start_token: int, end_token: int) -> list[tuple[int, int]]:
         segments.append((start_token, MAX_TOKEN))
     segments.append((MIN_TOKEN, end_token))
     return segments
+
+
+def _pieces(token: int, whole: Partition, ckeys: list[bytes], alone: bool, piece_rows: int,
+            piece_bytes: int) -> Iterator[ScanPiece]:
+    """`whole`'s header and the rows `ckeys` (in order) as pieces within the bounds."""
+    header = Partition(whole.table_id, whole.key, whole.deletion, list(whole.range_tombstones),
+                       whole.static)
+    piece, size = header, partition_size_bound(header)
+    for ckey in ckeys:
+        row = whole.rows[ckey]
+        row_size = len(ckey) + row_size_bound(row)
+        if piece.rows and (len(piece.rows) >= piece_rows or piece_bytes and size >= piece_bytes):
+            yield token, piece, False, alone, size
+            piece, size = Partition(whole.table_id, whole.key), 0
+        piece.rows[ckey] = row
+        size += row_size
+    yield token, piece, True, alone, size

@@ -61,6 +61,7 @@ from rocksdict import (
 )
 
 from agora.core import packing, reconcile
+from agora.core.effects import ScanPiece
 from agora.core.plain import (
     deletion_from_plain,
     deletion_to_plain,
@@ -84,6 +85,7 @@ SMALL_CACHE_BYTES = 8 << 20  # the same for node metadata, hints and the batchlo
 MEMTABLE_BLOOM_RATIO = 0.02  # of the write buffer's size, for the memtable bloom filter
 BLOOM_BITS_PER_KEY = 10  # ~1% false positives: apply's lookups of absent rows skip SSTs
 BACKGROUND_JOBS = 2  # flush + compaction threads
+_WHOLE = 2**62  # piece_rows that keeps every partition one piece (scan)
 KEEP_INFO_LOG_FILES = 3  # RocksDB's own LOG files kept on disk
 
 _ROWS_END = bytes((keys.KIND_ROW[0] + 1,))  # appended to a partition prefix: after its rows
@@ -232,13 +234,14 @@ class RocksEngine(StorageEngine):
     def read(self, cmd: ReadCommand) -> Partition | None:
         return self._read(cmd, 0)[0]
 
-    def read_page(self, cmd: ReadCommand) -> ReadPage:
-        """Reads no more than cmd.limit_rows stored clustering rows (tombstoned ones count)."""
-        return ReadPage(*self._read(cmd, cmd.limit_rows))
+    def read_page(self, cmd: ReadCommand, max_bytes: int = 0) -> ReadPage:
+        """Reads no more than cmd.limit_rows stored clustering rows (tombstoned ones count),
+        and stops after the row that brings the stored bytes read to `max_bytes` (if set)."""
+        return ReadPage(*self._read(cmd, cmd.limit_rows, max_bytes))
 
-    def _read(self, cmd: ReadCommand, limit: int) -> tuple[Partition | None, bytes | None]:
-        """The partition read, and the last clustering key read if `limit` (when > 0) stopped
-        the read before the slices' end."""
+    def _read(self, cmd: ReadCommand, limit: int, max_bytes: int = 0) -> tuple[Partition | None, bytes | None]:
+        """The partition read, and the last clustering key read if `limit` (when > 0) or
+        `max_bytes` (when > 0, with a limit) stopped the read before the slices' end."""
         prefix = keys.partition_prefix(cmd.table_id, token_for_key(cmd.key), cmd.key)
         p = Partition(cmd.table_id, cmd.key)
         rows = p.rows
@@ -260,8 +263,9 @@ class RocksEngine(StorageEngine):
         _header_from_bytes(header, p)
         skip = len(row_prefix)
         more_after = None
+        budget = max_bytes or _WHOLE
         if limit and cmd.reversed:
-            more_after = self._read_backwards(prefix, row_prefix, intervals, limit, rows)
+            more_after = self._read_backwards(prefix, row_prefix, intervals, limit, budget, rows)
             p.rows = rows = dict(sorted(rows.items()))  # read from the end: put in ckey order
             intervals = []
         elif limit:  # rows in clustering order, whatever order the slices came in
@@ -270,10 +274,11 @@ class RocksEngine(StorageEngine):
             bounds = ReadOptions()
             bounds.set_iterate_upper_bound(prefix + _ROWS_END if hi is None else row_prefix + hi)
             for key, raw in self._db.items(from_key=row_prefix + lo, read_opt=bounds):
-                if limit and len(rows) == limit:
+                if limit and (len(rows) == limit or budget <= 0):
                     more_after = max(rows)
                     break
                 rows[key[skip:]] = _row_from_bytes(raw)
+                budget -= len(raw)
             if more_after is not None:
                 break
         if header is None:
@@ -297,9 +302,9 @@ class RocksEngine(StorageEngine):
         return (None if reconcile.is_empty(result) else result), more_after
 
     def _read_backwards(self, prefix: bytes, row_prefix: bytes, intervals: list, limit: int,
-                        rows: dict) -> bytes | None:
-        """Fill `rows` with the last `limit` stored rows of `intervals`, from the end; the
-        smallest key read if rows before it may exist. (No iterate bounds: rocksdict's lower
+                        budget: int, rows: dict) -> bytes | None:
+        """Fill `rows` with the last `limit` stored rows of `intervals` (fewer once their
+        bytes reach `budget`), from the end; the smallest key read if rows before it may exist. (No iterate bounds: rocksdict's lower
         bound does not hold for backward iteration; the loop stops at each interval's start.)"""
         skip = len(row_prefix)
         for lo, hi in sorted(intervals, key=lambda iv: iv[0], reverse=True):
@@ -309,42 +314,83 @@ class RocksEngine(StorageEngine):
                     continue
                 if key < start:
                     break
-                if len(rows) == limit:
+                if len(rows) == limit or budget <= 0:
                     return min(rows)
                 rows[key[skip:]] = _row_from_bytes(raw)
+                budget -= len(raw)
         return None
 
     def scan(self, table_id: bytes, start_token: int,
              end_token: int) -> Iterator[tuple[int, Partition]]:
+        for token, partition, _, _, _ in self.scan_pieces(table_id, start_token, end_token,
+                                                          piece_rows=_WHOLE):
+            yield token, partition  # each partition is one piece
+
+    def scan_pieces(self, table_id: bytes, start_token: int, end_token: int,
+                    resume: tuple[bytes, bytes] | None = None, piece_rows: int = 1_000,
+                    piece_bytes: int = 0) -> Iterator[ScanPiece]:
         for lo, hi in token_segments(start_token, end_token):
             if lo < hi:
-                yield from self._scan_segment(table_id, lo, hi)
+                yield from self._scan_segment(table_id, lo, hi, resume if lo == start_token else None,
+                                              piece_rows, piece_bytes)
 
-    def _scan_segment(self, table_id: bytes, lo: int,
-                      hi: int) -> Iterator[tuple[int, Partition]]:
-        """Partitions with lo < token <= hi (lo < hi, no wrap)."""
+    def _scan_segment(self, table_id: bytes, lo: int, hi: int, resume: tuple[bytes, bytes] | None,
+                      piece_rows: int, piece_bytes: int) -> Iterator[ScanPiece]:
+        """Pieces of the partitions with lo < token <= hi (lo < hi, no wrap). Every piece of
+        a partition carries its deletion and range tombstones (so each is canonical on its
+        own); the first one its static row. Resuming inside a partition seeks to the row
+        after the resume point: what comes before it is not read."""
         end = keys.token_position(table_id, hi + 1) if hi < MAX_TOKEN \
             else keys.table_end(table_id)
         bounds = ReadOptions()
         if end is not None:
             bounds.set_iterate_upper_bound(end)
-        current: tuple[bytes, int, Partition] | None = None
-        for key, raw in self._db.items(from_key=keys.token_position(table_id, lo + 1),
-                                       read_opt=bounds):
-            if current is None or not key.startswith(current[0]):
+        start = keys.token_position(table_id, lo + 1)
+        prefix: bytes | None = None  # the current partition's key prefix
+        token, piece, size, alone = 0, None, 0, None
+        if resume is not None:  # its token is lo + 1 (StorageScan.token_range)
+            token, prefix = lo + 1, keys.partition_prefix(table_id, lo + 1, resume[0])
+            piece = Partition(table_id, resume[0])
+            header = self._db.get(prefix + keys.KIND_HEADER)
+            if header is not None:
+                _header_from_bytes(header, piece)
+            start = prefix + keys.KIND_ROW + resume[1] + b"\x00"  # the first key after that row
+        plen = 0 if prefix is None else len(prefix)
+        for key, raw in self._db.items(from_key=start, read_opt=bounds):
+            if prefix is None or not key.startswith(prefix):
                 if not key.startswith(table_id):
                     break
-                if current is not None and (done := _finish(current)) is not None:
+                if piece is not None and (done := _piece(token, piece, True, True, size)) is not None:
                     yield done
-                token, pk, prefix_len = keys.parse_partition(key)
-                current = (key[:prefix_len], token, Partition(table_id, pk))
-            prefix_len = len(current[0])
-            if key[prefix_len:prefix_len + 1] == keys.KIND_HEADER:
-                _header_from_bytes(raw, current[2])
+                token, pk, plen = keys.parse_partition(key)
+                prefix, piece, size, alone = key[:plen], Partition(table_id, pk), 0, None
+            if key[plen:plen + 1] == keys.KIND_HEADER:
+                _header_from_bytes(raw, piece)
             else:
-                current[2].rows[key[prefix_len + 1:]] = _row_from_bytes(raw)
-        if current is not None and (done := _finish(current)) is not None:
+                if piece.rows and (len(piece.rows) >= piece_rows or piece_bytes and size >= piece_bytes):
+                    if alone is None:
+                        alone = self._alone(table_id, token, prefix)
+                    if (done := _piece(token, piece, False, alone, size)) is not None:
+                        yield done
+                    piece, size = Partition(table_id, piece.key, piece.deletion,
+                                            list(piece.range_tombstones)), 0
+                piece.rows[key[plen + 1:]] = _row_from_bytes(raw)
+            size += len(key) + len(raw)
+        if piece is not None and (done := _piece(token, piece, True, True, size)) is not None:
             yield done
+
+    def _alone(self, table_id: bytes, token: int, prefix: bytes) -> bool:
+        """Whether the partition with key prefix `prefix` is the only one of `token`."""
+        it = self._db.iter()
+        it.seek(keys.token_position(table_id, token))
+        if not (it.valid() and it.key().startswith(prefix)):
+            return False
+        end = keys.token_position(table_id, token + 1) if token < MAX_TOKEN else keys.table_end(table_id)
+        if end is None:
+            it.seek_to_last()
+        else:
+            it.seek_for_prev(end)  # no stored key equals a bare token position
+        return it.valid() and it.key().startswith(prefix)
 
     # ---- tombstone compaction -------------------------------------------------------------
 
@@ -516,9 +562,9 @@ def _put_if_changed(batch: WriteBatch, key: bytes, old: bytes | None,
         batch.put(key, new)
 
 
-def _finish(current: tuple[bytes, int, Partition]) -> tuple[int, Partition] | None:
-    _, token, p = current
+def _piece(token: int, p: Partition, complete: bool, alone: bool, size: int) -> ScanPiece | None:
+    """The piece in canonical form, or None if nothing is left of it."""
     if reconcile.is_empty(p):
         return None
     p = reconcile.canonical(p)
-    return None if reconcile.is_empty(p) else (token, p)
+    return None if reconcile.is_empty(p) else (token, p, complete, alone, size)

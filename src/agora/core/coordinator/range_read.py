@@ -11,11 +11,14 @@ simple and exact, at one round trip per sub-range; a later change may read a few
 One round reads one sub-range from the cursor on: the consistency level's number of live
 replicas, closest first (as single-partition reads choose them), are each asked for DATA
 (range reads never use digests, as in Cassandra) with the rows still wanted as their limit.
-A replica may stop early (its size bound or that limit) and name its last position; the
-round's answer is then exact only up to the smallest such position (the *frontier*): past
-it, a replica that stopped might hold a tombstone or a newer cell for what the others
-returned. So partitions past the frontier are dropped and the next round starts after it
-(this is the simplest correct form of short-read protection). Within the frontier a
+A replica may stop early (its size bound or that limit) and name its last position, which
+may lie inside a partition bigger than one answer (after one of its rows); the round's
+answer is then exact only up to the smallest such position (the *frontier*): past it, a
+replica that stopped might hold a tombstone or a newer cell for what the others returned.
+So partitions (and rows of the partition the frontier is inside) past the frontier are
+dropped and the next round starts after it, inside that partition if need be, its rows
+joining the result's last partition (this is the simplest correct form of short-read
+protection). Within the frontier a
 partition one replica did not return is one it does not hold. The versions are merged
 (`reconcile.merge_partitions`); every replica that lacked something is sent the
 difference, and the round only continues once those repairs are acknowledged (blocking
@@ -55,9 +58,12 @@ from agora.core.ring.token_ring import unwrap_range
 from agora.core.types import (MIN_TOKEN, ConsistencyLevel, NodeId, Partition, RangeCommand,
                               Token)
 
-# A position on the ring: (token, partition key); key None means "after every key of that
-# token". Positions order by (token, key bytes) within a sub-range, which never wraps.
-Position = tuple[Token, bytes | None]
+# A position on the ring: (token, partition key, clustering key). Key None means "after
+# every key of that token"; clustering key None means "after that whole partition", and set
+# it means "inside that partition, after that row" (a replica's answer stopped there).
+# Positions order by (token, key bytes, then inside before after) within a sub-range, which
+# never wraps.
+Position = tuple[Token, bytes | None, bytes | None]
 
 
 class RangePlacement(Placement, Protocol):
@@ -111,8 +117,8 @@ def split_range(tokens: Sequence[Token], replica_table: Sequence[tuple[NodeId, .
 
 
 def _position_key(position: Position) -> tuple:
-    token, key = position
-    return (token, key is None, key or b"")
+    token, key, ckey = position
+    return (token, key is None, key or b"", ckey is None, ckey or b"")
 
 
 @dataclass
@@ -123,7 +129,7 @@ class _Scan:
     requirement: Requirement
     pieces: list[SubRange]
     piece: int = 0  # the sub-range being read
-    cursor: Position = (MIN_TOKEN, None)  # resolved up to here in the current sub-range
+    cursor: Position = (MIN_TOKEN, None, None)  # resolved up to here in the current sub-range
     results: list[Partition] = field(default_factory=list)
     live_rows: int = 0
     req_id: int = 0
@@ -168,7 +174,10 @@ class RangeReadCoordinator:
         except (Unavailable, InvalidRequest) as exc:
             return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         first = pieces[0]
-        scan = _Scan(client_id, cl, command, req, pieces, cursor=(first.start_token, first.start_key))
+        inside = command.start_ckey if (first.start_token, first.start_key) == \
+            (command.start_token, command.start_key) else None
+        scan = _Scan(client_id, cl, command, req, pieces,
+                     cursor=(first.start_token, first.start_key, inside))
         self._by_client[client_id] = scan
         self.stats["range_reads"] += 1
         return self._start_round(scan, now_ms)
@@ -204,7 +213,7 @@ class RangeReadCoordinator:
         cmd = scan.command
         remaining = cmd.limit_rows - scan.live_rows if cmd.limit_rows else 0
         ask = RangeCommand(cmd.table_id, scan.cursor[0], scan.cursor[1], piece.end_token,
-                           cmd.slices, cmd.columns, remaining, cmd.per_partition_limit)
+                           cmd.slices, cmd.columns, remaining, cmd.per_partition_limit, scan.cursor[2])
         self._rekey(scan)
         scan.phase, scan.answers, scan.waiting = "collect", {}, set(targets)
         scan.round_start_ms = now_ms
@@ -236,26 +245,34 @@ class RangeReadCoordinator:
         every round makes progress); a peer's answer that does not is ignored, like an
         error answer."""
         after, end = _position_key(scan.cursor), scan.pieces[scan.piece].end_token
-        if rsp.more and not (after < _position_key((rsp.last_token, rsp.last_key)) and rsp.last_token <= end):
+        if rsp.more and not (after < _position_key((rsp.last_token, rsp.last_key, rsp.last_ckey))
+                             and rsp.last_token <= end):
+            return False
+        if not rsp.more and rsp.last_ckey is not None:
             return False
         return all(p.table_id == scan.command.table_id
-                   and after < _position_key((token := token_for_key(p.key), p.key)) and token <= end
+                   and after < _position_key((token := token_for_key(p.key), p.key, None)) and token <= end
                    for p in rsp.partitions)
 
     def _resolve(self, scan: _Scan, now_ms: int) -> list:
         """Every target answered: merge what is exact (up to the frontier), repair."""
-        stops = [(r.last_token, r.last_key) for r in scan.answers.values() if r.more]
-        scan.frontier = min(stops, key=_position_key) if stops else None
-        limit = None if scan.frontier is None else _position_key(scan.frontier)
+        stops = [(r.last_token, r.last_key, r.last_ckey) for r in scan.answers.values() if r.more]
+        scan.frontier = frontier = min(stops, key=_position_key) if stops else None
+        limit = None if frontier is None else _position_key(frontier)
+        _, resumed, after_ckey = scan.cursor  # a partition this round resumes inside of
         held: dict[NodeId, dict[bytes, Partition]] = {}
         versions: dict[bytes, list[Partition]] = {}
         order: dict[bytes, tuple] = {}
         for node in sorted(scan.answers):
             held[node] = {}
             for part in scan.answers[node].partitions:
-                at = order.get(part.key) or _position_key((token_for_key(part.key), part.key))
+                at = order.get(part.key) or _position_key((token_for_key(part.key), part.key, None))
                 if limit is not None and at > limit:
-                    continue
+                    if frontier[1] != part.key or frontier[2] is None:
+                        continue  # past where every answer is exact
+                    part = reconcile.rows_up_to(part, frontier[2])  # the frontier is inside it
+                if after_ckey is not None and part.key == resumed:
+                    part = _rows_after(part, after_ckey)
                 order[part.key] = at
                 held[node][part.key] = part
                 versions.setdefault(part.key, []).append(part)
@@ -286,15 +303,27 @@ class RangeReadCoordinator:
         return [] if scan.waiting else self._advance(scan, now_ms)
 
     def _advance(self, scan: _Scan, now_ms: int) -> list:
-        """Take the round's live rows, then start the next round or answer."""
+        """Take the round's live rows, then start the next round or answer. A partition the
+        last round stopped inside continues the result's last partition."""
         cmd, now_s = scan.command, now_ms // 1000
         for merged in scan.merged:
             remaining = cmd.limit_rows - scan.live_rows if cmd.limit_rows else 0
-            view = _cut(reconcile.live_view(merged, now_s), cmd.per_partition_limit, remaining)
-            rows = live_row_count(view)
-            if rows:
-                scan.results.append(view)
-                scan.live_rows += rows
+            view = reconcile.live_view(merged, now_s)
+            prev = scan.results[-1] if scan.results and scan.results[-1].key == view.key else None
+            if prev is None:
+                view = _cut(view, cmd.per_partition_limit, remaining)
+                rows = live_row_count(view)
+                if rows:
+                    scan.results.append(view)
+            else:  # its static row came with the first part
+                room = cmd.per_partition_limit - len(prev.rows) if cmd.per_partition_limit else 0
+                if cmd.per_partition_limit and room <= 0:
+                    continue
+                more = _cut(Partition(view.table_id, view.key, rows=view.rows), room, remaining).rows
+                rows = len(more) - (1 if more and not prev.rows else 0)  # was counted as static-only
+                scan.results[-1] = Partition(prev.table_id, prev.key, None, [], prev.static,
+                                             {**prev.rows, **more})
+            scan.live_rows += rows
             if cmd.limit_rows and scan.live_rows >= cmd.limit_rows:
                 return self._finish(scan, scan.results)
         scan.merged = []
@@ -306,7 +335,7 @@ class RangeReadCoordinator:
         if scan.piece == len(scan.pieces):
             return self._finish(scan, scan.results)
         nxt = scan.pieces[scan.piece]
-        scan.cursor = (nxt.start_token, nxt.start_key)
+        scan.cursor = (nxt.start_token, nxt.start_key, None)
         return self._start_round(scan, now_ms)
 
     def on_timer(self, timer_id, now_ms: int) -> list:
@@ -335,6 +364,12 @@ class RangeReadCoordinator:
         self._by_req.pop(scan.req_id, None)
         self._by_client.pop(scan.client_id, None)
         return [Reply(scan.client_id, result), CancelTimer(("range", scan.client_id))]
+
+
+def _rows_after(p: Partition, ckey: bytes) -> Partition:
+    """`p` without its clustering rows up to and including `ckey` (header kept)."""
+    return Partition(p.table_id, p.key, p.deletion, list(p.range_tombstones), p.static,
+                     {c: row for c, row in p.rows.items() if c > ckey})
 
 
 def _cut(view: Partition, per_partition_limit: int, remaining: int) -> Partition:

@@ -9,11 +9,12 @@ A replayed hint (`HintReq`, agora.core.hints) is applied exactly like a mutation
 answered with a `HintRsp`.
 It does not know about consistency levels or about other replicas.
 
-A range read is answered in bounded pieces: storage returns whole partitions up to
-RANGE_RSP_MAX_ROWS stored rows, and the replica stops earlier once it holds the command's
-`limit_rows` live rows by its own account. Either way it says so (`more`) and names the last
-partition it looked at, so the coordinator can go on from there. Partitions are never split,
-so one partition larger than the bound travels whole.
+A range read is answered in bounded pieces: storage returns partitions up to
+RANGE_RSP_MAX_ROWS stored rows or RANGE_RSP_MAX_BYTES, and the replica stops earlier once it
+holds the command's `limit_rows` live rows by its own account. Either way it says so (`more`)
+and names the last partition it looked at, so the coordinator can go on from there. A
+partition bigger than the bounds is cut after a row, named too (`last_ckey`); the next
+command resumes after it (`RangeCommand.start_ckey`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,18 @@ from agora.core.messages import (MutationReq, MutationRsp, RangeReadReq, RangeRe
                                  ReadRsp)
 from agora.core.types import NodeId, Partition, ReadCommand
 
-# Stored rows (tombstoned ones included; a partition counts at least 1) one range-read
-# answer carries at most, before slicing: bounds the storage scan, the memory and the frame
-# one request costs a replica whatever the table holds (Cassandra bounds range answers by
-# the command's limits and its page size; 1000 rows of typical size is well under 1 MiB).
+# Stored rows (tombstoned ones included; a partition counts at least 1) and stored bytes one
+# range-read answer carries at most, about, before slicing: they bound the storage scan, the
+# memory and the frame one request costs a replica whatever the table holds, a partition
+# bigger than that being sent in several answers (Cassandra bounds range answers by the
+# command's limits and its page size; 1000 rows of typical size is well under 1 MiB, and
+# 4 MiB is a quarter of an internode frame).
 RANGE_RSP_MAX_ROWS = 1_000
+RANGE_RSP_MAX_BYTES = 4 * 1024 * 1024
+# Stored bytes one page of a single-partition read (a read with a row limit) carries at most,
+# about: a page of big rows stops early and says where (ReadPage.more_after), so a page of
+# 5,000 one-MiB rows is read in answers that fit an internode frame.
+READ_RSP_MAX_BYTES = RANGE_RSP_MAX_BYTES
 
 
 def live_row_count(view: Partition, per_partition_limit: int = 0) -> int:
@@ -73,7 +81,7 @@ class Replica:
         op = self._op()
         self._pending[op] = (source, req)
         self.stats["digest_reads" if req.digest_only else "reads"] += 1
-        return [StorageGet(op, req.command)]
+        return [StorageGet(op, req.command, READ_RSP_MAX_BYTES)]
 
     def owns_op(self, op_id: int) -> bool:
         return op_id in self._pending
@@ -103,7 +111,7 @@ class Replica:
         self._pending[op] = (source, req)
         self.stats["range_reads"] += 1
         return [StorageScan(op, cmd.table_id, cmd.start_token, cmd.start_key, cmd.end_token,
-                            RANGE_RSP_MAX_ROWS)]
+                            RANGE_RSP_MAX_ROWS, RANGE_RSP_MAX_BYTES, True, cmd.start_ckey)]
 
     def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
         source, req = self._pending.pop(done.op_id)
@@ -115,8 +123,9 @@ class Replica:
         live = 0
         more = not done.exhausted
         last = None
+        final = len(done.partitions) - 1
         for i, (token, stored) in enumerate(done.partitions):
-            last = (token, stored.key)
+            last = (token, stored.key, done.cut_ckey if i == final else None)
             read = ReadCommand(cmd.table_id, stored.key, cmd.slices, cmd.columns)
             part = reconcile.slice_partition(reconcile.expire(stored, now_s), read)
             if reconcile.is_empty(part):
@@ -128,4 +137,5 @@ class Replica:
                 break
         if not more:
             return [Send(source, RangeReadRsp(req.req_id, tuple(found)))]
-        return [Send(source, RangeReadRsp(req.req_id, tuple(found), True, last[0], last[1]))]
+        return [Send(source, RangeReadRsp(req.req_id, tuple(found), True, last[0], last[1],
+                                          last_ckey=last[2]))]

@@ -1,0 +1,120 @@
+"""Split range scans on both engines: `StorageEngine.scan_pieces` and `StorageScan.collect`
+with `split` cut a partition bigger than the scan's bounds after a row, resume after it,
+and -- chained the way the replica and the range coordinator chain them -- give back every
+partition of the range exactly once, each whole, in ring order; a partition sharing its
+token with another is never cut."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agora.core import reconcile
+from agora.core.effects import StorageScan
+from agora.core.ring.partitioner import token_for_key
+from agora.core.types import MAX_TOKEN, MIN_TOKEN, Bound, Cell, Deletion, Partition, RangeTombstone, Row
+from agora.storage.completions import complete
+from agora.storage.memory import MemoryEngine
+from agora.storage.rocks import RocksEngine
+
+TID = b"t" * 16
+
+
+@pytest.fixture(params=["memory", "rocks"])
+def engine(request, tmp_path):
+    e = MemoryEngine() if request.param == "memory" else RocksEngine(str(tmp_path / "db"))
+    yield e
+    e.close()
+
+
+def _partition(key: bytes, rows: int, static: bool = False, value_bytes: int = 4) -> Partition:
+    return Partition(
+        TID, key, Deletion(1, 1),
+        [RangeTombstone(Bound(b"\x00", True), Bound(b"\x00\x05", True), Deletion(2, 2))],
+        Row((), None, None, {("s", b""): Cell(5, b"static")}) if static else None,
+        {i.to_bytes(4, "big"): Row((i.to_bytes(4, "big"),), Cell(10, b""), None,
+                                   {("v", b""): Cell(10, bytes([i % 256]) * value_bytes)})
+         for i in range(rows)})
+
+
+def _chain(engine, start_token: int, end_token: int, max_rows: int, max_bytes: int = 0):
+    """Scan the range answer after answer, resuming where each stopped (inside a partition
+    when it was cut); every answer's partitions, joined per key, and the answers."""
+    joined: dict[bytes, Partition] = {}
+    order: list[bytes] = []
+    answers = []
+    key = ckey = None
+    token = start_token
+    while True:
+        done = complete(engine, StorageScan(1, TID, token, key, end_token, max_rows, max_bytes, True, ckey))
+        answers.append(done)
+        for _, part in done.partitions:
+            if part.key in joined:
+                assert part.key == order[-1], "a continued partition comes first, right after its start"
+                before = joined[part.key].rows
+                assert not before or not part.rows or min(part.rows) > max(before), "rows once, in order"
+                joined[part.key] = reconcile.merge_partitions(joined[part.key], part)
+            else:
+                order.append(part.key)
+                joined[part.key] = part
+        if done.exhausted:
+            return [joined[k] for k in order], answers
+        assert done.partitions, "every answer makes progress"
+        token, last = done.partitions[-1]
+        key, ckey = last.key, done.cut_ckey
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_chained_split_scans_return_every_partition_whole_once_in_ring_order(engine, seed):
+    rng = random.Random(seed)
+    parts = [_partition(f"k{i}".encode(), rng.choice([0, 1, 3, 40, 250]), static=rng.random() < 0.5)
+             for i in range(40)]
+    engine.apply(parts)
+    expected = sorted((reconcile.canonical(p) for p in parts), key=lambda p: (token_for_key(p.key), p.key))
+    for max_rows in (7, 100, 1_000):
+        got, answers = _chain(engine, MIN_TOKEN, MAX_TOKEN, max_rows)
+        assert got == expected
+        for done in answers:  # bounded: one piece beyond the budget at most
+            assert sum(len(p.rows) for _, p in done.partitions) <= 2 * max_rows + 1
+        assert any(a.cut_ckey is not None for a in answers) == (max_rows < 250)
+
+
+def test_a_byte_bound_cuts_big_rows_and_a_wrapping_range_resumes_inside_a_partition(engine):
+    wide = _partition(b"wide", 30, static=True, value_bytes=10_000)
+    others = [_partition(f"o{i}".encode(), 2) for i in range(10)]
+    engine.apply([wide, *others])
+    tokens = sorted(token_for_key(p.key) for p in [wide, *others])
+    start = tokens[5]  # a range that wraps the ring
+    got, answers = _chain(engine, start, start, 1_000, max_bytes=50_000)
+    assert sorted(p.key for p in got) == sorted(p.key for p in [wide, *others])
+    assert next(p for p in got if p.key == b"wide") == reconcile.canonical(wide)
+    cuts = [a.cut_ckey for a in answers if a.cut_ckey is not None]
+    assert len(cuts) >= 5 and cuts == sorted(cuts)
+    for done in answers:
+        stored = sum(len(r.cells[("v", b"")].value) for _, p in done.partitions for r in p.rows.values())
+        assert stored <= 50_000 + 10_000
+
+
+def test_a_partition_sharing_its_token_is_never_cut():
+    """Murmur3 collisions cannot be made on purpose: the pieces say it (alone=False)."""
+    def pieces(alone):
+        first = Partition(TID, b"a", rows={bytes([i]): Row((bytes([i]),), Cell(1, b"")) for i in range(3)})
+        rest = Partition(TID, b"a", rows={bytes([i]): Row((bytes([i]),), Cell(1, b"")) for i in range(3, 6)})
+        return iter([(5, first, False, alone, 0), (5, rest, True, alone, 0),
+                     (5, Partition(TID, b"b", rows={b"": Row((), Cell(1, b""))}), True, alone, 0)])
+    scan = StorageScan(1, TID, 0, None, 9, 2, 0, True)
+    cut = scan.collect(pieces(True))
+    assert (cut.cut_ckey, [len(p.rows) for _, p in cut.partitions], cut.exhausted) == (bytes([2]), [3], False)
+    whole = scan.collect(pieces(False))
+    assert whole.cut_ckey is None and [len(p.rows) for _, p in whole.partitions] == [6, 1]
+    assert not StorageScan(1, TID, 0, None, 9, 2).collect(pieces(True)).cut_ckey  # split off: whole
+
+
+def test_resuming_inside_a_partition_reads_its_header_again_and_only_later_rows(engine):
+    engine.apply([_partition(b"p", 20, static=True), _partition(b"q", 1)])
+    token = token_for_key(b"p")
+    done = complete(engine, StorageScan(1, TID, token, b"p", token, 1_000, 0, True, (9).to_bytes(4, "big")))
+    [(_, part)] = done.partitions
+    assert sorted(part.rows) == [i.to_bytes(4, "big") for i in range(10, 20)]
+    assert part.static is not None and part.deletion == Deletion(1, 1) and part.range_tombstones
