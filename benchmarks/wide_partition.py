@@ -2,11 +2,12 @@
 3-node Agora cluster (RF 3) through the real cassandra-driver.
 
     python benchmarks/wide_partition.py [--rows 50000] [--fetch-size 1000] [--cl QUORUM]
-                                        [--value-size 100] [--repeat 2] [--desc]
+                                        [--value-size 100] [--repeat 2] [--desc | --scan]
 
 Owns nothing the node uses. Loads `--rows` clustering rows into one partition of a table
 `(k int, c int, v blob, PRIMARY KEY (k, c))`, then reads the partition back with
-`SELECT c, v FROM wide WHERE k = 0` (`--desc`: `ORDER BY c DESC`, read from the partition's end)
+`SELECT c, v FROM wide WHERE k = 0` (`--desc`: `ORDER BY c DESC`, read from the partition's end;
+`--scan`: `SELECT c, v FROM wide`, a full-table scan, which replicas answer in pieces)
 paged by `--fetch-size`, `--repeat` times, and prints for
 each pass the rows per second, the pages, the slowest page and the CPU the three node
 processes spent per page. Every row read is checked (count and order), so a pass that
@@ -45,7 +46,9 @@ def main() -> None:
     ap.add_argument("--value-size", type=int, default=100)
     ap.add_argument("--cl", default="QUORUM", choices=["ONE", "QUORUM", "ALL"])
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--desc", action="store_true", help="read with ORDER BY c DESC")
+    order = ap.add_mutually_exclusive_group()
+    order.add_argument("--desc", action="store_true", help="read with ORDER BY c DESC")
+    order.add_argument("--scan", action="store_true", help="read with a full-table scan (no WHERE)")
     args = ap.parse_args()
     level = getattr(ConsistencyLevel, args.cl)
     with Agora() as agora:
@@ -68,7 +71,8 @@ def main() -> None:
               f"in {time.perf_counter() - t0:.1f} s")
         pids = list(agora.pids().values())
         order = " ORDER BY c DESC" if args.desc else ""
-        read = SimpleStatement(f"SELECT c, v FROM wide.wide WHERE k = 0{order}", fetch_size=args.fetch_size,
+        where = "" if args.scan else " WHERE k = 0"
+        read = SimpleStatement(f"SELECT c, v FROM wide.wide{where}{order}", fetch_size=args.fetch_size,
                                consistency_level=level)
         for n in range(args.repeat):
             cpu0, t0 = _cpu_s(pids), time.perf_counter()
@@ -88,7 +92,7 @@ def main() -> None:
                 last, pages = now, pages + 1
             wall, cpu = time.perf_counter() - t0, _cpu_s(pids) - cpu0
             assert count == args.rows, f"read {count} rows of {args.rows}"
-            print(f"pass {n + 1}: {count:,} rows{order} at {args.cl} in {pages} pages of {args.fetch_size}: "
+            print(f"pass {n + 1}: {count:,} rows{order}{' (scan)' if args.scan else ''} at {args.cl} in {pages} pages of {args.fetch_size}: "
                   f"{wall:.2f} s, {count / wall:,.0f} rows/s, slowest page {slowest * 1000:.0f} ms (page {slowest_at}), "
                   f"server CPU {cpu / pages * 1000:.1f} ms per page")
         client.shutdown()

@@ -125,9 +125,10 @@ class StorageScan:
             return self.start_token, self.end_token
         return self.start_token - 1, self.end_token
 
-    def resume(self) -> tuple[bytes, bytes] | None:
-        """(partition key, clustering key) to hand `StorageEngine.scan_pieces`."""
-        if self.start_ckey is None or self.start_key is None:
+    def resume(self) -> tuple[bytes, bytes | None] | None:
+        """(partition key, clustering key or None) to hand `StorageEngine.scan_pieces`: where
+        in the first token the scan starts (inside that partition, or after it)."""
+        if self.start_key is None or self.start_token == MIN_TOKEN:
             return None
         return self.start_key, self.start_ckey
 

@@ -73,14 +73,15 @@ class StorageEngine(abc.ABC):
         (start == end is the whole ring)."""
 
     def scan_pieces(self, table_id: bytes, start_token: int, end_token: int,
-                    resume: tuple[bytes, bytes] | None = None, piece_rows: int = 1_000,
+                    resume: tuple[bytes, bytes | None] | None = None, piece_rows: int = 1_000,
                     piece_bytes: int = 0) -> Iterator[ScanPiece]:
         """`scan`, as `agora.core.effects.ScanPiece`s of at most `piece_rows` rows and about
         `piece_bytes` bytes (0: no byte bound) each, so a caller can stop inside a partition
         without the rest of it being read. `resume` = (key, ckey): partition `key` (of the
-        range's first token) yields only its rows after ckey, and partitions that come before
-        it in key order are skipped. This version cuts whole partitions from `scan` (right
-        for an in-memory engine); an engine on disk reads only the pieces taken."""
+        range's first token) yields only its rows after ckey (with ckey None: nothing), and
+        with a ckey, partitions that come before it in key order are skipped. This version
+        cuts whole partitions from `scan` (right for an in-memory engine); an engine on disk
+        reads only the pieces taken."""
         ahead = self.scan(table_id, start_token, end_token)
         nxt = next(ahead, None)
         prev_token = None
@@ -91,11 +92,13 @@ class StorageEngine(abc.ABC):
             prev_token = token
             ckeys = sorted(whole.rows)
             if resume is not None and token == start_token + 1:  # the resumed partition's token
-                at, here = (len(resume[0]), resume[0]), (len(whole.key), whole.key)
-                if here < at:
-                    continue  # before the resumed partition in key order
-                if here == at:
-                    ckeys = [c for c in ckeys if c > resume[1]]
+                key, after = resume
+                if whole.key == key:
+                    if after is None:
+                        continue  # the scan starts after it
+                    ckeys = [c for c in ckeys if c > after]
+                elif after is not None and (len(whole.key), whole.key) < (len(key), key):
+                    continue  # before the partition resumed inside of, in key order
             yield from _pieces(token, whole, ckeys, alone, piece_rows, piece_bytes)
 
     @abc.abstractmethod

@@ -327,28 +327,32 @@ class RocksEngine(StorageEngine):
             yield token, partition  # each partition is one piece
 
     def scan_pieces(self, table_id: bytes, start_token: int, end_token: int,
-                    resume: tuple[bytes, bytes] | None = None, piece_rows: int = 1_000,
+                    resume: tuple[bytes, bytes | None] | None = None, piece_rows: int = 1_000,
                     piece_bytes: int = 0) -> Iterator[ScanPiece]:
         for lo, hi in token_segments(start_token, end_token):
             if lo < hi:
                 yield from self._scan_segment(table_id, lo, hi, resume if lo == start_token else None,
                                               piece_rows, piece_bytes)
 
-    def _scan_segment(self, table_id: bytes, lo: int, hi: int, resume: tuple[bytes, bytes] | None,
+    def _scan_segment(self, table_id: bytes, lo: int, hi: int, resume: tuple[bytes, bytes | None] | None,
                       piece_rows: int, piece_bytes: int) -> Iterator[ScanPiece]:
         """Pieces of the partitions with lo < token <= hi (lo < hi, no wrap). Every piece of
         a partition carries its deletion and range tombstones (so each is canonical on its
         own); the first one its static row. Resuming inside a partition seeks to the row
-        after the resume point: what comes before it is not read."""
+        after the resume point, and resuming after one (ckey None) seeks past it when the
+        scan meets it: what comes before is not read."""
         end = keys.token_position(table_id, hi + 1) if hi < MAX_TOKEN \
             else keys.table_end(table_id)
         bounds = ReadOptions()
         if end is not None:
             bounds.set_iterate_upper_bound(end)
-        start = keys.token_position(table_id, lo + 1)
+        start: bytes | None = keys.token_position(table_id, lo + 1)
         prefix: bytes | None = None  # the current partition's key prefix
         token, piece, size, alone = 0, None, 0, None
-        if resume is not None:  # its token is lo + 1 (StorageScan.token_range)
+        skip = None  # a partition to step over unread: the one the scan starts after
+        if resume is not None and resume[1] is None:
+            skip = resume[0]
+        elif resume is not None:  # its token is lo + 1 (StorageScan.token_range)
             token, prefix = lo + 1, keys.partition_prefix(table_id, lo + 1, resume[0])
             piece = Partition(table_id, resume[0])
             header = self._db.get(prefix + keys.KIND_HEADER)
@@ -356,26 +360,31 @@ class RocksEngine(StorageEngine):
                 _header_from_bytes(header, piece)
             start = prefix + keys.KIND_ROW + resume[1] + b"\x00"  # the first key after that row
         plen = 0 if prefix is None else len(prefix)
-        for key, raw in self._db.items(from_key=start, read_opt=bounds):
-            if prefix is None or not key.startswith(prefix):
-                if not key.startswith(table_id):
-                    break
-                if piece is not None and (done := _piece(token, piece, True, True, size)) is not None:
-                    yield done
-                token, pk, plen = keys.parse_partition(key)
-                prefix, piece, size, alone = key[:plen], Partition(table_id, pk), 0, None
-            if key[plen:plen + 1] == keys.KIND_HEADER:
-                _header_from_bytes(raw, piece)
-            else:
-                if piece.rows and (len(piece.rows) >= piece_rows or piece_bytes and size >= piece_bytes):
-                    if alone is None:
-                        alone = self._alone(table_id, token, prefix)
-                    if (done := _piece(token, piece, False, alone, size)) is not None:
+        while start is not None:
+            from_key, start = start, None
+            for key, raw in self._db.items(from_key=from_key, read_opt=bounds):
+                if prefix is None or not key.startswith(prefix):
+                    if not key.startswith(table_id):
+                        break
+                    if piece is not None and (done := _piece(token, piece, True, True, size)) is not None:
                         yield done
-                    piece, size = Partition(table_id, piece.key, piece.deletion,
-                                            list(piece.range_tombstones)), 0
-                piece.rows[key[plen + 1:]] = _row_from_bytes(raw)
-            size += len(key) + len(raw)
+                    token, pk, plen = keys.parse_partition(key)
+                    prefix, piece, size, alone = key[:plen], Partition(table_id, pk), 0, None
+                    if pk == skip and token == lo + 1:  # seek past it rather than read it
+                        start, prefix, piece, skip = key[:plen] + _ROWS_END, None, None, None
+                        break
+                if key[plen:plen + 1] == keys.KIND_HEADER:
+                    _header_from_bytes(raw, piece)
+                else:
+                    if piece.rows and (len(piece.rows) >= piece_rows or piece_bytes and size >= piece_bytes):
+                        if alone is None:
+                            alone = self._alone(table_id, token, prefix)
+                        if (done := _piece(token, piece, False, alone, size)) is not None:
+                            yield done
+                        piece, size = Partition(table_id, piece.key, piece.deletion,
+                                                list(piece.range_tombstones)), 0
+                    piece.rows[key[plen + 1:]] = _row_from_bytes(raw)
+                size += len(key) + len(raw)
         if piece is not None and (done := _piece(token, piece, True, True, size)) is not None:
             yield done
 
