@@ -192,15 +192,18 @@ _PARTITION_SIZE_BOUND = 5 * _HDR + TABLE_ID_BYTES + (_HDR + 2 * _INT) + 1
 
 
 def row_size_bound(r: Row) -> int:
+    """At least the bytes `row_to_plain(r)` takes once packed (never less)."""
     size = _ROW_SIZE_BOUND
-    if r.marker is not None and r.marker.value is not None:
-        size += len(r.marker.value)
+    marker = r.marker
+    if marker is not None and marker.value:
+        size += len(marker.value)
     for value in r.clustering:
-        size += len(value) + 5
+        size += len(value) + _HDR
     for (column, path), c in r.cells.items():
         value = c.value
-        size += _CELL_SIZE_BOUND + len(path) + (0 if value is None else len(value)) \
-            + (len(column) if column.isascii() else 4 * len(column))  # UTF-8: <= 4 per char
+        size += _CELL_SIZE_BOUND + len(path) + len(column) + (len(value) if value else 0)
+        if not column.isascii():  # UTF-8: up to 4 bytes per character
+            size += 3 * len(column)
     return size
 
 
