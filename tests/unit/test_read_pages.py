@@ -73,15 +73,18 @@ def test_storage_reads_a_page_from_the_end_when_reversed(engine):
 
 
 def test_storage_pages_of_big_rows_stop_at_a_byte_bound(engine):
-    """A page stops after the row that brings its stored bytes to max_bytes, whichever way
-    it reads, and says where; no bound, or a bound no page reaches, changes nothing."""
+    """A page stops before a row that would take its stored bytes past max_bytes, whichever
+    way it reads, and says where; its first row is read however big; no bound, or a bound
+    no page reaches, changes nothing."""
     ckeys = [b"%03d" % i for i in range(20)]
     engine.apply([Partition(TABLE, KEY, rows={c: _row(c, value=bytes(10_000)) for c in ckeys})])
     page = engine.read_page(ReadCommand(TABLE, KEY, None, None, 100), max_bytes=35_000)
-    assert list(page.partition.rows) == ckeys[:4] and page.more_after == ckeys[3]
+    assert list(page.partition.rows) == ckeys[:3] and page.more_after == ckeys[2]
     back = engine.read_page(ReadCommand(TABLE, KEY, None, None, 100, True), max_bytes=35_000)
-    assert list(back.partition.rows) == ckeys[-4:] and back.more_after == ckeys[-4]
-    assert list(engine.read_page(ReadCommand(TABLE, KEY, None, None, 3), 35_000).partition.rows) == ckeys[:3]
+    assert list(back.partition.rows) == ckeys[-3:] and back.more_after == ckeys[-3]
+    first = engine.read_page(ReadCommand(TABLE, KEY, None, None, 100), max_bytes=5_000)
+    assert list(first.partition.rows) == ckeys[:1] and first.more_after == ckeys[0]
+    assert list(engine.read_page(ReadCommand(TABLE, KEY, None, None, 2), 35_000).partition.rows) == ckeys[:2]
     assert engine.read_page(ReadCommand(TABLE, KEY, None, None, 100), 10**9).more_after is None
     assert len(engine.read_page(ReadCommand(TABLE, KEY, None, None, 100)).partition.rows) == 20
 

@@ -81,8 +81,9 @@ class StorageGet:
 
 
 # What `StorageEngine.scan_pieces` yields: (token, piece, complete, alone, size). A piece
-# is a partition's header (deletion, range tombstones, static row; first piece only) and a
-# run of its rows in clustering order; `complete` on its last piece. `alone`, read on a
+# is a run of a partition's rows in clustering order with its deletion and range tombstones
+# (each piece is canonical on its own), the first piece with its static row too; `complete`
+# on its last piece. `alone`, read on a
 # piece that is not complete: no other partition of the table has this token. `size`: the
 # stored bytes behind the piece, about.
 ScanPiece = tuple[Token, Partition, bool, bool, int]
@@ -99,9 +100,10 @@ class StorageScan:
     range when token_range() does (its start >= its end). The scan returns partitions
     canonical, tombstones included, in ring order from the start, and stops after the
     partition that brings the stored rows it returns to `max_rows` (a partition counts its
-    clustering rows plus its static row, at least 1) or its stored bytes to `max_bytes`
-    (0: no byte bound); it never stops between partitions that share one token, so "continue
-    after the last partition" is exact.
+    clustering rows plus its static row, at least 1), or before one that would take its
+    stored bytes past `max_bytes` (0: no byte bound; the first partition is always taken);
+    it never stops between partitions that share one token, so "continue after the last
+    partition" is exact.
 
     Partitions are whole unless `split`: then a partition that alone holds more than the
     bounds allow is cut after a row (`StorageScanDone.cut_ckey`), so one answer stays
@@ -142,12 +144,16 @@ class StorageScan:
         last_token = None
         current: Partition | None = None  # the partition whose pieces are still coming
         start_key, resuming = self.start_key, self.start_ckey is not None
+        max_bytes = self.max_bytes or 2**62
         for token, piece, complete, alone, piece_size in pieces:
             if current is not None and piece.key == current.key:
+                if self.split and alone and current.rows and size + piece_size > max_bytes:
+                    return StorageScanDone(self.op_id, _ring_order(taken, lo), False,
+                                           cut_ckey=max(current.rows))  # before these rows
                 current.rows.update(piece.rows)  # the next rows of the same partition
             else:
                 current = None
-                if (rows >= self.max_rows or self.max_bytes and size >= self.max_bytes) \
+                if taken and (rows >= self.max_rows or size + piece_size > max_bytes) \
                         and token != last_token:
                     return StorageScanDone(self.op_id, _ring_order(taken, lo), False)
                 if token == self.start_token and start_key is not None \
@@ -163,8 +169,7 @@ class StorageScan:
             last_token = token
             if complete:
                 current = None
-            elif self.split and alone and current.rows and \
-                    (rows >= self.max_rows or self.max_bytes and size >= self.max_bytes):
+            elif self.split and alone and current.rows and (rows >= self.max_rows or size >= max_bytes):
                 return StorageScanDone(self.op_id, _ring_order(taken, lo), False, cut_ckey=max(current.rows))
         return StorageScanDone(self.op_id, _ring_order(taken, lo), True)
 

@@ -365,6 +365,12 @@ class Pager:
                 start_token, start_key = self.pos.token, part.key
             if not parts or got < fetch:
                 return
+            last = parts[-1]  # the scan stopped at `fetch` rows, perhaps inside this partition
+            ppl = p.per_partition_limit
+            if p.table.clustering_columns and last.rows and (ppl is None or self.pos.in_partition < ppl):
+                # (rows a filter dropped left the page short): finish it before going on
+                if await self._partition(last.key, _after(p.r.slices(), max(last.rows), False), True):
+                    return
 
 
 # ---- shaping -----------------------------------------------------------------------------

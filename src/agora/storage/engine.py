@@ -41,8 +41,8 @@ class StorageEngine(abc.ABC):
 
     def read_page(self, cmd: ReadCommand, max_bytes: int = 0) -> ReadPage:
         """`read` honouring cmd.limit_rows: at most that many clustering rows, the first in
-        clustering order (the last when reversed), fewer once the rows' stored bytes reach
-        `max_bytes` (0: no byte bound; the row that reaches it is the page's last);
+        clustering order (the last when reversed), fewer where the next row would take their
+        stored bytes past `max_bytes` (0: no byte bound; the first row is always read);
         `more_after` names the last one when rows after it may exist. This version cuts a
         whole read (right for an in-memory engine); an engine on disk reads only what it
         returns."""
@@ -54,8 +54,8 @@ class StorageEngine(abc.ABC):
         budget = max_bytes
         for n, ckey in enumerate(kept if max_bytes else ()):
             budget -= row_size_bound(whole.rows[ckey])
-            if budget <= 0:
-                kept = kept[:n + 1]
+            if budget < 0 and n:  # the first row is always read
+                kept = kept[:n]
                 break
         if len(kept) == len(ordered):
             return ReadPage(whole)
@@ -78,10 +78,11 @@ class StorageEngine(abc.ABC):
         """`scan`, as `agora.core.effects.ScanPiece`s of at most `piece_rows` rows and about
         `piece_bytes` bytes (0: no byte bound) each, so a caller can stop inside a partition
         without the rest of it being read. `resume` = (key, ckey): partition `key` (of the
-        range's first token) yields only its rows after ckey (with ckey None: nothing), and
-        with a ckey, partitions that come before it in key order are skipped. This version
-        cuts whole partitions from `scan` (right for an in-memory engine); an engine on disk
-        reads only the pieces taken."""
+        range's first token) yields only its header and its rows after ckey (with ckey None:
+        nothing); other partitions of that token come as always. A piece holds more than
+        `piece_bytes` only when one row alone does. This version cuts whole partitions from
+        `scan` (right for an in-memory engine); an engine on disk reads only the pieces
+        taken."""
         ahead = self.scan(table_id, start_token, end_token)
         nxt = next(ahead, None)
         prev_token = None
@@ -91,14 +92,10 @@ class StorageEngine(abc.ABC):
             alone = token != prev_token and (nxt is None or nxt[0] != token)
             prev_token = token
             ckeys = sorted(whole.rows)
-            if resume is not None and token == start_token + 1:  # the resumed partition's token
-                key, after = resume
-                if whole.key == key:
-                    if after is None:
-                        continue  # the scan starts after it
-                    ckeys = [c for c in ckeys if c > after]
-                elif after is not None and (len(whole.key), whole.key) < (len(key), key):
-                    continue  # before the partition resumed inside of, in key order
+            if resume is not None and token == start_token + 1 and whole.key == resume[0]:
+                if resume[1] is None:
+                    continue  # the scan starts after it
+                ckeys = [c for c in ckeys if c > resume[1]]
             yield from _pieces(token, whole, ckeys, alone, piece_rows, piece_bytes)
 
     @abc.abstractmethod
@@ -200,16 +197,19 @@ def token_segments(start_token: int, end_token: int) -> list[tuple[int, int]]:
 
 def _pieces(token: int, whole: Partition, ckeys: list[bytes], alone: bool, piece_rows: int,
             piece_bytes: int) -> Iterator[ScanPiece]:
-    """`whole`'s header and the rows `ckeys` (in order) as pieces within the bounds."""
-    header = Partition(whole.table_id, whole.key, whole.deletion, list(whole.range_tombstones),
-                       whole.static)
-    piece, size = header, partition_size_bound(header)
+    """`whole`'s rows `ckeys` (in order) as pieces within the bounds, as the RocksDB engine
+    cuts them: each with the partition's deletion and range tombstones, the first with its
+    static row; nothing at all when there is nothing to yield."""
+    deletion, rts = whole.deletion, whole.range_tombstones
+    piece = Partition(whole.table_id, whole.key, deletion, list(rts), whole.static)
+    size = partition_size_bound(piece)
     for ckey in ckeys:
         row = whole.rows[ckey]
         row_size = len(ckey) + row_size_bound(row)
-        if piece.rows and (len(piece.rows) >= piece_rows or piece_bytes and size >= piece_bytes):
+        if piece.rows and (len(piece.rows) >= piece_rows or piece_bytes and size + row_size > piece_bytes):
             yield token, piece, False, alone, size
-            piece, size = Partition(whole.table_id, whole.key), 0
+            piece, size = Partition(whole.table_id, whole.key, deletion, list(rts)), 0
         piece.rows[ckey] = row
         size += row_size
-    yield token, piece, True, alone, size
+    if not reconcile.is_empty(piece):
+        yield token, piece, True, alone, size

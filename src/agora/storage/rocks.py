@@ -236,7 +236,8 @@ class RocksEngine(StorageEngine):
 
     def read_page(self, cmd: ReadCommand, max_bytes: int = 0) -> ReadPage:
         """Reads no more than cmd.limit_rows stored clustering rows (tombstoned ones count),
-        and stops after the row that brings the stored bytes read to `max_bytes` (if set)."""
+        and, with `max_bytes`, stops before a row that would take the stored bytes read past
+        it (the first row is always read)."""
         return ReadPage(*self._read(cmd, cmd.limit_rows, max_bytes))
 
     def _read(self, cmd: ReadCommand, limit: int, max_bytes: int = 0) -> tuple[Partition | None, bytes | None]:
@@ -274,7 +275,7 @@ class RocksEngine(StorageEngine):
             bounds = ReadOptions()
             bounds.set_iterate_upper_bound(prefix + _ROWS_END if hi is None else row_prefix + hi)
             for key, raw in self._db.items(from_key=row_prefix + lo, read_opt=bounds):
-                if limit and (len(rows) == limit or budget <= 0):
+                if limit and (len(rows) == limit or rows and len(raw) > budget):
                     more_after = max(rows)
                     break
                 rows[key[skip:]] = _row_from_bytes(raw)
@@ -303,9 +304,10 @@ class RocksEngine(StorageEngine):
 
     def _read_backwards(self, prefix: bytes, row_prefix: bytes, intervals: list, limit: int,
                         budget: int, rows: dict) -> bytes | None:
-        """Fill `rows` with the last `limit` stored rows of `intervals` (fewer once their
-        bytes reach `budget`), from the end; the smallest key read if rows before it may exist. (No iterate bounds: rocksdict's lower
-        bound does not hold for backward iteration; the loop stops at each interval's start.)"""
+        """Fill `rows` with the last `limit` stored rows of `intervals` (fewer where the next
+        would take their bytes past `budget`), from the end; the smallest key read if rows
+        before it may exist. (No iterate bounds: rocksdict's lower bound does not hold for
+        backward iteration; the loop stops at each interval's start.)"""
         skip = len(row_prefix)
         for lo, hi in sorted(intervals, key=lambda iv: iv[0], reverse=True):
             start, end = row_prefix + lo, (prefix + _ROWS_END if hi is None else row_prefix + hi)
@@ -314,7 +316,7 @@ class RocksEngine(StorageEngine):
                     continue
                 if key < start:
                     break
-                if len(rows) == limit or budget <= 0:
+                if len(rows) == limit or rows and len(raw) > budget:
                     return min(rows)
                 rows[key[skip:]] = _row_from_bytes(raw)
                 budget -= len(raw)
@@ -338,9 +340,11 @@ class RocksEngine(StorageEngine):
                       piece_rows: int, piece_bytes: int) -> Iterator[ScanPiece]:
         """Pieces of the partitions with lo < token <= hi (lo < hi, no wrap). Every piece of
         a partition carries its deletion and range tombstones (so each is canonical on its
-        own); the first one its static row. Resuming inside a partition seeks to the row
-        after the resume point, and resuming after one (ckey None) seeks past it when the
-        scan meets it: what comes before is not read."""
+        own); the first one its static row, and none holds more than `piece_bytes` of rows
+        unless one row alone does. Resuming inside a partition seeks to the row after the
+        resume point when the scan meets that partition, and resuming after one (ckey None)
+        seeks past it: what either skips is not read. Other partitions of the token are read
+        as always (`StorageScan.collect` orders them)."""
         end = keys.token_position(table_id, hi + 1) if hi < MAX_TOKEN \
             else keys.table_end(table_id)
         bounds = ReadOptions()
@@ -348,18 +352,8 @@ class RocksEngine(StorageEngine):
             bounds.set_iterate_upper_bound(end)
         start: bytes | None = keys.token_position(table_id, lo + 1)
         prefix: bytes | None = None  # the current partition's key prefix
-        token, piece, size, alone = 0, None, 0, None
-        skip = None  # a partition to step over unread: the one the scan starts after
-        if resume is not None and resume[1] is None:
-            skip = resume[0]
-        elif resume is not None:  # its token is lo + 1 (StorageScan.token_range)
-            token, prefix = lo + 1, keys.partition_prefix(table_id, lo + 1, resume[0])
-            piece = Partition(table_id, resume[0])
-            header = self._db.get(prefix + keys.KIND_HEADER)
-            if header is not None:
-                _header_from_bytes(header, piece)
-            start = prefix + keys.KIND_ROW + resume[1] + b"\x00"  # the first key after that row
-        plen = 0 if prefix is None else len(prefix)
+        token, piece, size, alone, plen = 0, None, 0, None, 0
+        resumed, after = resume if resume is not None else (None, None)  # in token lo + 1
         while start is not None:
             from_key, start = start, None
             for key, raw in self._db.items(from_key=from_key, read_opt=bounds):
@@ -370,13 +364,21 @@ class RocksEngine(StorageEngine):
                         yield done
                     token, pk, plen = keys.parse_partition(key)
                     prefix, piece, size, alone = key[:plen], Partition(table_id, pk), 0, None
-                    if pk == skip and token == lo + 1:  # seek past it rather than read it
-                        start, prefix, piece, skip = key[:plen] + _ROWS_END, None, None, None
+                    if pk == resumed and token == lo + 1:  # seek rather than read what it skips
+                        resumed = None
+                        if after is None:  # the scan starts after it
+                            start, prefix, piece = key[:plen] + _ROWS_END, None, None
+                            break
+                        if key[plen:plen + 1] == keys.KIND_HEADER:
+                            _header_from_bytes(raw, piece)
+                            size += len(key) + len(raw)
+                        start = prefix + keys.KIND_ROW + after + b"\x00"  # the first key after that row
                         break
                 if key[plen:plen + 1] == keys.KIND_HEADER:
                     _header_from_bytes(raw, piece)
                 else:
-                    if piece.rows and (len(piece.rows) >= piece_rows or piece_bytes and size >= piece_bytes):
+                    if piece.rows and (len(piece.rows) >= piece_rows
+                                       or piece_bytes and size + len(raw) > piece_bytes):
                         if alone is None:
                             alone = self._alone(table_id, token, prefix)
                         if (done := _piece(token, piece, False, alone, size)) is not None:

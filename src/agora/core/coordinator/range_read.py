@@ -304,26 +304,36 @@ class RangeReadCoordinator:
 
     def _advance(self, scan: _Scan, now_ms: int) -> list:
         """Take the round's live rows, then start the next round or answer. A partition the
-        last round stopped inside continues the result's last partition."""
+        last round stopped inside continues the result's last partition; one without live
+        rows counts as a row (its static row) only where it ends, and one that reached its
+        PER PARTITION LIMIT is not read further."""
         cmd, now_s = scan.command, now_ms // 1000
+        ppl = cmd.per_partition_limit
+        frontier = scan.frontier
+        inside = frontier[1] if frontier is not None and frontier[2] is not None else None
         for merged in scan.merged:
             remaining = cmd.limit_rows - scan.live_rows if cmd.limit_rows else 0
             view = reconcile.live_view(merged, now_s)
-            prev = scan.results[-1] if scan.results and scan.results[-1].key == view.key else None
-            if prev is None:
-                view = _cut(view, cmd.per_partition_limit, remaining)
-                rows = live_row_count(view)
-                if rows:
+            last = scan.results[-1] if scan.results and scan.results[-1].key == view.key else None
+            if last is None:  # the partition's first piece with anything live
+                view = _cut(view, ppl, remaining)
+                if view.rows or view.static is not None:
                     scan.results.append(view)
-            else:  # its static row came with the first part
-                room = cmd.per_partition_limit - len(prev.rows) if cmd.per_partition_limit else 0
-                if cmd.per_partition_limit and room <= 0:
-                    continue
-                more = _cut(Partition(view.table_id, view.key, rows=view.rows), room, remaining).rows
-                rows = len(more) - (1 if more and not prev.rows else 0)  # was counted as static-only
-                scan.results[-1] = Partition(prev.table_id, prev.key, None, [], prev.static,
-                                             {**prev.rows, **more})
-            scan.live_rows += rows
+                    last = view
+                added = len(view.rows)
+            else:  # its static row came with the first piece
+                room = ppl - len(last.rows) if ppl else 0
+                more = {} if ppl and room <= 0 else \
+                    _cut(Partition(view.table_id, view.key, rows=view.rows), room, remaining).rows
+                if more:
+                    last = scan.results[-1] = Partition(last.table_id, last.key, None, [], last.static,
+                                                        {**last.rows, **more})
+                added = len(more)
+            if view.key == inside and last is not None and ppl and len(last.rows) >= ppl:
+                scan.frontier, inside = (frontier[0], frontier[1], None), None  # done with it
+            elif view.key != inside and last is not None and not last.rows:
+                added = 1  # it ended without a live row: its static row is one
+            scan.live_rows += added
             if cmd.limit_rows and scan.live_rows >= cmd.limit_rows:
                 return self._finish(scan, scan.results)
         scan.merged = []
