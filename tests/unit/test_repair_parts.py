@@ -150,3 +150,44 @@ def test_a_tree_is_built_in_chunks_and_matches_one_built_at_once(monkeypatch):
     expected = build_tree(MIN_TOKEN, MAX_TOKEN, 12, sorted(
         (token_for_key(p.key), reconcile.digest(p)) for p in parts))
     assert rsp.leaves() == expected.leaves
+
+
+@pytest.mark.parametrize("kind", ["memory", "rocks"])
+def test_a_wide_partition_is_validated_in_pieces_to_the_same_tree(monkeypatch, tmp_path, kind):
+    """A partition bigger than a validation chunk (with a static row, deleted rows and a
+    range tombstone) is read in pieces and digested as they come: the tree is the one built
+    from whole-partition digests, whatever the chunk bounds, and no chunk holds it whole."""
+    from agora.core.antientropy import validator as v
+    from agora.core.types import Bound, Deletion, RangeTombstone
+    from agora.storage.rocks import RocksEngine
+    rows = {i.to_bytes(2, "big"): Row((i.to_bytes(2, "big"),), Cell(5, b""), Deletion(7, 1) if i % 7 == 0 else None,
+                                      {("v", b""): Cell(5, b"r" * 40)}) for i in range(200)}
+    wide = Partition(TID, b"wide", None, [RangeTombstone(Bound(b"\x00\x10", True), Bound(b"\x00\x20", False),
+                                                         Deletion(6, 1))],
+                     Row((), None, None, {("s", b""): Cell(3, b"st")}), rows)
+    parts = [wide] + [part(f"k{i}".encode(), b"x") for i in range(20)]
+    expected = build_tree(MIN_TOKEN, MAX_TOKEN, 12, sorted(
+        (token_for_key(p.key), reconcile.digest(reconcile.canonical(p))) for p in parts)).leaves
+    for chunk_rows, chunk_bytes in ((7, 4 << 20), (1000, 900), (1000, 4 << 20)):
+        monkeypatch.setattr(v, "VALIDATION_CHUNK_ROWS", chunk_rows)
+        monkeypatch.setattr(v, "VALIDATION_CHUNK_BYTES", chunk_bytes)
+        engine = MemoryEngine() if kind == "memory" else RocksEngine(str(tmp_path / f"db{chunk_rows}-{chunk_bytes}"))
+        engine.apply(parts)
+        val = Validator(lambda t: True, Ids(0))
+        effects = val.on_tree_req(A, RepairTreeReq(9, TID, MIN_TOKEN, MAX_TOKEN, 12))
+        biggest = 0
+        while True:
+            (eff,) = effects
+            if isinstance(eff, StorageScan):
+                done = complete(engine, eff)
+                biggest = max(biggest, max((len(p.rows) for _, p in done.partitions), default=0))
+                effects = val.on_scan_done(done, 5_000)
+            elif isinstance(eff, SetTimer):
+                effects = val.on_timer(eff.timer_id[2])
+            else:
+                rsp = eff.message
+                break
+        engine.close()
+        assert rsp.partitions == 21 and rsp.leaves() == expected, (chunk_rows, chunk_bytes)
+        assert biggest < 200 or chunk_rows == 1000 and chunk_bytes > 900
+

@@ -514,16 +514,31 @@ def digest(p: Partition | None) -> bytes:
     digests of canonical data (what storage returns), as Cassandra's digest reads do."""
     if is_empty(p):
         return _NOTHING_DIGEST
+    h = digest_begin(p)
+    digest_rows(h, p)
+    return h.digest()
+
+
+def digest_begin(p: Partition):
+    """A running `digest` of partition `p` that has taken its header (deletion, range
+    tombstones, static row) and none of its rows: feed it the rows with `digest_rows`, in
+    clustering order, in as many pieces as they come; `.digest()` then equals `digest` of
+    the whole (non-empty) partition."""
     rts = [[rt.start.prefix, rt.start.inclusive, rt.end.prefix, rt.end.inclusive,
             rt.deletion.ts, rt.deletion.ldt_s]
            for rt in sorted(p.range_tombstones, key=_rt_sort_key)]
     h = hashlib.blake2b(digest_size=DIGEST_BYTES)
     h.update(pack([p.table_id, p.key, _deletion_digest_form(p.deletion), rts,
                    _row_digest_form(p.static)]))
+    return h
+
+
+def digest_rows(h, p: Partition) -> None:
+    """Feed the running digest `h` the rows of `p`, a piece of its partition whose rows all
+    come after those fed before."""
     rows = p.rows
     for ckey in sorted(rows):
         h.update(pack([ckey, _row_digest_form(rows[ckey])]))
-    return h.digest()
 
 
 def rows_up_to(p: Partition, last: bytes, reversed_: bool = False) -> Partition:

@@ -3,15 +3,17 @@ every partition, and answer with the Merkle tree's leaves (Cassandra's `Validato
 `ValidationManager`, without the compaction machinery).
 
 Owns: the validations in progress on this node. Each one holds a `TreeBuilder` (the
-finished leaf hashes and one running leaf hash) and a scan cursor, never the range's data:
-a chunk of at most VALIDATION_CHUNK_ROWS stored rows is read (`StorageScan`), digested and
-dropped before the next is asked for. Between chunks the validation waits
+finished leaf hashes and one running leaf hash), a scan cursor and at most one running
+partition digest, never the range's data: a chunk of at most VALIDATION_CHUNK_ROWS stored
+rows or VALIDATION_CHUNK_BYTES is read (`StorageScan`, split: a bigger partition comes in
+pieces, digested as they come), digested and dropped before the next is asked for. Between chunks the validation waits
 VALIDATION_CHUNK_PAUSE_MS on a timer, which hands the driver's event loop back to gossip
 and client requests while a large range is hashed.
 
 Partitions are digested as reads compare them: `reconcile.digest(reconcile.expire(p, now))`
-of the whole stored partition, tombstones included, so two replicas holding the same data
-build the same tree whatever order it arrived in. It does not know who asked, beyond
+of the whole stored partition, tombstones included (pieces through `reconcile.digest_begin`
+and `digest_rows`, which give the same digest wherever the pieces were cut), so two replicas
+holding the same data build the same tree whatever order it arrived in. It does not know who asked, beyond
 answering the sender, nor what the coordinator does with the tree.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agora.core import reconcile
 from agora.core.antientropy.merkle import TreeBuilder
@@ -26,11 +29,12 @@ from agora.core.antientropy.messages import RepairTreeReq, RepairTreeRsp
 from agora.core.effects import Send, SetTimer, StorageScan, StorageScanDone
 from agora.core.types import NodeId, Token
 
-# Stored rows read per scan chunk (a partition counts its rows, at least 1; partitions are
-# never split, so one larger partition is read whole). Bounds the memory a validation holds
-# and how long one chunk keeps the driver busy (about 1000 rows of typical size: < 1 MiB,
-# tens of milliseconds), as RANGE_RSP_MAX_ROWS does for range reads.
+# Stored rows and bytes read per scan chunk (a partition counts its rows, at least 1; a
+# larger partition is read in pieces). Bound the memory a validation holds and how long one
+# chunk keeps the driver busy (about 1000 rows of typical size: < 1 MiB, tens of
+# milliseconds), as RANGE_RSP_MAX_ROWS and RANGE_RSP_MAX_BYTES do for range reads.
 VALIDATION_CHUNK_ROWS = 1_000
+VALIDATION_CHUNK_BYTES = 4 * 1024 * 1024
 # Wait between two chunks of one validation, in milliseconds. 0 still yields the event loop
 # (a timer is a separate turn); raise it to throttle validation, as Cassandra throttles it
 # with compaction_throughput.
@@ -46,8 +50,9 @@ class _Validation:
     source: NodeId
     req: RepairTreeReq
     builder: TreeBuilder
-    cursor: tuple[Token, bytes | None]
+    cursor: tuple[Token, bytes | None, bytes | None]  # (token, key, inside it after this row)
     op_id: int = 0
+    running: tuple[Token, bytes, Any] | None = None  # a partition cut by the last chunk
 
 
 class Validator:
@@ -74,30 +79,49 @@ class Validator:
             return [Send(source, RepairTreeRsp(req.req_id, (), b"", 0,
                                                f"busy: {MAX_CONCURRENT_VALIDATIONS} validations in progress"))]
         job = _Validation(source, req, TreeBuilder(req.start_token, req.end_token, req.depth),
-                          (req.start_token, None))
+                          (req.start_token, None, None))
         return [self._scan(job)]
 
     def _scan(self, job: _Validation) -> StorageScan:
         job.op_id = self.new_op()
         self._by_op[job.op_id] = job
         return StorageScan(job.op_id, job.req.table_id, job.cursor[0], job.cursor[1],
-                           job.req.end_token, VALIDATION_CHUNK_ROWS)
+                           job.req.end_token, VALIDATION_CHUNK_ROWS, VALIDATION_CHUNK_BYTES, True,
+                           job.cursor[2])
 
     def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
         job = self._by_op.pop(done.op_id)
         if done.error is not None:
             return [Send(job.source, RepairTreeRsp(job.req.req_id, (), b"", 0, done.error))]
         now_s = now_ms // 1000
-        for token, stored in done.partitions:
-            job.builder.add(token, reconcile.digest(reconcile.expire(stored, now_s)))
-        self.stats["partitions_hashed"] += len(done.partitions)
+        final = len(done.partitions) - 1
+        for i, (token, stored) in enumerate(done.partitions):
+            piece = reconcile.expire(stored, now_s)
+            if job.running is not None and job.running[1] == piece.key:  # its next rows
+                h = job.running[2]
+            else:
+                self._finish_running(job)
+                h = reconcile.digest_begin(piece)
+            reconcile.digest_rows(h, piece)
+            job.running = (token, piece.key, h)
+            if i < final or done.cut_ckey is None:
+                self._finish_running(job)
         if done.exhausted:
+            self._finish_running(job)
             return [self._answer(job)]
         last_token, last = done.partitions[-1]
-        job.cursor = (last_token, last.key)
+        job.cursor = (last_token, last.key, done.cut_ckey)
         self._next_id += 1
         self._paused[self._next_id] = job
         return [SetTimer(("antientropy", "validate", self._next_id), VALIDATION_CHUNK_PAUSE_MS)]
+
+    def _finish_running(self, job: _Validation) -> None:
+        """Add the partition digested so far to the tree (the next piece is another's)."""
+        if job.running is not None:
+            token, _, h = job.running
+            job.builder.add(token, h.digest())
+            job.running = None
+            self.stats["partitions_hashed"] += 1
 
     def on_timer(self, validation_id: int) -> list:
         job = self._paused.pop(validation_id, None)
