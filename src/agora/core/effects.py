@@ -72,8 +72,9 @@ class StoragePut:
 @dataclass(frozen=True, slots=True)
 class StorageGet:
     """Read `command` from local storage, then report StorageGetDone(op_id, partition). A
-    read with a row limit also stops after the row that brings the stored bytes it read to
-    `max_bytes` (0: no byte bound), and says where (`more_after`)."""
+    read with a row limit also stops before a row that would take the stored bytes it read
+    past `max_bytes` (0: no byte bound; its first row is always read), and says where
+    (`more_after`)."""
 
     op_id: int
     command: ReadCommand
@@ -83,9 +84,8 @@ class StorageGet:
 # What `StorageEngine.scan_pieces` yields: (token, piece, complete, alone, size). A piece
 # is a run of a partition's rows in clustering order with its deletion and range tombstones
 # (each piece is canonical on its own), the first piece with its static row too; `complete`
-# on its last piece. `alone`, read on a
-# piece that is not complete: no other partition of the table has this token. `size`: the
-# stored bytes behind the piece, about.
+# on its last piece. `alone`, read on a piece that is not complete: no other partition of
+# the table has this token. `size`: the stored bytes behind the piece, about.
 ScanPiece = tuple[Token, Partition, bool, bool, int]
 
 
