@@ -93,3 +93,43 @@ def test_repair_with_a_replica_down_fails_and_says_which(cluster):
     assert proc.returncode == 1
     assert "failed" in proc.stdout and f"replica {cluster.node('node2').node_id} is down" in proc.stdout
     cluster.start(["node2"])
+
+
+def test_repair_heals_a_partition_bigger_than_an_internode_frame(cluster):
+    """20 rows of 1 MiB in one partition, written while node3 was down: repair validates the
+    partition and streams it in pieces (no message could hold it whole), and node3 then
+    serves every row alone at ONE."""
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import WhiteListRoundRobinPolicy
+    from cassandra.query import SimpleStatement
+
+    def session_on(name: str):
+        host = cluster.node(name).address
+        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([host]))
+        return Cluster([host], protocol_version=5, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+
+    with session_on("node1") as c:
+        c.connect().execute("CREATE TABLE ks.wide (k int, c int, v blob, PRIMARY KEY (k, c))")
+    wait_schema_agreement(cluster)
+    cluster.stop("node3")
+    wait_until(lambda: sees_down(cluster, "node1", "node3"), 20, "node1 to see node3 down")
+    with session_on("node1") as c:
+        session = c.connect()
+        insert = session.prepare("INSERT INTO ks.wide (k, c, v) VALUES (0, ?, ?)")
+        insert.consistency_level = ConsistencyLevel.QUORUM
+        for i in range(20):
+            session.execute(insert, (i, bytes([i]) * (1 << 20)), timeout=30)
+    cluster.start(["node3"])
+    report, _ = agora_repair(cluster, "ks", "wide")
+    assert report["state"] == "finished" and report["ranges_failed"] == 0
+    assert report["rows_streamed"] >= 20 and report["bytes_streamed"] > 20 << 20
+    cluster.stop("node1")
+    cluster.stop("node2")
+    wait_until(lambda: sees_down(cluster, "node3", "node1") and sees_down(cluster, "node3", "node2"),
+               20, "node3 to see the others down")
+    with session_on("node3") as c:
+        read = SimpleStatement("SELECT c, v FROM ks.wide WHERE k = 0", consistency_level=ConsistencyLevel.ONE)
+        got = [(r.c, r.v[:1], len(r.v)) for r in c.connect().execute(read, timeout=60)]
+    assert got == [(i, bytes([i]), 1 << 20) for i in range(20)]
+    cluster.start(["node1", "node2"])

@@ -17,7 +17,7 @@ from agora.core.antientropy.validator import Validator
 from agora.core.effects import Send, SetTimer, StoragePut, StoragePutDone, StorageScan
 from agora.core.errors import InvalidRequest
 from agora.core.ring.partitioner import token_for_key
-from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, Partition, Row
+from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, Partition, ReadCommand, Row
 from agora.storage.memory import MemoryEngine
 
 TID = bytes(range(16))
@@ -191,3 +191,29 @@ def test_a_wide_partition_is_validated_in_pieces_to_the_same_tree(monkeypatch, t
         assert rsp.partitions == 21 and rsp.leaves() == expected, (chunk_rows, chunk_bytes)
         assert biggest < 200 or chunk_rows == 1000 and chunk_bytes > 900
 
+
+
+@pytest.mark.parametrize("kind", ["memory", "rocks"])
+def test_a_wide_partition_is_pushed_in_pieces_that_merge_back_into_it(monkeypatch, tmp_path, kind):
+    """A partition bigger than a push chunk goes in pieces (each a fragment with the
+    partition's deletion and range tombstones): no message holds it whole, the peer's merge
+    of the pieces is the partition, and the push reports it as one partition."""
+    from agora.core.types import Bound, Deletion, RangeTombstone
+    from agora.storage.rocks import RocksEngine
+    rows = {i.to_bytes(2, "big"): Row((i.to_bytes(2, "big"),), Cell(5, b""), Deletion(7, 1) if i % 7 == 0 else None,
+                                      {("v", b""): Cell(5, b"r" * 40)}) for i in range(200)}
+    wide = Partition(TID, b"wide", Deletion(2, 1), [RangeTombstone(Bound(b"\x00\x10", True),
+                                                                   Bound(b"\x00\x20", False), Deletion(6, 1))],
+                     Row((), None, None, {("s", b""): Cell(3, b"st")}), rows)
+    parts = [wide] + [part(f"k{i}".encode(), b"x") for i in range(10)]
+    engine = MemoryEngine() if kind == "memory" else RocksEngine(str(tmp_path / "db"))
+    engine.apply(parts)
+    sent, rsp, scans = run_push(engine, lambda *a: False, 7, 10**6, monkeypatch)
+    engine.close()
+    pieces = [p for m in sent for p in m.partitions if p.key == b"wide"]
+    assert len(pieces) >= 20 and max(len(p.rows) for p in pieces) <= 8
+    peer = MemoryEngine()
+    peer.apply([p for m in sent for p in m.partitions])
+    for p in parts:
+        assert peer.read(ReadCommand(TID, p.key)) == reconcile.canonical(p)
+    assert (rsp.partitions, rsp.error) == (11, None)

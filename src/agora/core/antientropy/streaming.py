@@ -3,10 +3,13 @@ bounded chunks, and the peer merges them (Cassandra's SyncTask and StreamSession
 to what repair needs).
 
 Owns: both ends of a push. The sender (`StreamSender`, one `_Push` per RepairSyncReq) scans
-the ranges in chunks of at most STREAM_CHUNK_ROWS stored rows, cuts each chunk into
-RepairStreamData messages of at most STREAM_MESSAGE_MAX_BYTES of partitions (a larger
-partition travels alone), sends them and waits until the peer has acknowledged all of them
-before reading the next chunk, so a push holds at most one chunk in memory and on the wire.
+the ranges in chunks of at most STREAM_CHUNK_ROWS stored rows or STREAM_CHUNK_BYTES (a
+partition bigger than that is read and sent in pieces, cut after a row: each piece is a
+fragment of the partition with its deletion and range tombstones, and merges like any
+write), cuts each chunk into RepairStreamData messages of at most STREAM_MESSAGE_MAX_BYTES
+of partitions (a larger piece travels alone), sends them and waits until the peer has
+acknowledged all of them before reading the next chunk, so a push holds at most one chunk
+in memory and on the wire.
 When every range is sent and acknowledged it answers the coordinator with RepairSyncRsp:
 partitions, rows and bytes pushed (bytes: the plain msgpack form of the partitions, what
 the messages carry). A peer silent for STREAM_ACK_TIMEOUT_MS fails the push.
@@ -40,9 +43,10 @@ from agora.core.effects import (CancelTimer, Send, SetTimer, StoragePut, Storage
 from agora.core.plain import partition_to_plain
 from agora.core.types import NodeId, Partition, Token
 
-# Stored rows read per chunk of a push: bounds the memory a push holds (as
-# VALIDATION_CHUNK_ROWS; a partition is never split).
+# Stored rows and bytes read per chunk of a push: bound the memory a push holds (as
+# VALIDATION_CHUNK_ROWS and VALIDATION_CHUNK_BYTES; a bigger partition goes in pieces).
 STREAM_CHUNK_ROWS = 1_000
+STREAM_CHUNK_BYTES = 4 * 1024 * 1024
 # Partition bytes per RepairStreamData message, far under MAX_FRAME_BYTES so a chunk of wide
 # rows becomes several frames instead of one the transport would refuse.
 STREAM_MESSAGE_MAX_BYTES = 1024 * 1024
@@ -75,13 +79,14 @@ class _Push:
     req: RepairSyncReq
     push_id: int
     range_index: int = 0
-    cursor: tuple[Token, bytes | None] = (0, None)
+    cursor: tuple[Token, bytes | None, bytes | None] = (0, None, None)  # (.., inside it after this row)
     op_id: int = 0
     unacked: set = field(default_factory=set)  # ids of sent, unacknowledged messages
     scanned_all: bool = False
     partitions: int = 0
     rows: int = 0
     bytes: int = 0
+    last_key: bytes | None = None  # the partition sent last (its next piece may follow)
 
 
 # (peer, table id, partition, now_ms) -> whether that peer pushed us exactly this version
@@ -122,7 +127,7 @@ class StreamSender:
             error = f"busy: {MAX_CONCURRENT_PUSHES} pushes in progress"
         if error is not None:
             return [Send(source, RepairSyncRsp(req.req_id, 0, 0, 0, error))]
-        push = _Push(source, req, self.next_req_id(), cursor=(req.ranges[0][0], None))
+        push = _Push(source, req, self.next_req_id(), cursor=(req.ranges[0][0], None, None))
         self._pushes[push.push_id] = push
         self.stats["pushes"] += 1
         return [self._scan(push)]
@@ -132,7 +137,7 @@ class StreamSender:
         self._by_op[push.op_id] = push
         end = push.req.ranges[push.range_index][1]
         return StorageScan(push.op_id, push.req.table_id, push.cursor[0], push.cursor[1], end,
-                           STREAM_CHUNK_ROWS)
+                           STREAM_CHUNK_ROWS, STREAM_CHUNK_BYTES, True, push.cursor[2])
 
     def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
         push = self._by_op.pop(done.op_id)
@@ -144,10 +149,10 @@ class StreamSender:
         effects = self._send_chunk(push, fresh)
         if not done.exhausted:
             last_token, last = done.partitions[-1]
-            push.cursor = (last_token, last.key)
+            push.cursor = (last_token, last.key, done.cut_ckey)
         elif push.range_index + 1 < len(push.req.ranges):
             push.range_index += 1
-            push.cursor = (push.req.ranges[push.range_index][0], None)
+            push.cursor = (push.req.ranges[push.range_index][0], None, None)
         else:
             push.scanned_all = True
         if push.unacked:
@@ -164,7 +169,8 @@ class StreamSender:
                 batch, batch_bytes = [], 0
             batch.append(p)
             batch_bytes += size
-            push.partitions += 1
+            push.partitions += p.key != push.last_key  # a partition's later pieces add rows only
+            push.last_key = p.key
             push.rows += stored_rows(p)
             push.bytes += size
         if batch:
