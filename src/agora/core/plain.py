@@ -197,8 +197,8 @@ def row_size_bound(r: Row) -> int:
     marker = r.marker
     if marker is not None and marker.value:
         size += len(marker.value)
-    for value in r.clustering:
-        size += len(value) + _HDR
+    if r.clustering:
+        size += sum(map(len, r.clustering)) + _HDR * len(r.clustering)
     for (column, path), c in r.cells.items():
         value = c.value
         size += _CELL_SIZE_BOUND + len(path) + len(column) + (len(value) if value else 0)
@@ -212,8 +212,9 @@ def partition_size_bound(p: Partition) -> int:
     without encoding: what the write path checks against the internode frame limit before a
     mutation is sent anywhere."""
     size = _PARTITION_SIZE_BOUND + len(p.key)
-    for rt in p.range_tombstones:
-        size += _RT_SIZE_BOUND + len(rt.start.prefix) + len(rt.end.prefix)
+    if p.range_tombstones:
+        for rt in p.range_tombstones:
+            size += _RT_SIZE_BOUND + len(rt.start.prefix) + len(rt.end.prefix)
     if p.static is not None:
         size += row_size_bound(p.static)
     for ckey, row in p.rows.items():
