@@ -131,7 +131,7 @@ def _part(key: bytes, rows: int = 1) -> Partition:
 
 def _whole(scanned):
     """(token, partition) pairs as the pieces an engine yields for whole partitions."""
-    return iter([(t, p, True, True, 0) for t, p in scanned])
+    return iter([(t, p, True, True, 0, max(p.rows) if p.rows else None) for t, p in scanned])
 
 
 def test_token_range_starts_one_token_early_when_a_key_is_given():

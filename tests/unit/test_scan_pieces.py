@@ -101,8 +101,8 @@ def test_a_partition_sharing_its_token_is_never_cut():
     def pieces(alone):
         first = Partition(TID, b"a", rows={bytes([i]): Row((bytes([i]),), Cell(1, b"")) for i in range(3)})
         rest = Partition(TID, b"a", rows={bytes([i]): Row((bytes([i]),), Cell(1, b"")) for i in range(3, 6)})
-        return iter([(5, first, False, alone, 0), (5, rest, True, alone, 0),
-                     (5, Partition(TID, b"b", rows={b"": Row((), Cell(1, b""))}), True, alone, 0)])
+        return iter([(5, first, False, alone, 0, bytes([2])), (5, rest, True, alone, 0, bytes([5])),
+                     (5, Partition(TID, b"b", rows={b"": Row((), Cell(1, b""))}), True, alone, 0, b"")])
     scan = StorageScan(1, TID, 0, None, 9, 2, 0, True)
     cut = scan.collect(pieces(True))
     assert (cut.cut_ckey, [len(p.rows) for _, p in cut.partitions], cut.exhausted) == (bytes([2]), [3], False)
@@ -137,3 +137,25 @@ def test_rocks_steps_over_the_partition_a_scan_starts_after_without_reading_it(t
         assert len(decoded) == sum(len(p.rows) for _, p in done.partitions) < 500
     finally:
         engine.close()
+
+
+def test_rocks_cuts_a_partition_whose_rows_a_deletion_shadows(tmp_path, monkeypatch):
+    """Rows a partition deletion shadows leave nothing in a piece but the deletion: the scan
+    still stops at its bounds (after the last row it read) rather than read the whole dead
+    partition in one go, and chained scans give the partition once, as its deletion."""
+    from agora.storage import rocks
+    engine = RocksEngine(str(tmp_path / "db"))
+    try:
+        dead = _partition(b"dead", 3_000, value_bytes=100)
+        engine.apply([dead, *[_partition(f"o{i}".encode(), 2) for i in range(5)]])
+        engine.apply([Partition(TID, b"dead", Deletion(50, 1))])
+        decoded = []
+        real = rocks._row_from_bytes
+        monkeypatch.setattr(rocks, "_row_from_bytes", lambda raw: decoded.append(1) or real(raw))
+        got, answers = _chain(engine, MIN_TOKEN, MAX_TOKEN, 1_000, max_bytes=50_000)
+        assert [p for p in got if p.key == b"dead"] == [Partition(TID, b"dead", Deletion(50, 1))]
+        assert len(answers) >= 3_000 * 100 // 50_000 and any(a.cut_ckey is not None for a in answers)
+        assert len(decoded) <= 3_000 * 1.2  # each dead row read about once, not once per answer
+    finally:
+        engine.close()
+

@@ -9,9 +9,8 @@ as inputs.
 One effect needs a little more than I/O from its driver: `StorageScan` must cut the engine's
 scan at a position and a size, and both drivers must cut it identically (the simulator's
 answer must be the real node's). That shared, pure part is `StorageScan.token_range` and
-`StorageScan.collect`; a driver's whole job is
-`eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(), eff.max_rows,
-eff.max_bytes))`.
+`StorageScan.collect`; a driver's whole job is `eff.collect(engine.scan_pieces(eff.table_id,
+*eff.token_range(), eff.resume(), eff.max_rows, piece_bytes))` (agora.storage.completions).
 """
 
 from __future__ import annotations
@@ -81,12 +80,14 @@ class StorageGet:
     max_bytes: int = 0
 
 
-# What `StorageEngine.scan_pieces` yields: (token, piece, complete, alone, size). A piece
-# is a run of a partition's rows in clustering order with its deletion and range tombstones
-# (each piece is canonical on its own), the first piece with its static row too; `complete`
-# on its last piece. `alone`, read on a piece that is not complete: no other partition of
-# the table has this token. `size`: the stored bytes behind the piece, about.
-ScanPiece = tuple[Token, Partition, bool, bool, int]
+# What `StorageEngine.scan_pieces` yields: (token, piece, complete, alone, size, last). A
+# piece is a run of a partition's rows in clustering order with its deletion and range
+# tombstones (each piece is canonical on its own, so rows those shadow are not in it), the
+# first piece with its static row too; `complete` on its last piece. `alone`, read on a
+# piece that is not complete: no other partition of the table has this token. `size`: the
+# stored bytes behind the piece, about. `last`: the clustering key of the last stored row
+# read for it (kept or shadowed; None if none was read), where a scan cut after it resumes.
+ScanPiece = tuple[Token, Partition, bool, bool, int, "bytes | None"]
 
 
 @fast_init
@@ -136,8 +137,8 @@ class StorageScan:
 
     def collect(self, pieces: Iterable[ScanPiece]) -> StorageScanDone:
         """The completion, from what `engine.scan_pieces(table_id, *token_range(), resume(),
-        max_rows, max_bytes)` yields (in the engine's key order: token, then key length,
-        then key)."""
+        max_rows, piece_bytes)` yields (in the engine's key order: token, then key length,
+        then key), pieces of at most `max_bytes`."""
         lo, _ = self.token_range()
         taken: list[tuple[Token, Partition]] = []
         rows = size = 0
@@ -145,14 +146,15 @@ class StorageScan:
         current: Partition | None = None  # the partition whose pieces are still coming
         start_key, resuming = self.start_key, self.start_ckey is not None
         max_bytes = self.max_bytes or 2**62
-        for token, piece, complete, alone, piece_size in pieces:
+        read_up_to: bytes | None = None  # the current partition's last stored row read
+        for token, piece, complete, alone, piece_size, last in pieces:
             if current is not None and piece.key == current.key:
-                if self.split and alone and current.rows and size + piece_size > max_bytes:
+                if self.split and alone and read_up_to is not None and size + piece_size > max_bytes:
                     return StorageScanDone(self.op_id, _ring_order(taken, lo), False,
-                                           cut_ckey=max(current.rows))  # before these rows
+                                           cut_ckey=read_up_to)  # before these rows
                 current.rows.update(piece.rows)  # the next rows of the same partition
             else:
-                current = None
+                current = read_up_to = None
                 if taken and (rows >= self.max_rows or size + piece_size > max_bytes) \
                         and token != last_token:
                     return StorageScanDone(self.op_id, _ring_order(taken, lo), False)
@@ -167,10 +169,11 @@ class StorageScan:
             rows += len(piece.rows)
             size += piece_size
             last_token = token
+            read_up_to = last if last is not None else read_up_to
             if complete:
-                current = None
-            elif self.split and alone and current.rows and (rows >= self.max_rows or size >= max_bytes):
-                return StorageScanDone(self.op_id, _ring_order(taken, lo), False, cut_ckey=max(current.rows))
+                current = read_up_to = None
+            elif self.split and alone and read_up_to is not None and (rows >= self.max_rows or size >= max_bytes):
+                return StorageScanDone(self.op_id, _ring_order(taken, lo), False, cut_ckey=read_up_to)
         return StorageScanDone(self.op_id, _ring_order(taken, lo), True)
 
 

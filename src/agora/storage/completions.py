@@ -15,6 +15,12 @@ from agora.core.effects import (BatchlogDone, BatchlogLoad, BatchlogStore, HintI
                                 StorageScan, StorageScanDone)
 
 
+# Pieces a scan's byte bound is read in: the scan stops before a piece that would take it
+# past the bound, and that piece was read for nothing, so pieces of an eighth of the bound
+# waste at most an eighth of a scan's reading.
+PIECES_PER_BYTE_BOUND = 8
+
+
 def complete(engine, eff):
     """Run `eff` against `engine` and return its completion; raises what the engine raises."""
     if isinstance(eff, StorageGet):
@@ -24,7 +30,7 @@ def complete(engine, eff):
         return StorageGetDone(eff.op_id, engine.read(eff.command))
     if isinstance(eff, StorageScan):
         return eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(),
-                                              eff.max_rows, eff.max_bytes))
+                                              eff.max_rows, eff.max_bytes // PIECES_PER_BYTE_BOUND))
     if isinstance(eff, StorageReplace):
         return StorageReplaceDone(eff.op_id, engine.replace(eff.pairs, eff.sync))
     if isinstance(eff, BatchlogStore):

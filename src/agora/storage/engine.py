@@ -207,9 +207,9 @@ def _pieces(token: int, whole: Partition, ckeys: list[bytes], alone: bool, piece
         row = whole.rows[ckey]
         row_size = len(ckey) + row_size_bound(row)
         if piece.rows and (len(piece.rows) >= piece_rows or piece_bytes and size + row_size > piece_bytes):
-            yield token, piece, False, alone, size
+            yield token, piece, False, alone, size, max(piece.rows)
             piece, size = Partition(whole.table_id, whole.key, deletion, list(rts)), 0
         piece.rows[ckey] = row
         size += row_size
     if not reconcile.is_empty(piece):
-        yield token, piece, True, alone, size
+        yield token, piece, True, alone, size, max(piece.rows) if piece.rows else None

@@ -324,8 +324,8 @@ class RocksEngine(StorageEngine):
 
     def scan(self, table_id: bytes, start_token: int,
              end_token: int) -> Iterator[tuple[int, Partition]]:
-        for token, partition, _, _, _ in self.scan_pieces(table_id, start_token, end_token,
-                                                          piece_rows=_WHOLE):
+        for token, partition, *_ in self.scan_pieces(table_id, start_token, end_token,
+                                                     piece_rows=_WHOLE):
             yield token, partition  # each partition is one piece
 
     def scan_pieces(self, table_id: bytes, start_token: int, end_token: int,
@@ -353,6 +353,7 @@ class RocksEngine(StorageEngine):
         start: bytes | None = keys.token_position(table_id, lo + 1)
         prefix: bytes | None = None  # the current partition's key prefix
         token, piece, size, alone, plen = 0, None, 0, None, 0
+        last: bytes | None = None  # the last row key read into the current piece
         resumed, after = resume if resume is not None else (None, None)  # in token lo + 1
         while start is not None:
             from_key, start = start, None
@@ -360,8 +361,9 @@ class RocksEngine(StorageEngine):
                 if prefix is None or not key.startswith(prefix):
                     if not key.startswith(table_id):
                         break
-                    if piece is not None and (done := _piece(token, piece, True, True, size)) is not None:
+                    if piece is not None and (done := _piece(token, piece, True, True, size, last)) is not None:
                         yield done
+                    last = None
                     token, pk, plen = keys.parse_partition(key)
                     prefix, piece, size, alone = key[:plen], Partition(table_id, pk), 0, None
                     if pk == resumed and token == lo + 1:  # seek rather than read what it skips
@@ -381,13 +383,14 @@ class RocksEngine(StorageEngine):
                                        or piece_bytes and size + len(raw) > piece_bytes):
                         if alone is None:
                             alone = self._alone(table_id, token, prefix)
-                        if (done := _piece(token, piece, False, alone, size)) is not None:
+                        if (done := _piece(token, piece, False, alone, size, last)) is not None:
                             yield done
                         piece, size = Partition(table_id, piece.key, piece.deletion,
                                                 list(piece.range_tombstones)), 0
-                    piece.rows[key[plen + 1:]] = _row_from_bytes(raw)
+                    last = key[plen + 1:]
+                    piece.rows[last] = _row_from_bytes(raw)
                 size += len(key) + len(raw)
-        if piece is not None and (done := _piece(token, piece, True, True, size)) is not None:
+        if piece is not None and (done := _piece(token, piece, True, True, size, last)) is not None:
             yield done
 
     def _alone(self, table_id: bytes, token: int, prefix: bytes) -> bool:
@@ -573,9 +576,10 @@ def _put_if_changed(batch: WriteBatch, key: bytes, old: bytes | None,
         batch.put(key, new)
 
 
-def _piece(token: int, p: Partition, complete: bool, alone: bool, size: int) -> ScanPiece | None:
+def _piece(token: int, p: Partition, complete: bool, alone: bool, size: int,
+           last: bytes | None) -> ScanPiece | None:
     """The piece in canonical form, or None if nothing is left of it."""
     if reconcile.is_empty(p):
         return None
     p = reconcile.canonical(p)
-    return None if reconcile.is_empty(p) else (token, p, complete, alone, size)
+    return None if reconcile.is_empty(p) else (token, p, complete, alone, size, last)
