@@ -18,7 +18,7 @@ import pytest
 from agora.core import codec, reconcile
 from agora.core.coordinator import range_read
 from agora.core.coordinator.range_read import RangeReadCoordinator
-from agora.core.effects import CancelTimer, Reply, Send, SetTimer
+from agora.core.effects import CancelTimer, Reply, Send, SetTimer, StorageScan
 from agora.core.limits import MAX_FRAME_BYTES, MAX_MUTATION_BYTES
 from agora.core.messages import MutationReq, MutationRsp, RangeReadReq
 from agora.core.plain import partition_size_bound
@@ -204,6 +204,25 @@ def test_a_partition_sharing_the_token_of_one_resumed_inside_is_not_lost(kind, t
     engines["b"].apply([j])
     got = shape(Cluster(engines).read(RangeCommand(TID, MIN_TOKEN, None, MAX_TOKEN), CL.ALL))
     assert got == [(b"aa", False, [ck(i) for i in range(12)]), (b"b", False, [ck(0)])]
+
+
+def test_a_wide_partition_sharing_its_token_is_never_cut(kind, tmp_path, small_answers, monkeypatch):
+    """aa (wide) and b share a token; the engine reads b first (shorter key), positions put aa
+    first: cutting aa would make the answer's last partition b while the cut is a row of aa.
+    Neither the storage scan nor a range read cuts it, and every row comes back."""
+    def colliding(key, real=partitioner.token_for_key):
+        return 12345 if key in (b"aa", b"b") else real(key)
+    for module in (memory, rocks, range_read):
+        monkeypatch.setattr(module, "token_for_key", colliding)
+    small_answers(1000, 1000)
+    engines = engines_of(kind, tmp_path, "a")
+    rows = {i: live(i, value=b"x" * 100) for i in range(10)}
+    engines["a"].apply([Partition(TID, b"b", rows={ck(i): rows[i] for i in range(3)}),
+                        Partition(TID, b"aa", rows={ck(i): rows[i] for i in range(10)})])
+    done = complete(engines["a"], StorageScan(1, TID, MIN_TOKEN, None, MAX_TOKEN, 1000, 1000, True))
+    assert done.cut_ckey is None
+    got = shape(Cluster(engines).read(RangeCommand(TID, MIN_TOKEN, None, MAX_TOKEN), CL.ONE))
+    assert [(k, len(r)) for k, _, r in got] == [(b"aa", 10), (b"b", 3)]
 
 
 def test_a_filtered_scan_pages_through_a_wide_partition_without_losing_rows(monkeypatch):

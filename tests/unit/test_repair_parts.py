@@ -217,3 +217,8 @@ def test_a_wide_partition_is_pushed_in_pieces_that_merge_back_into_it(monkeypatc
     for p in parts:
         assert peer.read(ReadCommand(TID, p.key)) == reconcile.canonical(p)
     assert (rsp.partitions, rsp.error) == (11, None)
+    engine = MemoryEngine() if kind == "memory" else RocksEngine(str(tmp_path / "db2"))
+    engine.apply(parts)
+    _, whole, _ = run_push(engine, lambda *a: False, 10**6, 10**9, monkeypatch)
+    engine.close()
+    assert (rsp.partitions, rsp.rows) == (whole.partitions, whole.rows)  # pieces count as the whole

@@ -147,9 +147,10 @@ class StorageScan:
         start_key, resuming = self.start_key, self.start_ckey is not None
         max_bytes = self.max_bytes or 2**62
         read_up_to: bytes | None = None  # the current partition's last stored row read
+        cuttable = False  # the current partition's pieces so far say it is alone at its token
         for token, piece, complete, alone, piece_size, last in pieces:
             if current is not None and piece.key == current.key:
-                if self.split and alone and read_up_to is not None and size + piece_size > max_bytes:
+                if self.split and cuttable and read_up_to is not None and size + piece_size > max_bytes:
                     return StorageScanDone(self.op_id, _ring_order(taken, lo), False,
                                            cut_ckey=read_up_to)  # before these rows
                 current.rows.update(piece.rows)  # the next rows of the same partition
@@ -170,6 +171,7 @@ class StorageScan:
             size += piece_size
             last_token = token
             read_up_to = last if last is not None else read_up_to
+            cuttable = alone and not complete
             if complete:
                 current = read_up_to = None
             elif self.split and alone and read_up_to is not None and (rows >= self.max_rows or size >= max_bytes):

@@ -29,8 +29,9 @@ def complete(engine, eff):
             return StorageGetDone(eff.op_id, page.partition, None, page.more_after)
         return StorageGetDone(eff.op_id, engine.read(eff.command))
     if isinstance(eff, StorageScan):
+        piece_bytes = max(1, eff.max_bytes // PIECES_PER_BYTE_BOUND) if eff.max_bytes else 0
         return eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(),
-                                              eff.max_rows, eff.max_bytes // PIECES_PER_BYTE_BOUND))
+                                              eff.max_rows, piece_bytes))
     if isinstance(eff, StorageReplace):
         return StorageReplaceDone(eff.op_id, engine.replace(eff.pairs, eff.sync))
     if isinstance(eff, BatchlogStore):

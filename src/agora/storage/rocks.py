@@ -361,7 +361,8 @@ class RocksEngine(StorageEngine):
                 if prefix is None or not key.startswith(prefix):
                     if not key.startswith(table_id):
                         break
-                    if piece is not None and (done := _piece(token, piece, True, True, size, last)) is not None:
+                    if piece is not None and (done := _piece(token, piece, True, alone is not False, size,
+                                                             last)) is not None:
                         yield done
                     last = None
                     token, pk, plen = keys.parse_partition(key)
@@ -390,7 +391,8 @@ class RocksEngine(StorageEngine):
                     last = key[plen + 1:]
                     piece.rows[last] = _row_from_bytes(raw)
                 size += len(key) + len(raw)
-        if piece is not None and (done := _piece(token, piece, True, True, size, last)) is not None:
+        if piece is not None and (done := _piece(token, piece, True, alone is not False, size,
+                                                 last)) is not None:
             yield done
 
     def _alone(self, table_id: bytes, token: int, prefix: bytes) -> bool:

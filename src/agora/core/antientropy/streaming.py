@@ -169,9 +169,10 @@ class StreamSender:
                 batch, batch_bytes = [], 0
             batch.append(p)
             batch_bytes += size
-            push.partitions += p.key != push.last_key  # a partition's later pieces add rows only
+            later = p.key == push.last_key  # a partition's later pieces add their rows only
+            push.partitions += not later
+            push.rows += len(p.rows) if later else stored_rows(p)
             push.last_key = p.key
-            push.rows += stored_rows(p)
             push.bytes += size
         if batch:
             effects.append(self._send(push, batch))
