@@ -305,8 +305,13 @@ class Pager:
             if resume:
                 slices = _after(slices, self.pos.ckey, p.reversed)
             self.pos.index = i
-            if await self._partition(key, slices, resume):
-                return
+            if p.table.clustering_columns or resume:
+                if await self._partition(key, slices, resume):
+                    return
+            else:  # one row at most: read inline (the common point read, without a coroutine)
+                part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
+                if self._take(rows_of(p.table, part, static_only=self.static_rows), key, fresh_partition=True):
+                    return
             self.pos.index = i + 1
 
     async def _partition(self, key: bytes, slices, resume: bool) -> bool:
