@@ -60,13 +60,6 @@ def test_scan_cuts_at_count_or_bytes_and_index_totals_per_target():
 # ---- engines ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "rocks"])
-def engine(request, tmp_path):
-    eng = MemoryEngine() if request.param == "memory" else RocksEngine(str(tmp_path / "db"))
-    yield eng
-    eng.close()
-
-
 def test_engines_keep_hints_ordered_per_prefix_and_apart_from_data(engine):
     engine.put_hints([(b"b\x00\x02", b"22"), (b"a\x00\x01", b"1"), (b"b\x00\x01", b"11")])
     engine.put_hints([(b"b\x00\x03", b"333")], sync=True)

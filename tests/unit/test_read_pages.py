@@ -14,7 +14,6 @@ from agora.core.messages import MutationReq, MutationRsp, ReadReq, ReadRsp
 from agora.core.plain import read_command_from_plain, read_command_to_plain
 from agora.core.types import Bound, Cell, Deletion, Partition, ReadCommand, ReadPage, Row, Slice
 from agora.core.types import ConsistencyLevel as CL
-from agora.storage.memory import MemoryEngine
 from agora.storage.rocks import RocksEngine
 from tests.unit.placement import HandPlacement
 from tests.unit.test_cql_statement_rules import Node
@@ -29,13 +28,6 @@ def _row(ckey: bytes, ts: int = 10, value: bytes = b"v") -> Row:
 
 def _partition(ckeys, ts: int = 10) -> Partition:
     return Partition(TABLE, KEY, rows={c: _row(c, ts) for c in ckeys})
-
-
-@pytest.fixture(params=["memory", "rocks"])
-def engine(request, tmp_path):
-    eng = MemoryEngine() if request.param == "memory" else RocksEngine(str(tmp_path / "db"))
-    yield eng
-    eng.close()
 
 
 # ---- storage ----------------------------------------------------------------------------------

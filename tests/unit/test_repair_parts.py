@@ -128,25 +128,38 @@ def test_echoes_are_skipped_but_never_a_version_the_peer_lacks(monkeypatch):
 # ---- validator ----------------------------------------------------------------------------
 
 
+def run_validation(engine) -> tuple[RepairTreeRsp, list]:
+    """Drive one validation of the whole ring by hand: (its answer, each chunk's scan)."""
+    val = Validator(lambda t: True, Ids(0))
+    effects = val.on_tree_req(A, RepairTreeReq(9, TID, MIN_TOKEN, MAX_TOKEN, 12))
+    chunks = []
+    while True:
+        (eff,) = effects
+        if isinstance(eff, StorageScan):
+            chunks.append(complete(engine, eff))
+            effects = val.on_scan_done(chunks[-1], 5_000)
+        elif isinstance(eff, SetTimer):  # the pause between chunks
+            effects = val.on_timer(eff.timer_id[2])
+        else:
+            return eff.message, chunks
+
+
+def wide_partition(key: bytes = b"wide", deletion=None) -> Partition:
+    """200 rows (every seventh deleted), a range tombstone over 16 of them, a static row."""
+    from agora.core.types import Bound, Deletion, RangeTombstone
+    rows = {i.to_bytes(2, "big"): Row((i.to_bytes(2, "big"),), Cell(5, b""), Deletion(7, 1) if i % 7 == 0 else None,
+                                      {("v", b""): Cell(5, b"r" * 40)}) for i in range(200)}
+    return Partition(TID, key, deletion, [RangeTombstone(Bound(b"\x00\x10", True), Bound(b"\x00\x20", False),
+                                                         Deletion(6, 1))],
+                     Row((), None, None, {("s", b""): Cell(3, b"st")}), rows)
+
+
 def test_a_tree_is_built_in_chunks_and_matches_one_built_at_once(monkeypatch):
     from agora.core.antientropy import validator as v
     monkeypatch.setattr(v, "VALIDATION_CHUNK_ROWS", 3)
     parts = [part(f"k{i}".encode(), b"x") for i in range(20)]
-    engine = engine_with(parts)
-    val = Validator(lambda t: True, Ids(0))
-    effects = val.on_tree_req(A, RepairTreeReq(9, TID, MIN_TOKEN, MAX_TOKEN, 12))
-    chunks = 0
-    while True:
-        (eff,) = effects
-        if isinstance(eff, StorageScan):
-            chunks += 1
-            effects = val.on_scan_done(complete(engine, eff), 5_000)
-        elif isinstance(eff, SetTimer):  # the pause between chunks
-            effects = val.on_timer(eff.timer_id[2])
-        else:
-            rsp = eff.message
-            break
-    assert isinstance(rsp, RepairTreeRsp) and rsp.partitions == 20 and chunks == 7
+    rsp, chunks = run_validation(engine_with(parts))
+    assert isinstance(rsp, RepairTreeRsp) and rsp.partitions == 20 and len(chunks) == 7
     expected = build_tree(MIN_TOKEN, MAX_TOKEN, 12, sorted(
         (token_for_key(p.key), reconcile.digest(p)) for p in parts))
     assert rsp.leaves() == expected.leaves
@@ -158,14 +171,8 @@ def test_a_wide_partition_is_validated_in_pieces_to_the_same_tree(monkeypatch, t
     range tombstone) is read in pieces and digested as they come: the tree is the one built
     from whole-partition digests, whatever the chunk bounds, and no chunk holds it whole."""
     from agora.core.antientropy import validator as v
-    from agora.core.types import Bound, Deletion, RangeTombstone
     from agora.storage.rocks import RocksEngine
-    rows = {i.to_bytes(2, "big"): Row((i.to_bytes(2, "big"),), Cell(5, b""), Deletion(7, 1) if i % 7 == 0 else None,
-                                      {("v", b""): Cell(5, b"r" * 40)}) for i in range(200)}
-    wide = Partition(TID, b"wide", None, [RangeTombstone(Bound(b"\x00\x10", True), Bound(b"\x00\x20", False),
-                                                         Deletion(6, 1))],
-                     Row((), None, None, {("s", b""): Cell(3, b"st")}), rows)
-    parts = [wide] + [part(f"k{i}".encode(), b"x") for i in range(20)]
+    parts = [wide_partition()] + [part(f"k{i}".encode(), b"x") for i in range(20)]
     expected = build_tree(MIN_TOKEN, MAX_TOKEN, 12, sorted(
         (token_for_key(p.key), reconcile.digest(reconcile.canonical(p))) for p in parts)).leaves
     for chunk_rows, chunk_bytes in ((7, 4 << 20), (1000, 900), (1000, 4 << 20)):
@@ -173,24 +180,11 @@ def test_a_wide_partition_is_validated_in_pieces_to_the_same_tree(monkeypatch, t
         monkeypatch.setattr(v, "VALIDATION_CHUNK_BYTES", chunk_bytes)
         engine = MemoryEngine() if kind == "memory" else RocksEngine(str(tmp_path / f"db{chunk_rows}-{chunk_bytes}"))
         engine.apply(parts)
-        val = Validator(lambda t: True, Ids(0))
-        effects = val.on_tree_req(A, RepairTreeReq(9, TID, MIN_TOKEN, MAX_TOKEN, 12))
-        biggest = 0
-        while True:
-            (eff,) = effects
-            if isinstance(eff, StorageScan):
-                done = complete(engine, eff)
-                biggest = max(biggest, max((len(p.rows) for _, p in done.partitions), default=0))
-                effects = val.on_scan_done(done, 5_000)
-            elif isinstance(eff, SetTimer):
-                effects = val.on_timer(eff.timer_id[2])
-            else:
-                rsp = eff.message
-                break
+        rsp, chunks = run_validation(engine)
+        biggest = max(len(p.rows) for done in chunks for _, p in done.partitions)
         engine.close()
         assert rsp.partitions == 21 and rsp.leaves() == expected, (chunk_rows, chunk_bytes)
         assert biggest < 200 or chunk_rows == 1000 and chunk_bytes > 900
-
 
 
 @pytest.mark.parametrize("kind", ["memory", "rocks"])
@@ -198,14 +192,9 @@ def test_a_wide_partition_is_pushed_in_pieces_that_merge_back_into_it(monkeypatc
     """A partition bigger than a push chunk goes in pieces (each a fragment with the
     partition's deletion and range tombstones): no message holds it whole, the peer's merge
     of the pieces is the partition, and the push reports it as one partition."""
-    from agora.core.types import Bound, Deletion, RangeTombstone
+    from agora.core.types import Deletion
     from agora.storage.rocks import RocksEngine
-    rows = {i.to_bytes(2, "big"): Row((i.to_bytes(2, "big"),), Cell(5, b""), Deletion(7, 1) if i % 7 == 0 else None,
-                                      {("v", b""): Cell(5, b"r" * 40)}) for i in range(200)}
-    wide = Partition(TID, b"wide", Deletion(2, 1), [RangeTombstone(Bound(b"\x00\x10", True),
-                                                                   Bound(b"\x00\x20", False), Deletion(6, 1))],
-                     Row((), None, None, {("s", b""): Cell(3, b"st")}), rows)
-    parts = [wide] + [part(f"k{i}".encode(), b"x") for i in range(10)]
+    parts = [wide_partition(deletion=Deletion(2, 1))] + [part(f"k{i}".encode(), b"x") for i in range(10)]
     engine = MemoryEngine() if kind == "memory" else RocksEngine(str(tmp_path / "db"))
     engine.apply(parts)
     sent, rsp, scans = run_push(engine, lambda *a: False, 7, 10**6, monkeypatch)

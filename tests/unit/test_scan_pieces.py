@@ -15,17 +15,9 @@ from agora.core.effects import StorageScan
 from agora.core.ring.partitioner import token_for_key
 from agora.core.types import MAX_TOKEN, MIN_TOKEN, Bound, Cell, Deletion, Partition, RangeTombstone, Row
 from agora.storage.completions import complete
-from agora.storage.memory import MemoryEngine
 from agora.storage.rocks import RocksEngine
 
 TID = b"t" * 16
-
-
-@pytest.fixture(params=["memory", "rocks"])
-def engine(request, tmp_path):
-    e = MemoryEngine() if request.param == "memory" else RocksEngine(str(tmp_path / "db"))
-    yield e
-    e.close()
 
 
 def _partition(key: bytes, rows: int, static: bool = False, value_bytes: int = 4) -> Partition:

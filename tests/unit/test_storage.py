@@ -36,13 +36,6 @@ TB = b"\xbb" * 16
 SUBPROCESS_DEADLINE_S = 30.0  # generous: a loaded CI machine may start Python slowly
 
 
-@pytest.fixture(params=["memory", "rocks"])
-def engine(request, tmp_path):
-    e = MemoryEngine() if request.param == "memory" else RocksEngine(str(tmp_path / "db"))
-    yield e
-    e.close()
-
-
 def row(ckey: bytes, marker=None, deletion=None, **cells) -> Row:
     return Row((ckey,), marker, deletion, {(n, b""): c for n, c in cells.items()})
 

@@ -26,13 +26,6 @@ from agora.storage.rocks import RocksEngine
 T = b"\x11" * 16
 
 
-@pytest.fixture(params=["memory", "rocks"])
-def engine(request, tmp_path):
-    e = MemoryEngine() if request.param == "memory" else RocksEngine(str(tmp_path / "db"))
-    yield e
-    e.close()
-
-
 def live(ts: int, value: bytes = b"x", ttl: int = 0, ldt: int = 0) -> Row:
     return Row((), Cell(ts, b"", ttl, ldt), None, {("v", b""): Cell(ts, value, ttl, ldt)})
 

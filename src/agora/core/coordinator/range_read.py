@@ -325,9 +325,7 @@ class RangeReadCoordinator:
                 room = ppl - len(last.rows) if ppl else 0
                 more = {} if ppl and room <= 0 else \
                     _cut(Partition(view.table_id, view.key, rows=view.rows), room, remaining).rows
-                if more:
-                    last = scan.results[-1] = Partition(last.table_id, last.key, None, [], last.static,
-                                                        {**last.rows, **more})
+                last.rows.update(more)  # a view this scan built: joined in place, not copied per round
                 added = len(more)
             if view.key == inside and last is not None and ppl and len(last.rows) >= ppl:
                 scan.frontier, inside = (frontier[0], frontier[1], None), None  # done with it
