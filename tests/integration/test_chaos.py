@@ -5,7 +5,7 @@ healing and repair the simulator's checkers judge the recorded history and find 
 
 The faults are shown to have happened and been felt: the killed node came back with a new
 pid, iptables rules existed during each partition and none is left, operations failed or
-ended unknown while faults were in effect, and the skewed node's writes carried its
+ended unknown or were held up while faults were in effect, and the skewed node's writes carried its
 skewed clock (timestamps far from the wall clock, and acknowledged writes lost to them).
 And the judge can convict: the same real history, doctored in one record, is reported."""
 
@@ -73,8 +73,8 @@ def test_every_fault_happened_and_the_clients_felt_it(chaos):
 
     during = ops_during_faults(chaos)
     for kind in ("kill", "pause", "partition"):
-        bad, total = during[kind]
-        assert bad > 0, f"no operation failed or timed out while a {kind} was in effect ({total} ran)"
+        bad, held, total = during[kind]  # held: answered, but only after a second or more
+        assert bad + held > 0, f"no operation failed, timed out or was held while a {kind} was in effect ({total} ran)"
 
     skew_node = next(n for n in chaos.history.faults if n.kind == "skew").nodes[0]
     (start, end, offset) = ev.skews[0]

@@ -27,23 +27,29 @@ TRACE_WINDOW_MS = 30_000
 # A write's timestamp this far from the wall clock at its invoke came from a skewed clock
 # (client timestamps and a healthy coordinator's are within a request's latency of it).
 SKEW_VISIBLE_MS = 1_000
+HELD_MS = 1_000  # a request this slow was held up by a fault (healthy ones take milliseconds)
 
 
 def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "-"
 
 
-def ops_during_faults(result: ChaosResult) -> dict[str, tuple[int, int]]:
-    """Fault kind -> (operations that failed or ended unknown, operations) among those
-    invoked while a fault of that kind was in effect."""
+def ops_during_faults(result: ChaosResult) -> dict[str, tuple[int, int, int]]:
+    """Fault kind -> (operations that failed or ended unknown, operations that succeeded
+    but took at least HELD_MS, operations) among those invoked while a fault of that kind
+    was in effect. A paused coordinator answers when it resumes, before the client's
+    timeout: the clients feel that pause as held requests, not as errors."""
     out: dict[str, list[int]] = {}
     for kind, start, end in result.evidence.windows:
-        counts = out.setdefault(kind, [0, 0])
+        counts = out.setdefault(kind, [0, 0, 0])
         for op in result.history.ops:
             if start <= op.invoke_ms <= end:
-                counts[1] += 1
-                counts[0] += op.outcome in ("fail", "info")
-    return {k: (bad, n) for k, (bad, n) in out.items()}
+                counts[2] += 1
+                if op.outcome in ("fail", "info"):
+                    counts[0] += 1
+                elif op.complete_ms is not None and op.complete_ms - op.invoke_ms >= HELD_MS:
+                    counts[1] += 1
+    return {k: (bad, held, n) for k, (bad, held, n) in out.items()}
 
 
 def skewed_writes(result: ChaosResult) -> list[tuple[Op, int]]:
@@ -79,8 +85,8 @@ def _fault_lines(result: ChaosResult) -> list[str]:
         lines.append(f"  skew: {result.skew_node} {offset:+.1f} s from {start} to {end} ms")
     during = ops_during_faults(result)
     if during:
-        lines.append("  failed or unknown while in effect: " + ", ".join(
-            f"{kind} {bad}/{n}" for kind, (bad, n) in sorted(during.items())))
+        lines.append(f"  failed or unknown / held over {HELD_MS} ms, of those invoked while in effect: "
+                     + ", ".join(f"{kind} {bad}+{held}/{n}" for kind, (bad, held, n) in sorted(during.items())))
     skewed = skewed_writes(result)
     if skewed:
         worst = max(skewed, key=lambda x: abs(x[1]))[1]
