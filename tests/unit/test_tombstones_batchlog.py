@@ -11,7 +11,7 @@ import pytest
 from agora.core import codec, reconcile
 from agora.core.batchlog.coordinator import batchlog_endpoints
 from agora.core.batchlog.messages import BatchRemove, BatchStoreReq, BatchStoreRsp
-from agora.core.effects import Log, PersistMeta, Send, StorageDropTable
+from agora.core.effects import Log, PersistMeta, Rewrite, Send, StorageDropTable
 from agora.core.errors import ProtocolError
 from agora.core.tombstones.compaction import (CLOCK_MARGIN_S, PURGE_HORIZON_STATE, REPAIR_FLAG_STATE,
                                               PurgeGuards, compact_partition, max_purged_ldt)
@@ -112,6 +112,22 @@ def test_max_purged_ldt_sees_partition_range_row_and_cell_tombstones():
                   range_tombstones=[RangeTombstone(Bound(b"a"), Bound(b"b"), Deletion(5, 30))],
                   rows={b"c": Row((), None, None, {("v", b""): Cell(9, None, 0, 40)})})
     assert max_purged_ldt(p, 35) == 30 and max_purged_ldt(p, 41) == 40 and max_purged_ldt(p, 5) == 0
+
+
+def test_a_rewrite_of_a_fragment_compares_and_rewrites_only_its_header_and_rows(engine):
+    engine.apply([Partition(T, b"k", rows={c: live(10) for c in (b"a", b"b", b"c", b"d", b"e")})])
+    engine.apply([Partition(T, b"k", deletion=Deletion(5, 1))])
+    whole = stored(engine, b"k")
+    span = Partition(T, b"k", whole.deletion, [], None, {c: whole.rows[c] for c in (b"b", b"c", b"d")})
+    engine.apply([Partition(T, b"k", rows={b"e": live(11), b"a": live(11)})])  # outside the span
+    new = Partition(T, b"k", rows={b"b": whole.rows[b"b"], b"c": whole.rows[b"c"]})  # d goes, and the header
+    assert engine.replace([Rewrite(span, new, b"a", b"d")]) == 1
+    after = stored(engine, b"k")
+    assert after.deletion is None and sorted(after.rows) == [b"a", b"b", b"c", b"e"]
+    assert after.rows[b"a"] == live(11) and after.rows[b"e"] == live(11)
+    engine.apply([Partition(T, b"k", rows={b"c": live(12)})])  # inside the span: the next one is left
+    assert engine.replace([Rewrite(new, Partition(T, b"k"), b"a", b"d")]) == 0
+    assert stored(engine, b"k").rows[b"c"] == live(12)
 
 
 class FakeGossip:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agora.core.frozen import fast_init
 from agora.core.types import MIN_TOKEN, NodeId, Partition, ReadCommand, Token
@@ -356,17 +356,34 @@ class HintIndexDone:
 # ---- tombstone compaction and the batchlog (agora.core.tombstones, agora.core.batchlog) -----
 
 
+class Rewrite(NamedTuple):
+    """One compare-and-set of a StorageReplace: `expected` as a StorageScan returned it,
+    `new` to store in its place. With `after` or `up_to` it covers a fragment of a
+    partition that a split scan cut: its header (deletion, range tombstones, static row) and
+    its rows with after < clustering key <= up_to (None: unbounded on that side); rows
+    outside the span are neither compared nor touched."""
+
+    expected: Partition
+    new: Partition
+    after: bytes | None = None
+    up_to: bytes | None = None
+
+    def spans(self, ckey: bytes) -> bool:
+        return (self.after is None or ckey > self.after) and (self.up_to is None or ckey <= self.up_to)
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class StorageReplace:
-    """Compare-and-set rewrite of whole partitions (what tombstone compaction needs, and what
-    a merge cannot do: it removes data). For each (expected, new): if the stored partition
-    still equals `expected` (whole, canonical, as a StorageScan returned it), store `new` in
-    its place; an empty `new` deletes the partition. A partition written to since it was read
-    is left alone. Report StorageReplaceDone(op_id, replaced)."""
+    """Compare-and-set rewrite (what tombstone compaction needs, and what a merge cannot do:
+    it removes data). For each `Rewrite` (or (expected, new) pair: the whole partition): if
+    the stored partition, or the fragment of it the rewrite spans, still equals `expected`
+    (canonical, as a StorageScan returned it), store `new` in its place; an empty `new`
+    deletes what it spans. A partition written to since it was read is left alone. Report
+    StorageReplaceDone(op_id, replaced)."""
 
     op_id: int
-    pairs: tuple[tuple[Partition, Partition], ...]
+    pairs: tuple[Rewrite | tuple[Partition, Partition], ...]
     sync: bool = False
 
 

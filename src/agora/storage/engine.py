@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 from agora.core import reconcile
-from agora.core.effects import ScanPiece
+from agora.core.effects import Rewrite, ScanPiece
 from agora.core.plain import partition_size_bound, row_size_bound
 from agora.core.types import MAX_TOKEN, MIN_TOKEN, Partition, ReadCommand, ReadPage
 
@@ -135,10 +135,11 @@ class StorageEngine(abc.ABC):
     # ---- tombstone compaction (agora.core.tombstones) --------------------------------------
 
     @abc.abstractmethod
-    def replace(self, pairs: Sequence[tuple[Partition, Partition]], sync: bool = False) -> int:
-        """Compare-and-set rewrite, per partition, in one atomic batch: where the stored
-        partition (whole, canonical) still equals `expected`, store `new` instead -- rows and
-        tombstones `new` lacks are deleted, an empty `new` deletes the partition. Partitions
+    def replace(self, pairs: Sequence[Rewrite | tuple[Partition, Partition]], sync: bool = False) -> int:
+        """Compare-and-set rewrite, per partition or fragment (`agora.core.effects.Rewrite`),
+        in one atomic batch: where the stored partition (whole, canonical), or its header and
+        the rows the rewrite spans, still equals `expected`, store `new` instead -- rows and
+        tombstones `new` lacks are deleted, an empty `new` deletes what it spans. Partitions
         written to since `expected` was read are left alone (the next compaction pass sees
         them again). Returns how many were replaced. This is the one write that removes data,
         so it runs under the same read-modify-write discipline as `apply`."""

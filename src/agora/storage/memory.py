@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 import msgpack
 
 from agora.core import reconcile
+from agora.core.effects import Rewrite
 from agora.core.plain import partition_to_plain
 from agora.core.ring.partitioner import token_for_key
 from agora.core.types import Partition, ReadCommand
@@ -157,15 +158,25 @@ class MemoryEngine(StorageEngine):
 
     # ---- tombstone compaction -------------------------------------------------------------
 
-    def replace(self, pairs: Sequence[tuple[Partition, Partition]], sync: bool = False) -> int:
+    def replace(self, pairs: Sequence[Rewrite | tuple[Partition, Partition]], sync: bool = False) -> int:
         assert not self._closed, "engine closed"
         replaced = 0
-        for expected, new in pairs:
-            ident = (expected.table_id, expected.key)
+        for pair in pairs:
+            rw = Rewrite(*pair)
+            ident = (rw.expected.table_id, rw.expected.key)
             stored = self._current.get(ident)
-            if stored is None or reconcile.canonical(stored[1]) != expected:
-                continue  # written to (or gone) since it was read: the next pass decides
-            fresh = reconcile.canonical(new)
+            if stored is None:
+                continue  # gone since it was read
+            whole = stored[1]
+            spanned = Partition(whole.table_id, whole.key, whole.deletion, list(whole.range_tombstones),
+                                whole.static, {c: r for c, r in whole.rows.items() if rw.spans(c)})
+            if reconcile.canonical(spanned) != rw.expected:
+                continue  # written to since it was read: the next pass decides
+            new = rw.new
+            rows = {c: r for c, r in whole.rows.items() if not rw.spans(c)}
+            rows.update(new.rows)
+            fresh = reconcile.canonical(Partition(whole.table_id, whole.key, new.deletion,
+                                                  list(new.range_tombstones), new.static, rows))
             if reconcile.is_empty(fresh):
                 del self._current[ident]
                 self._index.pop(ident[0], None)

@@ -61,7 +61,7 @@ from rocksdict import (
 )
 
 from agora.core import packing, reconcile
-from agora.core.effects import ScanPiece
+from agora.core.effects import Rewrite, ScanPiece
 from agora.core.plain import (
     deletion_from_plain,
     deletion_to_plain,
@@ -410,14 +410,16 @@ class RocksEngine(StorageEngine):
 
     # ---- tombstone compaction -------------------------------------------------------------
 
-    def replace(self, pairs: Sequence[tuple[Partition, Partition]], sync: bool = False) -> int:
+    def replace(self, pairs: Sequence[Rewrite | tuple[Partition, Partition]], sync: bool = False) -> int:
         replaced = 0
         with self._write_lock:  # nothing may merge into a partition between our read and write
             batch = WriteBatch(raw_mode=True)
-            for expected, new in pairs:
+            for pair in pairs:
+                rw = Rewrite(*pair)
+                expected = rw.expected
                 prefix = keys.partition_prefix(expected.table_id, token_for_key(expected.key),
                                                expected.key)
-                stored_raw = self._partition_items(prefix)
+                stored_raw = self._partition_items(prefix, rw.after, rw.up_to)
                 stored = Partition(expected.table_id, expected.key)
                 for key, raw in stored_raw.items():
                     if key == prefix + keys.KIND_HEADER:
@@ -426,7 +428,7 @@ class RocksEngine(StorageEngine):
                         stored.rows[key[len(prefix) + 1:]] = _row_from_bytes(raw)
                 if reconcile.canonical(stored) != expected:
                     continue  # written to since it was read: the next pass decides
-                fresh = reconcile.canonical(new)
+                fresh = reconcile.canonical(rw.new)
                 wanted = {prefix + keys.KIND_HEADER: _header_to_bytes(fresh)}
                 row_prefix = prefix + keys.KIND_ROW
                 for ckey, row in fresh.rows.items():
@@ -440,11 +442,21 @@ class RocksEngine(StorageEngine):
             self.sync()
         return replaced
 
-    def _partition_items(self, prefix: bytes) -> dict[bytes, bytes]:
-        """Every stored key of one partition (header and rows) with its raw value."""
+    def _partition_items(self, prefix: bytes, after: bytes | None = None,
+                         up_to: bytes | None = None) -> dict[bytes, bytes]:
+        """The stored keys of one partition with their raw values: its header and its rows
+        with after < clustering key <= up_to (None: unbounded on that side)."""
+        row_prefix = prefix + keys.KIND_ROW
         bounds = ReadOptions()
-        bounds.set_iterate_upper_bound(prefix + _ROWS_END)
-        return dict(self._db.items(from_key=prefix, read_opt=bounds))
+        bounds.set_iterate_upper_bound(prefix + _ROWS_END if up_to is None else row_prefix + up_to + b"\x00")
+        if after is None:
+            return dict(self._db.items(from_key=prefix, read_opt=bounds))
+        items = {}
+        header = self._db.get(prefix + keys.KIND_HEADER)
+        if header is not None:
+            items[prefix + keys.KIND_HEADER] = header
+        items.update(self._db.items(from_key=row_prefix + after + b"\x00", read_opt=bounds))
+        return items
 
     # ---- batchlog -----------------------------------------------------------------------
 

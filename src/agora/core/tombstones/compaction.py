@@ -9,14 +9,21 @@ persisted and gossiped, which the downtime check of `downtime.py` reads -- and t
 guards*: peers back from a long downtime that asked this node (or say in gossip) not to
 purge tombstones newer than their last-alive time until they are repaired.
 
-How a chunk goes: a `StorageScan` of at most GC_CHUNK_ROWS stored rows (negative op ids,
-so the node can tell compaction scans from the replica's); for each partition the purged
-version is computed here, purely; the partitions that change go back in one
-`StorageReplace`, a compare-and-set: a partition written to since the scan is left for the
-next pass, so a concurrent write is never lost. The horizon is raised (and persisted)
-before the replace is issued, so it never understates what the disk may have purged.
-Between chunks the pass waits GC_CHUNK_PAUSE_MS on a timer, so a large table never holds
-the event loop: each chunk is one bounded scan plus one bounded rewrite.
+How a chunk goes: a split `StorageScan` of at most GC_CHUNK_ROWS stored rows and about
+GC_CHUNK_BYTES (negative op ids, so the node can tell compaction scans from the replica's);
+for each partition the purged version is computed here, purely; the partitions that change
+go back in one `StorageReplace`, a compare-and-set: a partition written to since the scan is
+left for the next pass, so a concurrent write is never lost. The horizon is raised (and
+persisted) before the replace is issued, so it never understates what the disk may have
+purged. Between chunks the pass waits GC_CHUNK_PAUSE_MS on a timer, so a large table never
+holds the event loop: each chunk is one bounded scan plus one bounded rewrite.
+
+A partition bigger than a chunk is walked in fragments (the scan cuts it after a row, the
+next chunk resumes there), each rewritten on its own (`Rewrite` with its row span). Its
+partition deletion and range tombstones shadow rows in every fragment, so they are purged
+only with its last fragment, and only when the walk was clean: every earlier fragment
+rewritten (or unchanged) and the header's tombstones the same as at the first fragment.
+Otherwise they stay for the next pass, whose walk rewrites the rows they shadow first.
 
 Does not know: how storage lays partitions out (the engine does the replace), or when a
 repair has run (the downtime check and the repair code decide that).
@@ -28,13 +35,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agora.core import reconcile
-from agora.core.effects import (Log, PersistMeta, SetTimer, StorageReplace, StorageReplaceDone,
+from agora.core.effects import (Log, PersistMeta, Rewrite, SetTimer, StorageReplace, StorageReplaceDone,
                                 StorageScan, StorageScanDone)
 from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, NodeId, Partition, Row
 
-# Stored rows read per chunk (a partition is never split): bounds the memory one chunk holds
-# and how long its rewrite holds the engine's write lock.
+# Stored rows and bytes read per chunk (a bigger partition is walked in fragments): bound the
+# memory one chunk holds and how long its rewrite holds the engine's write lock.
 GC_CHUNK_ROWS = 500
+GC_CHUNK_BYTES = 1 << 20
 # Pause between two chunks of a pass, in ms: the node serves other inputs in between.
 GC_CHUNK_PAUSE_MS = 1
 # The first pass of a process waits at least this many gossip rounds, so that gossip has
@@ -106,24 +114,31 @@ class PurgeGuards:
         return sorted(self._explicit)
 
 
-def compact_partition(p: Partition, now_s: int, gc_before_s: int) -> tuple[Partition | None, int]:
-    """What compaction makes of one stored partition: expired cells become tombstones, then
-    tombstones with ldt_s < gc_before_s go. Returns (the new version or None if unchanged,
-    the largest ldt_s purged or 0 if nothing was)."""
+def compact_partition(p: Partition, now_s: int, gc_before_s: int,
+                      purge_header: bool = True) -> tuple[Partition | None, int]:
+    """What compaction makes of one stored partition, or of a fragment of one: expired cells
+    become tombstones, then tombstones with ldt_s < gc_before_s go -- the partition deletion
+    and range tombstones only with `purge_header` (a fragment keeps them: they may still
+    shadow rows of the partition that compaction has not rewritten). Returns (the new
+    version or None if unchanged, the largest ldt_s purged or 0 if nothing was)."""
     expired = reconcile.canonical(reconcile.expire(p, now_s))
     purged = reconcile.purge_tombstones(expired, gc_before_s)
+    if not purge_header:
+        purged = Partition(purged.table_id, purged.key, expired.deletion, list(expired.range_tombstones),
+                           purged.static, purged.rows)
     if purged == p:
         return None, 0
-    return purged, max_purged_ldt(expired, gc_before_s)
+    return purged, max_purged_ldt(expired, gc_before_s, purge_header)
 
 
-def max_purged_ldt(p: Partition, gc_before_s: int) -> int:
+def max_purged_ldt(p: Partition, gc_before_s: int, header: bool = True) -> int:
     """The largest ldt_s among what `purge_tombstones(p, gc_before_s)` drops from the
-    canonical partition `p` (0 if nothing)."""
+    canonical partition `p` (0 if nothing); without `header`, among its rows' only."""
     found = [0]
-    if p.deletion is not None and p.deletion.ldt_s < gc_before_s:
+    if header and p.deletion is not None and p.deletion.ldt_s < gc_before_s:
         found.append(p.deletion.ldt_s)
-    found += [rt.deletion.ldt_s for rt in p.range_tombstones if rt.deletion.ldt_s < gc_before_s]
+    if header:
+        found += [rt.deletion.ldt_s for rt in p.range_tombstones if rt.deletion.ldt_s < gc_before_s]
     for row in ([p.static] if p.static is not None else []) + list(p.rows.values()):
         found.append(_row_purged_ldt(row, gc_before_s))
     return max(found)
@@ -152,7 +167,11 @@ class TombstoneCompaction:
         self.horizon_s = horizon_s
         self._queue: list[bytes] = []  # tables still to walk in this pass
         self._table: bytes | None = None
-        self._cursor: tuple[int, bytes | None] = (MIN_TOKEN, None)
+        self._cursor: tuple[int, bytes | None, bytes | None] = (MIN_TOKEN, None, None)  # token, key, ckey
+        # The partition walked in fragments: [key, its tombstones at the first fragment,
+        # clean so far (every fragment rewritten or unchanged)], None between partitions.
+        self._walk: list | None = None
+        self._walk_pairs = 0  # the pairs of the replace in flight if a fragment is among them, else 0
         self._op: int | None = None  # the one storage operation in flight
         self._exhausted = False  # the chunk being rewritten was the table's last
         self._next_op = -1
@@ -189,7 +208,8 @@ class TombstoneCompaction:
             self._table = None
             return []
         self._table = self._queue.pop()
-        self._cursor = (MIN_TOKEN, None)
+        self._cursor = (MIN_TOKEN, None, None)
+        self._walk = None
         return self._scan()
 
     def _new_op(self) -> int:
@@ -199,8 +219,9 @@ class TombstoneCompaction:
         return op
 
     def _scan(self) -> list:
-        token, key = self._cursor
-        return [StorageScan(self._new_op(), self._table, token, key, MAX_TOKEN, GC_CHUNK_ROWS)]
+        token, key, ckey = self._cursor
+        return [StorageScan(self._new_op(), self._table, token, key, MAX_TOKEN, GC_CHUNK_ROWS, GC_CHUNK_BYTES,
+                            split=True, start_ckey=ckey)]
 
     def gc_before_s(self, gc_grace_s: int, now_s: int) -> int:
         """Tombstones with ldt_s below this may go: older than gc_grace, and older than
@@ -215,18 +236,32 @@ class TombstoneCompaction:
         if done.error is not None or grace is None:
             out = [] if done.error is None else [Log("warning", f"compaction scan failed: {done.error}")]
             self._table = None  # on to the next table, after the pause
+            self._walk = None
             return out + [SetTimer(CHUNK_TIMER, GC_CHUNK_PAUSE_MS)]
         now_s = now_ms // 1000
         gc_before = self.gc_before_s(grace, now_s)
         pairs, horizon = [], self.horizon_s
-        for _, stored in done.partitions:
-            new, purged_ldt = compact_partition(stored, now_s, gc_before)
+        _, resumed_key, resumed_after = self._cursor
+        walked = False
+        for i, (_, stored) in enumerate(done.partitions):
+            after = resumed_after if i == 0 and resumed_after is not None and stored.key == resumed_key else None
+            up_to = done.cut_ckey if i == len(done.partitions) - 1 else None
+            purge_header = up_to is None and (after is None or self._walk_clean(stored))
+            if up_to is not None and after is None:  # the first fragment: a walk begins
+                self._walk = [stored.key, (stored.deletion, stored.range_tombstones), True]
+            elif after is not None:  # a later fragment: the walk goes on, or ends here
+                self._walk = [stored.key, None, False] if not self._walk_clean(stored) else self._walk
+            new, purged_ldt = compact_partition(stored, now_s, gc_before, purge_header)
             if new is not None:
-                pairs.append((stored, new))
+                pairs.append(Rewrite(stored, new, after, up_to))
                 horizon = max(horizon, purged_ldt)
+                walked = walked or after is not None or up_to is not None
+        self._walk_pairs = len(pairs) if walked else 0
         if done.partitions:
             last_token, last = done.partitions[-1]
-            self._cursor = (last_token, last.key)
+            self._cursor = (last_token, last.key, done.cut_ckey)
+            if done.cut_ckey is None:
+                self._walk = None
         self.stats["chunks"] += 1
         out: list = []
         if horizon > self.horizon_s:  # durable before anything it covers is purged
@@ -238,8 +273,17 @@ class TombstoneCompaction:
             return out
         return out + self._advance()
 
+    def _walk_clean(self, fragment: Partition) -> bool:
+        """Whether `fragment` continues a clean walk: its partition's earlier fragments were
+        all rewritten or unchanged, and its tombstones are still those of the first one."""
+        w = self._walk
+        return w is not None and w[2] and w[0] == fragment.key \
+            and w[1] == (fragment.deletion, fragment.range_tombstones)
+
     def on_replace_done(self, done: StorageReplaceDone) -> list:
         self._op = None
+        if self._walk is not None and self._walk_pairs and (done.error is not None or done.replaced < self._walk_pairs):
+            self._walk[2] = False  # a fragment may have been left as it was (conservative)
         self.stats["partitions_rewritten"] += done.replaced
         out = [] if done.error is None else [Log("warning", f"compaction rewrite failed: {done.error}")]
         return out + self._advance()
