@@ -13,17 +13,28 @@ import pytest
 
 from agora.core import reconcile
 from agora.core.effects import PersistMeta, SetTimer, StorageReplace, StorageScan
-from agora.core.tombstones.compaction import (CHUNK_TIMER, GC_CHUNK_ROWS, PASS_TIMER, PurgeGuards,
-                                              TombstoneCompaction, compact_partition)
+from agora.core.tombstones import compaction
+from agora.core.tombstones.compaction import (CHUNK_TIMER, PASS_TIMER, PurgeGuards, TombstoneCompaction,
+                                              compact_partition)
 from agora.core.types import Bound, Cell, Deletion, Partition, RangeTombstone, ReadCommand, Row
 from agora.storage import completions
 from agora.storage.memory import MemoryEngine
+from agora.storage.rocks import RocksEngine
 
 T = b"\x22" * 16
 KEY = b"wide"
 ROWS = 1_600
 GRACE_S = 10
 NOW_MS = 1_000_000_000  # far after every ldt below: whatever is older than gc_grace goes
+
+
+CHUNK_ROWS, CHUNK_BYTES = 60, 4_096  # small chunks: many fragments, some of shadowed rows only
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(compaction, "GC_CHUNK_ROWS", CHUNK_ROWS)
+    monkeypatch.setattr(compaction, "GC_CHUNK_BYTES", CHUNK_BYTES)
 
 
 class NoGossip:
@@ -103,8 +114,9 @@ def test_a_wide_partition_is_walked_in_bounded_fragments_and_ends_as_compacting_
 
     answers = run_pass(engine)
     sizes = [sum(len(p.rows) for _, p in a.partitions) for a in answers]
-    assert len(answers) >= 2 and max(sizes) <= GC_CHUNK_ROWS + GC_CHUNK_ROWS // 4, sizes  # was one answer
-    assert answers[0].cut_ckey is not None
+    assert len(answers) >= 20 and max(sizes) <= CHUNK_ROWS + CHUNK_ROWS // 4, sizes  # was one answer
+    if isinstance(engine, RocksEngine):  # it keeps shadowed rows until a rewrite (the memory engine merges them away)
+        assert sum(1 for a in answers if a.cut_ckey is not None and not a.partitions[0][1].rows) >= 5
     assert read(engine) == expected
     assert run_pass(engine) and read(engine) == expected  # nothing left to do: the same again
 

@@ -22,8 +22,11 @@ A partition bigger than a chunk is walked in fragments (the scan cuts it after a
 next chunk resumes there), each rewritten on its own (`Rewrite` with its row span). Its
 partition deletion and range tombstones shadow rows in every fragment, so they are purged
 only with its last fragment, and only when the walk was clean: every earlier fragment
-rewritten (or unchanged) and the header's tombstones the same as at the first fragment.
-Otherwise they stay for the next pass, whose walk rewrites the rows they shadow first.
+rewritten and the header's tombstones the same as at the first fragment. (A fragment that
+compaction leaves unchanged is rewritten all the same while its header holds tombstones:
+the stored rows they shadow, which a scan does not return, go with the rewrite, and must be
+gone before the tombstones are.) Otherwise they stay for the next pass, whose walk rewrites
+the rows they shadow first.
 
 Does not know: how storage lays partitions out (the engine does the replace), or when a
 repair has run (the downtime check and the repair code decide that).
@@ -42,7 +45,7 @@ from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, NodeId, Partition, Row
 # Stored rows and bytes read per chunk (a bigger partition is walked in fragments): bound the
 # memory one chunk holds and how long its rewrite holds the engine's write lock.
 GC_CHUNK_ROWS = 500
-GC_CHUNK_BYTES = 1 << 20
+GC_CHUNK_BYTES = 1 << 17
 # Pause between two chunks of a pass, in ms: the node serves other inputs in between.
 GC_CHUNK_PAUSE_MS = 1
 # The first pass of a process waits at least this many gossip rounds, so that gossip has
@@ -252,6 +255,8 @@ class TombstoneCompaction:
             elif after is not None:  # a later fragment: the walk goes on, or ends here
                 self._walk = [stored.key, None, False] if not self._walk_clean(stored) else self._walk
             new, purged_ldt = compact_partition(stored, now_s, gc_before, purge_header)
+            if new is None and up_to is not None and (stored.deletion is not None or stored.range_tombstones):
+                new = stored  # rewritten anyway: the rows its tombstones shadow leave the disk before they do
             if new is not None:
                 pairs.append(Rewrite(stored, new, after, up_to))
                 horizon = max(horizon, purged_ldt)
