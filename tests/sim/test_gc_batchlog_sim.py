@@ -119,7 +119,10 @@ def test_a_replica_down_longer_than_gc_grace_does_not_resurrect_a_deleted_row():
     assert raw(c, 0, "z") is None and raw(c, 1, "z") is None
     assert c.local_rows(2, "ks", "kv", {"k": "z"}) == [{"k": "z", "v": "zombie"}]  # the zombie
     c.restart(2)
+    walk = [b"z", None, True]  # as if compaction were halfway through a wide partition
+    c.node(2).tombstones.compaction._walk = walk
     assert c.run_until(lambda: c.node(2).tombstones.downtime.state == REBUILDING, 10_000)
+    assert c.node(2).tombstones.compaction._walk is not walk  # the drop abandoned it
     c.wait_until_up(30_000)
     assert c.local_rows(2, "ks", "kv", {"k": "z"}) == []  # dropped, not served
     assert c.node(2).needs_repair

@@ -60,27 +60,28 @@ def read(engine) -> Partition | None:
     return engine.read(ReadCommand(T, KEY))
 
 
-def run_pass(engine, before_effect=None) -> list:
-    """One whole compaction pass of table T; `before_effect(eff, chunk)` runs before each
-    storage effect is executed (a concurrent write goes there). Returns the scans' answers."""
+def run_pass(engine, before_effect=None, clock=lambda chunk: NOW_MS) -> list:
+    """One whole compaction pass of table T; `before_effect(eff, chunk, pass_)` runs before
+    each storage effect is executed (a concurrent write goes there). Returns the scans'
+    answers. `clock(chunk)` is the time in ms the pass sees at each chunk."""
     comp = TombstoneCompaction(lambda: [(T, GRACE_S)], PurgeGuards(NoGossip(), "me"), 60_000, 0)
     answers, chunk = [], 0
-    effects = comp.run_pass(NOW_MS)
+    effects = comp.run_pass(clock(0))
     while effects:
         pending, effects = effects, []
         for eff in pending:
             if isinstance(eff, (StorageScan, StorageReplace)):
                 if before_effect is not None:
-                    before_effect(eff, chunk)
+                    before_effect(eff, chunk, comp)
                 done = completions.complete(engine, eff)
                 if isinstance(eff, StorageScan):
                     answers.append(done)
-                    effects += comp.on_scan_done(done, NOW_MS)
+                    effects += comp.on_scan_done(done, clock(chunk))
                 else:
                     effects += comp.on_replace_done(done)
             elif isinstance(eff, SetTimer) and eff.timer_id == CHUNK_TIMER:
                 chunk += 1
-                effects += comp.on_timer(CHUNK_TIMER, NOW_MS)
+                effects += comp.on_timer(CHUNK_TIMER, clock(chunk))
             else:
                 assert isinstance(eff, PersistMeta) or (isinstance(eff, SetTimer) and eff.timer_id == PASS_TIMER), eff
     assert not comp.running
@@ -124,7 +125,7 @@ def test_a_wide_partition_is_walked_in_bounded_fragments_and_ends_as_compacting_
 def test_a_fragment_a_concurrent_write_kept_from_being_rewritten_keeps_the_deletion(engine):
     write_wide(engine)
 
-    def concurrent_write(eff, chunk):
+    def concurrent_write(eff, chunk, _):
         if isinstance(eff, StorageReplace) and chunk == 0:  # inside the first fragment
             engine.apply([Partition(T, KEY, rows={ck(5): live(50)})])
 
@@ -142,7 +143,7 @@ def test_a_fragment_a_concurrent_write_kept_from_being_rewritten_keeps_the_delet
 def test_a_deletion_that_arrives_during_the_walk_is_kept_until_a_walk_has_seen_it_from_the_start(engine):
     engine.apply([Partition(T, KEY, rows={ck(i): live(30) for i in range(ROWS)})])
 
-    def late_deletion(eff, chunk):
+    def late_deletion(eff, chunk, _):
         if isinstance(eff, StorageScan) and chunk == 1:  # after the first fragment was rewritten
             engine.apply([Partition(T, KEY, deletion=Deletion(60, 100))])
 
@@ -150,6 +151,48 @@ def test_a_deletion_that_arrives_during_the_walk_is_kept_until_a_walk_has_seen_i
     assert read(engine) == Partition(T, KEY, deletion=Deletion(60, 100))  # every row stays shadowed
     run_pass(engine)
     assert read(engine) is None
+
+
+def test_a_walk_is_abandoned_when_local_data_is_dropped_and_written_again_behind_it(engine):
+    """The downtime check drops a table's data mid-walk; hints and repair write it back, old
+    rows first, then the same deletion: the header looks as it did at the first fragment,
+    but rows it shadows are back on disk in a fragment the walk has passed."""
+    deletion = Deletion(20, 100)
+    old = Partition(T, KEY, rows={ck(i): live(10) for i in range(300)})
+    new = Partition(T, KEY, rows={ck(i): live(30) for i in range(300, 600)})
+    for p in (old, Partition(T, KEY, deletion=deletion), new):
+        engine.apply([p])
+
+    def drop_and_refill(eff, chunk, pass_):
+        if isinstance(eff, StorageScan) and chunk == 2:
+            engine.drop_table(T)
+            pass_.data_dropped()  # what the node's tombstone keeper does with a StorageDropTable
+            for p in (Partition(T, KEY, rows={ck(i): live(10) for i in range(5)}),
+                      Partition(T, KEY, deletion=deletion), new):
+                engine.apply([p])
+
+    run_pass(engine, drop_and_refill)
+    after = read(engine)
+    assert after.deletion == deletion and sorted(reconcile.live_view(after, NOW_MS // 1000).rows) == sorted(new.rows)
+    run_pass(engine)
+    after = read(engine)
+    assert after.deletion is None and sorted(reconcile.live_view(after, NOW_MS // 1000).rows) == sorted(new.rows)
+
+
+def test_a_deletion_that_becomes_purgeable_during_the_walk_waits_for_the_next_one(engine):
+    """At the first fragments the deletion is younger than gc_grace, so compaction leaves
+    them as they are, shadowed rows and all; by the last fragment it is older: it stays."""
+    deletion = Deletion(20, 100)
+    engine.apply([Partition(T, KEY, rows={ck(i): live(10) for i in range(300)})])
+    engine.apply([Partition(T, KEY, deletion=deletion)])
+    engine.apply([Partition(T, KEY, rows={ck(i): live(30) for i in range(300, 600)})])
+    run_pass(engine, clock=lambda chunk: (100 + GRACE_S) * 1000 if chunk < 3 else NOW_MS)
+    after = read(engine)
+    assert after.deletion == deletion
+    assert sorted(reconcile.live_view(after, NOW_MS // 1000).rows) == [ck(i) for i in range(300, 600)]
+    run_pass(engine)
+    after = read(engine)
+    assert after.deletion is None and sorted(after.rows) == [ck(i) for i in range(300, 600)]
 
 
 def _random_write(rng: random.Random, ts: int) -> Partition:
@@ -187,7 +230,7 @@ def test_what_clients_see_never_changes_under_walks_and_concurrent_writes(engine
         write(_random_write(rng, rng.randint(1, 100)))
     clock = [200]
 
-    def concurrent(eff, chunk):
+    def concurrent(eff, chunk, _):
         if rng.random() < 0.4:
             clock[0] += 1
             write(_random_write(rng, clock[0]))

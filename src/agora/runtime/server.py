@@ -275,8 +275,8 @@ class NodeRuntime:
     def _gc_batchlog_effect(self, eff) -> None:
         """Tombstone compaction's rewrites, the downtime check's wipe, the batchlog
         (agora.core.tombstones, agora.core.batchlog) and the test-only Halt. A rewrite runs at
-        once on the loop: it is one bounded chunk (GC_CHUNK_ROWS stored rows) under the
-        engine's write lock. A synced batchlog store runs on the fsync thread, as a synced put."""
+        once on the loop: it is one bounded chunk (GC_CHUNK_ROWS stored rows, about
+        GC_CHUNK_BYTES) under the engine's write lock. A synced batchlog store runs on the fsync thread, as a synced put."""
         if isinstance(eff, Halt):
             log.error("halting at once: %s (a test-only fault)", eff.reason)
             for handler in logging.getLogger().handlers:

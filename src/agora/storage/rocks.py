@@ -39,8 +39,9 @@ live in `HINTS_COLUMN_FAMILY`, opaque keys and values in key order, with apply()
 (agora.core.batchlog) live in `BATCHLOG_COLUMN_FAMILY` under their batch id, likewise.
 
 `replace` (tombstone compaction) is a compare-and-set under the same write lock as `apply`:
-it re-reads the whole partition, and only if it still equals what the compaction pass read
-does it write the purged version, deleting the keys that version no longer has.
+it re-reads the partition, or the header and the rows of the fragment it spans, and only if
+that still equals what the compaction pass read does it write the purged version, deleting
+the keys that version no longer has.
 """
 
 from __future__ import annotations

@@ -23,10 +23,11 @@ next chunk resumes there), each rewritten on its own (`Rewrite` with its row spa
 partition deletion and range tombstones shadow rows in every fragment, so they are purged
 only with its last fragment, and only when the walk was clean: every earlier fragment
 rewritten and the header's tombstones the same as at the first fragment. (A fragment that
-compaction leaves unchanged is rewritten all the same while its header holds tombstones:
-the stored rows they shadow, which a scan does not return, go with the rewrite, and must be
-gone before the tombstones are.) Otherwise they stay for the next pass, whose walk rewrites
-the rows they shadow first.
+compaction leaves unchanged is rewritten all the same while its header holds a purgeable
+tombstone: the stored rows it shadows, which a scan does not return, go with the rewrite,
+and must be gone before the tombstone is. A fragment not rewritten spoils the walk.) A walk
+is abandoned when local data is dropped (`data_dropped`): what the drop removed may come
+back in any order, behind the walk. Otherwise the tombstones stay for the next pass.
 
 Does not know: how storage lays partitions out (the engine does the replace), or when a
 repair has run (the downtime check and the repair code decide that).
@@ -158,6 +159,12 @@ def _row_purged_ldt(row: Row, gc_before_s: int) -> int:
     return max(found, default=0)
 
 
+def _header_purgeable(p: Partition, gc_before_s: int) -> bool:
+    """Whether p's partition deletion or one of its range tombstones may go now."""
+    return (p.deletion is not None and p.deletion.ldt_s < gc_before_s) \
+        or any(rt.deletion.ldt_s < gc_before_s for rt in p.range_tombstones)
+
+
 class TombstoneCompaction:
     """The pass. `tables()` lists (table id, gc_grace_seconds) of the current schema."""
 
@@ -256,7 +263,10 @@ class TombstoneCompaction:
                 self._walk = [stored.key, None, False] if not self._walk_clean(stored) else self._walk
             new, purged_ldt = compact_partition(stored, now_s, gc_before, purge_header)
             if new is None and up_to is not None and (stored.deletion is not None or stored.range_tombstones):
-                new = stored  # rewritten anyway: the rows its tombstones shadow leave the disk before they do
+                if self._walk_clean(stored) and _header_purgeable(stored, gc_before):
+                    new = stored  # rewritten anyway: the rows its tombstones shadow leave the disk first
+                else:  # their rows stay on disk: the tombstones wait for a later walk
+                    self._walk = [stored.key, None, False]
             if new is not None:
                 pairs.append(Rewrite(stored, new, after, up_to))
                 horizon = max(horizon, purged_ldt)
@@ -277,6 +287,14 @@ class TombstoneCompaction:
             out.append(StorageReplace(self._new_op(), tuple(pairs)))
             return out
         return out + self._advance()
+
+    def data_dropped(self) -> None:
+        """Local data was dropped (the downtime check's StorageDropTable): what it held may be
+        written again in any order, so a walk under way can no longer vouch for the fragments
+        it has passed; its partition's tombstones wait for the next walk. (A drop lands
+        between chunks: both drivers run a chunk's scan, and the replace its completion
+        issues, in one drain of the node's effects.)"""
+        self._walk = None
 
     def _walk_clean(self, fragment: Partition) -> bool:
         """Whether `fragment` continues a clean walk: its partition's earlier fragments were

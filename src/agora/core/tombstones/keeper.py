@@ -10,7 +10,7 @@ Does not know: storage, the ring's layout beyond its members, or how repair runs
 
 from __future__ import annotations
 
-from agora.core.effects import Send, StorageReplaceDone, StorageScanDone
+from agora.core.effects import Send, StorageDropTable, StorageReplaceDone, StorageScanDone
 from agora.core.hints.messages import HintReq, HintRsp
 from agora.core.messages import (MutationReq, MutationRsp, RangeReadReq, RangeReadRsp, ReadReq,
                                  ReadRsp)
@@ -142,7 +142,10 @@ class Tombstones:
         return self._published(self.downtime.mark_repaired())
 
     def _published(self, effects: list) -> list:
-        """`effects`, plus gossip of the horizon and the repair flag where they changed."""
+        """`effects`, plus gossip of the horizon and the repair flag where they changed. A
+        StorageDropTable among them (the downtime check's) abandons compaction's walk."""
+        if any(isinstance(eff, StorageDropTable) for eff in effects):
+            self.compaction.data_dropped()
         g = self.node.gossiper
         horizon = str(self.compaction.horizon_s)
         if g.app_state(self.local, PURGE_HORIZON_STATE) != horizon:
