@@ -288,6 +288,8 @@ class NodeRuntime:
                 if isinstance(eff, StorageDropTable):
                     self._flush_puts()  # writes already taken go first, so the drop covers them
                     self.engine.drop_table(eff.table_id)
+                    fut = self._loop.run_in_executor(self._fsync_pool, self.engine.reclaim_table, eff.table_id)
+                    fut.add_done_callback(lambda f: f.exception() and log.error("reclaim failed: %s", f.exception()))
                 else:  # a removal that fails only makes the batch replay once more
                     self.engine.batchlog_remove(eff.batch_id)
             except Exception:
