@@ -179,7 +179,8 @@ class TombstoneCompaction:
         self._table: bytes | None = None
         self._cursor: tuple[int, bytes | None, bytes | None] = (MIN_TOKEN, None, None)  # token, key, ckey
         # The partition walked in fragments: [key, its tombstones at the first fragment,
-        # clean so far (every fragment rewritten or unchanged)], None between partitions.
+        # clean so far (every fragment rewritten, or left alone without a tombstone to purge)],
+        # None between partitions.
         self._walk: list | None = None
         self._walk_pairs = 0  # the pairs of the replace in flight if a fragment is among them, else 0
         self._op: int | None = None  # the one storage operation in flight
@@ -289,11 +290,11 @@ class TombstoneCompaction:
         return out + self._advance()
 
     def data_dropped(self) -> None:
-        """Local data was dropped (the downtime check's StorageDropTable): what it held may be
-        written again in any order, so a walk under way can no longer vouch for the fragments
-        it has passed; its partition's tombstones wait for the next walk. (A drop lands
-        between chunks: both drivers run a chunk's scan, and the replace its completion
-        issues, in one drain of the node's effects.)"""
+        """Local data was dropped (StorageDropTable: the downtime check's, or a dropped
+        table's): what it held may be written again in any order, so a walk under way can no
+        longer vouch for the fragments it has passed; its partition's tombstones wait for the
+        next walk. (A drop lands between chunks: both drivers run a chunk's scan, and the
+        replace its completion issues, in one drain of the node's effects.)"""
         self._walk = None
 
     def _walk_clean(self, fragment: Partition) -> bool:
