@@ -5,8 +5,6 @@
 - A replica down longer than gc_grace does not bring a deleted row back (the rule of
   docs/tombstones.md): if a peer purged a tombstone it missed, it drops the table's data
   and serves no reads until repaired; if none did, peers keep the tombstones it missed.
-- A dropped table's data (DROP TABLE, DROP KEYSPACE) leaves every node's engine, a node
-  down at the drop included once it learns of it; re-created under its old id, it is empty.
 - A LOGGED batch is stored on two batchlog holders before it is applied and removed after;
   if its coordinator dies in between, the holders replay it in full. UNLOGGED batches and
   single-partition batches never touch the batchlog.
@@ -17,10 +15,8 @@ from __future__ import annotations
 import pytest
 
 from agora.core import rowmaps
-from agora.core.schema import ddl
 from agora.core.errors import Unavailable, WriteTimeout
 from agora.core.tombstones.downtime import GUARDED, REBUILDING, SERVING
-from agora.core.types import MIN_TOKEN
 from agora.sim import SimCluster
 from agora.sim.results import ConnectionLost
 
@@ -108,43 +104,6 @@ def test_a_write_racing_the_pass_is_never_lost():
     for i in range(3):
         assert [c.local_rows(i, "ks", "kv", {"k": f"k{n}"}) for n in range(40)] == \
             [[{"k": f"k{n}", "v": str(n)}] for n in range(40)]
-
-
-# ---- dropped tables ------------------------------------------------------------------------------
-
-
-def stored_partitions(c: SimCluster, i: int, table_id: bytes) -> int:
-    return sum(1 for _ in c.engine(i).scan(table_id, MIN_TOKEN, MIN_TOKEN))
-
-
-def test_a_dropped_table_leaves_no_data_on_any_node_and_comes_back_empty_under_its_old_id():
-    c = kv_cluster(5, gc_grace_s=864_000)
-    for i in range(20):
-        c.wait(c.insert(0, "ks", "kv", {"k": f"k{i}", "v": "x"}, "ALL"))
-    old = table(c)
-    assert all(stored_partitions(c, i, old.id.bytes) == 20 for i in range(3))
-    c.crash(2)  # down while the table is dropped: it learns of the drop when it comes back
-    c.wait(c.schema_change(0, ddl.drop_table({"keyspace": "ks", "name": "kv"})))
-    assert c.run_until(lambda: all(c.node(i).schema.schema.table("ks", "kv") is None for i in (0, 1)), 10_000)
-    assert stored_partitions(c, 0, old.id.bytes) == 0 and stored_partitions(c, 1, old.id.bytes) == 0
-    assert stored_partitions(c, 2, old.id.bytes) == 20
-    c.restart(2)
-    assert c.run_until(lambda: c.node(2).schema.schema.table("ks", "kv") is None, 30_000)
-    assert stored_partitions(c, 2, old.id.bytes) == 0
-    assert c.run_until(c.schema_agreed, 10_000)
-    # CREATE TABLE ... WITH ID = the old id (how a snapshot's table is restored): empty everywhere
-    c.wait(c.create_table("ks", "kv", [("k", "text"), ("v", "text")], ["k"], via=1, options={"id": old.id}))
-    assert c.run_until(c.schema_agreed, 10_000) and table(c).id == old.id
-    assert all(rows(c, via, f"k{i}", "ALL") == [] for via in range(3) for i in (0, 7, 19))
-
-
-def test_dropping_a_keyspace_drops_its_tables_data():
-    c = kv_cluster(6, gc_grace_s=864_000)
-    c.wait(c.insert(0, "ks", "kv", {"k": "a", "v": "x"}, "ALL"))
-    tid = table(c).id.bytes
-    c.wait(c.schema_change(1, ddl.drop_keyspace({"name": "ks"})))
-    assert c.run_until(c.schema_agreed, 10_000)
-    assert all(stored_partitions(c, i, tid) == 0 for i in range(3))
 
 
 # ---- zombies ----------------------------------------------------------------------------------

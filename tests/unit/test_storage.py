@@ -5,7 +5,6 @@ engine's reopen and its survival of SIGKILL)."""
 from __future__ import annotations
 
 import os
-import random
 import select
 import signal
 import subprocess
@@ -226,28 +225,6 @@ def test_rocks_reopen_keeps_data_and_meta(tmp_path):
     e = RocksEngine(path)
     assert [(t, p.key) for t, p in e.scan(TA, MIN_TOKEN, MAX_TOKEN)] == expected
     assert e.get_meta("m") == b"v"
-    e.close()
-
-
-def test_rocks_reclaims_a_dropped_tables_files_and_keeps_the_others(tmp_path):
-    e = RocksEngine(str(tmp_path / "db"))
-    rng = random.Random(1)  # incompressible values: the files' size is the data's
-
-    def row():
-        return Row((), Cell(1, b"", 0, 0), None, {("v", b""): Cell(1, rng.randbytes(1_000), 0, 0)})
-    for table, n in ((TA, 3_000), (TB, 300)):
-        e.apply([Partition(table, i.to_bytes(4, "big"), rows={b"": row()}) for i in range(n)])
-    e._db.flush()
-
-    def files() -> int:
-        return e._db.property_int_value("rocksdb.total-sst-files-size")
-    before = files()
-    assert before > 3_000_000
-    e.drop_table(TA)
-    assert list(e.scan(TA, MIN_TOKEN, MIN_TOKEN)) == [] and files() >= before  # gone, but not its files
-    e.reclaim_table(TA)
-    assert files() < 600_000  # TB's 300 rows and little else
-    assert sum(1 for _ in e.scan(TB, MIN_TOKEN, MIN_TOKEN)) == 300
     e.close()
 
 

@@ -399,7 +399,7 @@ class StorageReplaceDone:
 @dataclass(frozen=True, slots=True)
 class StorageDropTable:
     """Forget every local partition of `table_id`, durably, at once (no completion): the
-    downtime check's wipe of data that may hold zombies, and a dropped table's data."""
+    downtime check's wipe of data that may hold zombies."""
 
     table_id: bytes
 

@@ -27,7 +27,7 @@ from agora.core.coordinator.range_read import RangeReadCoordinator
 from agora.core.coordinator.read import ReadCoordinator
 from agora.core.coordinator.write import WriteCoordinator
 from agora.core.effects import (Event, PersistMeta, Reply, SetTimer, StorageGetDone,
-                                StorageDropTable, StoragePutDone, StorageScanDone)
+                                StoragePutDone, StorageScanDone)
 from agora.core.errors import InvalidRequest
 from agora.core.limits import MAX_MUTATION_BYTES
 from agora.core.hints.messages import HintReq, HintRsp
@@ -216,7 +216,7 @@ class Node:
         return self._after_gossip(self.gossiper.on_message(source, msg, now_ms), now_ms)
 
     def _on_schema_push(self, source: NodeId, msg: SchemaPush, now_ms: int) -> list:
-        return self._data_dropped(self.schema.on_push(source, msg)) + self._schema_gossip()
+        return self.schema.on_push(source, msg) + self._schema_gossip()
 
     def on_timer(self, timer_id, now_ms: int) -> list:
         kind = timer_id[0]
@@ -335,15 +335,8 @@ class Node:
         except InvalidRequest as exc:
             return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         peers = [n for n in self.gossiper.live_nodes() if n != self.local]
-        effects = self._data_dropped(self.schema.change(new_schema, peers))
+        effects = self.schema.change(new_schema, peers)
         return [*effects, *self._schema_gossip(), Reply(client_id, self.schema.version)]
-
-    def _data_dropped(self, effects: list) -> list:
-        """A schema change's effects; if it dropped a table's local data, tombstone
-        compaction abandons its walk (what the drop removed may come back behind it)."""
-        if any(isinstance(eff, StorageDropTable) for eff in effects):
-            self.tombstones.compaction.data_dropped()
-        return effects
 
     # ---- glue ------------------------------------------------------------------------
 

@@ -273,11 +273,10 @@ class NodeRuntime:
             return completions.failed(eff, exc)
 
     def _gc_batchlog_effect(self, eff) -> None:
-        """Tombstone compaction's rewrites, the drops of a table's data (the downtime check's
-        wipe, a dropped table), the batchlog (agora.core.tombstones, agora.core.batchlog) and
-        the test-only Halt. A rewrite runs at once on the loop: it is one bounded chunk
-        (GC_CHUNK_ROWS stored rows, about GC_CHUNK_BYTES) under the engine's write lock. A
-        synced batchlog store runs on the fsync thread, as a synced put."""
+        """Tombstone compaction's rewrites, the downtime check's wipe, the batchlog
+        (agora.core.tombstones, agora.core.batchlog) and the test-only Halt. A rewrite runs at
+        once on the loop: it is one bounded chunk (GC_CHUNK_ROWS stored rows, about
+        GC_CHUNK_BYTES) under the engine's write lock. A synced batchlog store runs on the fsync thread, as a synced put."""
         if isinstance(eff, Halt):
             log.error("halting at once: %s (a test-only fault)", eff.reason)
             for handler in logging.getLogger().handlers:
@@ -286,10 +285,7 @@ class NodeRuntime:
         if isinstance(eff, (StorageDropTable, BatchlogRemove)):
             try:
                 if isinstance(eff, StorageDropTable):
-                    self._flush_puts()  # writes already taken go first, so the drop covers them
                     self.engine.drop_table(eff.table_id)
-                    fut = self._loop.run_in_executor(self._fsync_pool, self.engine.reclaim_table, eff.table_id)
-                    fut.add_done_callback(lambda f: f.exception() and log.error("reclaim failed: %s", f.exception()))
                 else:  # a removal that fails only makes the batch replay once more
                     self.engine.batchlog_remove(eff.batch_id)
             except Exception:

@@ -413,7 +413,6 @@ class SimHost:
             self.crash()
             return
         if isinstance(eff, StorageDropTable):
-            self._flush_puts()  # as the runtime: writes already taken go first
             self.engine.drop_table(eff.table_id)
             return
         if isinstance(eff, BatchlogRemove):

@@ -113,11 +113,6 @@ class StorageEngine(abc.ABC):
     def drop_table(self, table_id: bytes) -> None:
         """Forget every partition of `table_id`, durably."""
 
-    def reclaim_table(self, table_id: bytes) -> None:
-        """Give back the space a dropped table's data took, now (an engine on disk compacts
-        the range away; it may take a while, and runs off the event loop). Nothing to do
-        for an engine whose drop frees at once."""
-
     # ---- hints (agora.core.hints): an ordered map of opaque bytes, apart from table data --
 
     @abc.abstractmethod

@@ -230,11 +230,6 @@ class RocksEngine(StorageEngine):
                     batch.delete(key)
             self._db.write(batch, self._write_sync)
 
-    def reclaim_table(self, table_id: bytes) -> None:
-        """Compact the dropped table's key range, so the files holding it go now rather than
-        whenever background compaction reaches them (RocksDB releases the GIL meanwhile)."""
-        self._db.compact_range(table_id, keys.table_end(table_id))
-
     # ---- reads --------------------------------------------------------------------------
 
     def read(self, cmd: ReadCommand) -> Partition | None:

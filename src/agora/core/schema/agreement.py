@@ -1,12 +1,8 @@
 """Schema agreement: every node holds the whole schema; a change made on any node spreads to
 all of them (Cassandra's MigrationManager / schema pull on version mismatch).
 
-Owns: when to push, when to pull, when to persist, and the local data of tables a change
-drops. A local change is persisted, pushed to every live peer, and its new version is
-gossiped. A table that a change drops (DROP TABLE, DROP KEYSPACE), local or merged from a
-peer, has its local data dropped at once (StorageDropTable, ahead of the schema's
-persisting), as Cassandra removes a dropped table's files: a table re-created later, even
-`WITH ID` the old id, starts empty on this node. A peer whose gossiped version differs
+Owns: when to push, when to pull, when to persist. A local change is persisted, pushed to
+every live peer, and its new version is gossiped. A peer whose gossiped version differs
 from ours is asked for its schema (at most once per PULL_INTERVAL_MS per peer); schemas
 merge last-write-wins per object (`Schema.merge`), so all nodes converge on one version
 whatever order changes arrive in.
@@ -16,7 +12,7 @@ from __future__ import annotations
 
 import msgpack
 
-from agora.core.effects import Event, Log, PersistMeta, Send, StorageDropTable
+from agora.core.effects import Event, Log, PersistMeta, Send
 from agora.core.errors import ProtocolError
 from agora.core.messages import SchemaPullReq, SchemaPush, SchemaVersion
 from agora.core.schema.model import Schema
@@ -43,10 +39,9 @@ class SchemaKeeper:
     def change(self, new_schema: Schema, peers: list[NodeId]) -> list:
         """Adopt a locally made change and tell everyone."""
         merged = self.schema.merge(new_schema)
-        dropped = _dropped_data(self.schema, merged)
         self.schema = merged
         push = SchemaPush(merged.to_plain())
-        return [*dropped, self.persist(), *(Send(p, push) for p in peers),
+        return [self.persist(), *(Send(p, push) for p in peers),
                 Event("schema_change", self.version)]
 
     def on_push(self, source: NodeId, msg: SchemaPush) -> list:
@@ -57,10 +52,8 @@ class SchemaKeeper:
         merged = self.schema.merge(theirs)
         if merged.version() == self.schema.version():
             return [Send(source, SchemaVersion(self.version))]
-        dropped = _dropped_data(self.schema, merged)
         self.schema = merged
-        return [*dropped, self.persist(), Event("schema_change", self.version),
-                Send(source, SchemaVersion(self.version))]
+        return [self.persist(), Event("schema_change", self.version), Send(source, SchemaVersion(self.version))]
 
     def on_version(self, source: NodeId, msg: SchemaVersion) -> list:
         self.reported[source] = msg.version
@@ -84,9 +77,3 @@ class SchemaKeeper:
             return []
         self._last_pull_ms[peer] = now_ms
         return [Send(peer, SchemaPullReq(0))]
-
-
-def _dropped_data(old: Schema, new: Schema) -> list[StorageDropTable]:
-    """A StorageDropTable for each table live in `old` and gone from `new`."""
-    live = {t.id for t in new.tables()}
-    return [StorageDropTable(t.id.bytes) for t in old.tables() if t.id not in live]

@@ -97,10 +97,8 @@ def create_table(args: dict):
     Without an `id` option the table's id comes from its name and creation timestamp, so a
     re-created table is a new table. `WITH ID = <uuid>` (what DESCRIBE ... WITH INTERNALS
     prints) gives it that id, as Cassandra does to re-create a dropped table for its
-    snapshot's data: no live table may have it. A node that applied the drop dropped the
-    old table's data with it, so the table starts empty there (Cassandra's snapshot, which
-    would bring that data back, has no counterpart here); a node that never applied the drop
-    still holds the old data under that id and serves it again, as in Cassandra."""
+    snapshot's data: no live table may have it. As in Cassandra, a node that never applied
+    the drop still holds the old table's data under that id and serves it again."""
     ks, name = _name(args, "keyspace"), _name(args, "name")
     options = dict(args.get("options") or {})
     table_id = _table_id_option(options)
