@@ -292,8 +292,9 @@ class TombstoneCompaction:
     def data_dropped(self) -> None:
         """Local data was dropped (the downtime check's StorageDropTable): what it held may be
         written again in any order, so a walk under way can no longer vouch for the fragments
-        it has passed; its partition's tombstones wait for the next walk. (A drop lands between chunks: both drivers run a chunk's scan, and the
-        replace its completion issues, in one drain of the node's effects.)"""
+        it has passed; its partition's tombstones wait for the next walk. (A drop lands
+        between chunks: both drivers run a chunk's scan, and the replace its completion
+        issues, in one drain of the node's effects.)"""
         self._walk = None
 
     def _walk_clean(self, fragment: Partition) -> bool:
