@@ -13,10 +13,13 @@ one cluster and run in file order; the last leaves node3 waiting for a repair.""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 from cassandra import ConsistencyLevel, Unavailable
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import WhiteListRoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, SimpleStatement, tuple_factory
 
@@ -25,6 +28,7 @@ from agora.runtime.cluster import wait_until
 from .conftest import ensure_all_up, make_cluster
 
 SUBNET = "127.0.32"
+WIDE_SUBNET = "127.0.33"
 RF3 = "{'class': 'SimpleStrategy', 'replication_factor': 3}"
 
 
@@ -38,10 +42,10 @@ def cluster(tmp_path_factory):
 class Session:
     """A driver session pinned to one node (`node` 1..3), closed on exit."""
 
-    def __init__(self, node: int = 1):
-        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([f"{SUBNET}.{node}"]),
+    def __init__(self, node: int = 1, subnet: str = SUBNET):
+        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([f"{subnet}.{node}"]),
                                    row_factory=tuple_factory, request_timeout=20)
-        self.cluster = Cluster([f"{SUBNET}.{node}"], protocol_version=5,
+        self.cluster = Cluster([f"{subnet}.{node}"], protocol_version=5,
                                execution_profiles={EXEC_PROFILE_DEFAULT: profile})
         self.session = self.cluster.connect()
 
@@ -186,3 +190,43 @@ def test_a_delete_purged_while_a_replica_was_down_does_not_come_back(cluster):
         assert isinstance(cause, Unavailable) and (cause.required_replicas, cause.alive_replicas) == (3, 2)
         s.run("INSERT INTO gc.short (k, v) VALUES (3, 'new')", cl=ConsistencyLevel.ALL)  # writes land
     assert inspect(cluster, "node3", "short", 3) == [{"k": 3, "v": "new"}]
+
+
+@pytest.fixture(scope="module")
+def wide_cluster(tmp_path_factory):
+    """A cluster of its own: the purge below raises a node's purge horizon, which the
+    downtime tests of the shared cluster must not see."""
+    c = make_cluster(tmp_path_factory, "gcwide", subnet=WIDE_SUBNET)
+    yield c
+    c.down(kill=True)
+
+
+def test_a_wide_partition_is_compacted_in_fragments_and_what_its_deletion_shadowed_stays_gone(wide_cluster):
+    """3,000 rows (about 360 KB) under a partition deletion past gc_grace, then 100 newer
+    rows: the pass walks the partition in fragments (chunks of about 128 KiB), drops the
+    shadowed rows and then the deletion, and nothing it shadowed comes back."""
+    cluster = wide_cluster
+    with Session(1, WIDE_SUBNET) as s:
+        s.run(f"CREATE KEYSPACE IF NOT EXISTS gc WITH replication = {RF3}")
+        s.run("CREATE TABLE gc.wide (k int, c int, v text, PRIMARY KEY (k, c)) WITH gc_grace_seconds = 0")
+        insert = s.session.prepare("INSERT INTO gc.wide (k, c, v) VALUES (1, ?, ?)")
+        insert.consistency_level = ConsistencyLevel.ALL
+        execute_concurrent_with_args(s.session, insert, [(c, "x" * 100) for c in range(3_000)], concurrency=32,
+                                     raise_on_first_error=True)
+        deleted_at = int(time.time())
+        s.run("DELETE FROM gc.wide WHERE k = 1", cl=ConsistencyLevel.ALL)
+        execute_concurrent_with_args(s.session, insert, [(c, "new") for c in range(5_000, 5_100)], concurrency=32,
+                                     raise_on_first_error=True)
+    passes = []
+
+    def purged() -> bool:  # compact until the deletion, past gc_grace (0 s) once a second passed, is gone
+        with cluster.client("node2") as admin:
+            before = admin.call("status", {})["tombstones"]
+            after = admin.call("compact", {})
+        passes.append(after["chunks"] - before["chunks"])
+        return after["purge_horizon_s"] >= deleted_at
+    wait_until(purged, 20, "node2 to purge the partition deletion")
+    assert passes[-1] >= 3, passes  # the partition alone took several chunks (one, before fragments)
+    assert [r["c"] for r in inspect(cluster, "node2", "wide", 1)] == list(range(5_000, 5_100))
+    with Session(2, WIDE_SUBNET) as s:
+        assert s.run("SELECT count(*) FROM gc.wide WHERE k = 1", cl=ConsistencyLevel.ALL) == [(100,)]
