@@ -73,7 +73,7 @@ def test_every_fault_happened_and_the_clients_felt_it(chaos):
 
     during = ops_during_faults(chaos)
     for kind in ("kill", "pause", "partition"):
-        bad, held, total = during[kind]  # held: answered, but only after a second or more
+        bad, held, total = during[kind]  # held: the faulted node answered, after a second or more
         assert bad + held > 0, f"no operation failed, timed out or was held while a {kind} was in effect ({total} ran)"
 
     skew_node = next(n for n in chaos.history.faults if n.kind == "skew").nodes[0]

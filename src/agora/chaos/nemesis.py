@@ -70,7 +70,7 @@ class Evidence:
     pauses: list[tuple[str, int]] = field(default_factory=list)  # (node, pid stopped)
     partition_rules: list[list[str]] = field(default_factory=list)  # the iptables rules listed during each cut
     skews: list[tuple[int, int, float]] = field(default_factory=list)  # (from ms, to ms, offset s)
-    windows: list[tuple[str, int, int]] = field(default_factory=list)  # (kind, injected ms, undone ms)
+    windows: list[tuple[str, int, int, str]] = field(default_factory=list)  # (kind, injected ms, undone ms, node)
 
 
 class Nemesis:
@@ -150,8 +150,8 @@ class Nemesis:
     def _victim(self) -> str:
         return self.rng.choice([n.name for n in self.cluster.nodes])
 
-    def _window(self, kind: str, start_ms: int) -> None:
-        self.evidence.windows.append((kind, start_ms, self.now_ms()))
+    def _window(self, kind: str, start_ms: int, node: str) -> None:
+        self.evidence.windows.append((kind, start_ms, self.now_ms(), node))
 
     def _inject_kill(self) -> None:
         name = self._victim()
@@ -167,7 +167,7 @@ class Nemesis:
             self._record("restart", f"{name} (pid {new_pid})", (n.node_id,))
             self.cluster.wait_up([n], timeout_s=RESTART_TIMEOUT_S)
             self.evidence.kills.append((name, pid, new_pid or 0))
-            self._window("kill", start)
+            self._window("kill", start, n.node_id)
         self._undo = ("kill", undo)
 
     def _inject_pause(self) -> None:
@@ -181,7 +181,7 @@ class Nemesis:
         def undo() -> None:
             self.cluster.resume(name)
             self._record("resume", f"SIGCONT {name}", (n.node_id,))
-            self._window("pause", start)
+            self._window("pause", start, n.node_id)
         self._undo = ("pause", undo)
 
     def _inject_partition(self) -> None:
@@ -204,7 +204,7 @@ class Nemesis:
         def undo() -> None:
             self.firewall.heal()
             self._record("heal", "iptables rules removed", (n.node_id,))
-            self._window("partition", start)
+            self._window("partition", start, n.node_id)
         self._undo = ("partition", undo)
 
     def _inject_skew(self) -> None:
@@ -218,5 +218,5 @@ class Nemesis:
             self.clock.set_offset(0.0)
             end = self._record("skew-reset", f"{n.name} clock back to real time", (n.node_id,))
             self.evidence.skews.append((start, end, offset))
-            self._window("skew", start)
+            self._window("skew", start, n.node_id)
         self._undo = ("skew", undo)

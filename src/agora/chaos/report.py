@@ -35,19 +35,19 @@ def _pct(part: int, whole: int) -> str:
 
 
 def ops_during_faults(result: ChaosResult) -> dict[str, tuple[int, int, int]]:
-    """Fault kind -> (operations that failed or ended unknown, operations that succeeded
-    but took at least HELD_MS, operations) among those invoked while a fault of that kind
-    was in effect. A paused coordinator answers when it resumes, before the client's
-    timeout: the clients feel that pause as held requests, not as errors."""
+    """Fault kind -> (operations that failed or ended unknown, operations the faulted node
+    coordinated that succeeded but took at least HELD_MS, operations) among those invoked
+    while a fault of that kind was in effect. A paused coordinator answers when it resumes,
+    before the client's timeout: the clients feel that pause as held requests, not errors."""
     out: dict[str, list[int]] = {}
-    for kind, start, end in result.evidence.windows:
+    for kind, start, end, node in result.evidence.windows:
         counts = out.setdefault(kind, [0, 0, 0])
         for op in result.history.ops:
             if start <= op.invoke_ms <= end:
                 counts[2] += 1
                 if op.outcome in ("fail", "info"):
                     counts[0] += 1
-                elif op.complete_ms is not None and op.complete_ms - op.invoke_ms >= HELD_MS:
+                elif op.node == node and op.complete_ms is not None and op.complete_ms - op.invoke_ms >= HELD_MS:
                     counts[1] += 1
     return {k: (bad, held, n) for k, (bad, held, n) in out.items()}
 
@@ -85,7 +85,7 @@ def _fault_lines(result: ChaosResult) -> list[str]:
         lines.append(f"  skew: {result.skew_node} {offset:+.1f} s from {start} to {end} ms")
     during = ops_during_faults(result)
     if during:
-        lines.append(f"  failed or unknown / held over {HELD_MS} ms, of those invoked while in effect: "
+        lines.append(f"  failed or unknown / held over {HELD_MS} ms by the faulted node, of those invoked while in effect: "
                      + ", ".join(f"{kind} {bad}+{held}/{n}" for kind, (bad, held, n) in sorted(during.items())))
     skewed = skewed_writes(result)
     if skewed:
