@@ -29,24 +29,13 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 from agora.core import reconcile  # noqa: E402
 from agora.core.effects import PersistMeta, SetTimer, StorageReplace, StorageScan  # noqa: E402
-from agora.core.tombstones.compaction import (CHUNK_TIMER, PurgeGuards, TombstoneCompaction,  # noqa: E402
+from agora.core.tombstones.compaction import (CHUNK_TIMER, NoPeers, PurgeGuards, TombstoneCompaction,  # noqa: E402
                                               compact_partition)
 from agora.core.types import Cell, Deletion, Partition, ReadCommand, Row  # noqa: E402
 from agora.storage import completions  # noqa: E402
 from agora.storage.rocks import RocksEngine  # noqa: E402
 
 TABLE, KEY, GRACE_S = b"\x33" * 16, b"wide", 10
-
-
-class NoGossip:
-    def app_state(self, node, key):
-        return None
-
-    def generation_of(self, node):
-        return None
-
-    def known_nodes(self):
-        return []
 
 
 def load(engine: RocksEngine, rows: int, value_size: int) -> None:
@@ -65,7 +54,7 @@ def load(engine: RocksEngine, rows: int, value_size: int) -> None:
 
 def run_pass(engine: RocksEngine, now_ms: int) -> tuple[int, float, float]:
     """(chunks, longest storage operation in s, whole pass in s)."""
-    comp = TombstoneCompaction(lambda: [(TABLE, GRACE_S)], PurgeGuards(NoGossip(), "me"), 60_000, 0)
+    comp = TombstoneCompaction(lambda: [(TABLE, GRACE_S)], PurgeGuards(NoPeers(), "me"), 60_000, 0)
     longest, chunks = 0.0, 0
     began = time.perf_counter()
     effects = comp.run_pass(now_ms)

@@ -14,7 +14,7 @@ import pytest
 from agora.core import reconcile
 from agora.core.effects import PersistMeta, SetTimer, StorageReplace, StorageScan
 from agora.core.tombstones import compaction
-from agora.core.tombstones.compaction import (CHUNK_TIMER, PASS_TIMER, PurgeGuards, TombstoneCompaction,
+from agora.core.tombstones.compaction import (CHUNK_TIMER, PASS_TIMER, NoPeers, PurgeGuards, TombstoneCompaction,
                                               compact_partition)
 from agora.core.types import Bound, Cell, Deletion, Partition, RangeTombstone, ReadCommand, Row
 from agora.storage import completions
@@ -37,17 +37,6 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(compaction, "GC_CHUNK_BYTES", CHUNK_BYTES)
 
 
-class NoGossip:
-    def app_state(self, node, key):
-        return None
-
-    def generation_of(self, node):
-        return None
-
-    def known_nodes(self):
-        return []
-
-
 def ck(i: int) -> bytes:
     return i.to_bytes(4, "big")
 
@@ -64,7 +53,7 @@ def run_pass(engine, before_effect=None, clock=lambda chunk: NOW_MS) -> list:
     """One whole compaction pass of table T; `before_effect(eff, chunk, pass_)` runs before
     each storage effect is executed (a concurrent write goes there). Returns the scans'
     answers. `clock(chunk)` is the time in ms the pass sees at each chunk."""
-    comp = TombstoneCompaction(lambda: [(T, GRACE_S)], PurgeGuards(NoGossip(), "me"), 60_000, 0)
+    comp = TombstoneCompaction(lambda: [(T, GRACE_S)], PurgeGuards(NoPeers(), "me"), 60_000, 0)
     answers, chunk = [], 0
     effects = comp.run_pass(clock(0))
     while effects:

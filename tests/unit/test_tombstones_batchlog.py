@@ -42,10 +42,10 @@ def test_replace_rewrites_a_partition_that_did_not_change_and_deletes_what_the_n
                             range_tombstones=[RangeTombstone(Bound(b"x"), Bound(b"y"), Deletion(7, 3))])])
     before = stored(engine, b"k")
     after = Partition(T, b"k", rows={b"a": before.rows[b"a"]})
-    assert engine.replace([(before, after)]) == 1
+    assert engine.replace([Rewrite(before, after)]) == 1
     assert stored(engine, b"k") == after
-    assert engine.replace([(before, after)]) == 0  # no longer what was read: left alone
-    assert engine.replace([(after, Partition(T, b"k"))]) == 1
+    assert engine.replace([Rewrite(before, after)]) == 0  # no longer what was read: left alone
+    assert engine.replace([Rewrite(after, Partition(T, b"k"))]) == 1
     assert stored(engine, b"k") is None
     assert list(engine.scan(T, MIN_TOKEN, MIN_TOKEN)) == []
 
@@ -54,7 +54,7 @@ def test_replace_leaves_a_partition_written_since_it_was_read(engine):
     engine.apply([Partition(T, b"k", deletion=Deletion(5, 1))])
     read_then = stored(engine, b"k")
     engine.apply([Partition(T, b"k", rows={b"a": live(10)})])  # a write between read and rewrite
-    assert engine.replace([(read_then, Partition(T, b"k"))]) == 0
+    assert engine.replace([Rewrite(read_then, Partition(T, b"k"))]) == 0
     assert stored(engine, b"k").rows[b"a"] == live(10)
 
 
@@ -72,7 +72,7 @@ def test_memory_batchlog_and_replace_follow_the_crash_model():
     e.apply([Partition(T, b"k", deletion=Deletion(5, 1))], sync=True)
     e.batchlog_put(b"a" * 16, b"synced", sync=True)  # a sync makes everything before durable
     e.batchlog_put(b"b" * 16, b"unsynced")
-    e.replace([(stored(e, b"k"), Partition(T, b"k"))])
+    e.replace([Rewrite(stored(e, b"k"), Partition(T, b"k"))])
     e.crash()
     assert e.batchlog_items() == [(b"a" * 16, b"synced")]
     assert stored(e, b"k").deletion == Deletion(5, 1)  # an unsynced purge comes back: harmless

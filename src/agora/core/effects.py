@@ -376,14 +376,14 @@ class Rewrite(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class StorageReplace:
     """Compare-and-set rewrite (what tombstone compaction needs, and what a merge cannot do:
-    it removes data). For each `Rewrite` (or (expected, new) pair: the whole partition): if
-    the stored partition, or the fragment of it the rewrite spans, still equals `expected`
+    it removes data). For each `Rewrite`: if the stored partition, or the fragment of it the
+    rewrite spans, still equals `expected`
     (canonical, as a StorageScan returned it), store `new` in its place; an empty `new`
     deletes what it spans. A partition written to since it was read is left alone. Report
     StorageReplaceDone(op_id, replaced)."""
 
     op_id: int
-    pairs: tuple[Rewrite | tuple[Partition, Partition], ...]
+    pairs: tuple[Rewrite, ...]
     sync: bool = False
 
 

@@ -135,7 +135,7 @@ class StorageEngine(abc.ABC):
     # ---- tombstone compaction (agora.core.tombstones) --------------------------------------
 
     @abc.abstractmethod
-    def replace(self, pairs: Sequence[Rewrite | tuple[Partition, Partition]], sync: bool = False) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False) -> int:
         """Compare-and-set rewrite, per partition or fragment (`agora.core.effects.Rewrite`),
         in one atomic batch: where the stored partition (whole, canonical), or its header and
         the rows the rewrite spans, still equals `expected`, store `new` instead -- rows and

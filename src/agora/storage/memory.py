@@ -158,11 +158,10 @@ class MemoryEngine(StorageEngine):
 
     # ---- tombstone compaction -------------------------------------------------------------
 
-    def replace(self, pairs: Sequence[Rewrite | tuple[Partition, Partition]], sync: bool = False) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False) -> int:
         assert not self._closed, "engine closed"
         replaced = 0
-        for pair in pairs:
-            rw = Rewrite(*pair)
+        for rw in pairs:
             ident = (rw.expected.table_id, rw.expected.key)
             stored = self._current.get(ident)
             if stored is None:

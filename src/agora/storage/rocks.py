@@ -411,12 +411,11 @@ class RocksEngine(StorageEngine):
 
     # ---- tombstone compaction -------------------------------------------------------------
 
-    def replace(self, pairs: Sequence[Rewrite | tuple[Partition, Partition]], sync: bool = False) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False) -> int:
         replaced = 0
         with self._write_lock:  # nothing may merge into a partition between our read and write
             batch = WriteBatch(raw_mode=True)
-            for pair in pairs:
-                rw = Rewrite(*pair)
+            for rw in pairs:
                 expected = rw.expected
                 prefix = keys.partition_prefix(expected.table_id, token_for_key(expected.key),
                                                expected.key)

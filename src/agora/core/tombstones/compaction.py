@@ -82,6 +82,19 @@ class GossipView(Protocol):
     def known_nodes(self) -> list[NodeId]: ...
 
 
+class NoPeers:
+    """The GossipView of a node that knows no peer: a pass run alone (benchmarks, tests)."""
+
+    def app_state(self, node: NodeId, key: str) -> str | None:
+        return None
+
+    def generation_of(self, node: NodeId) -> int | None:
+        return None
+
+    def known_nodes(self) -> list[NodeId]:
+        return []
+
+
 class PurgeGuards:
     """Peers whose missed tombstones this node must keep: explicit requests (PurgeHorizonReq,
     valid for the requesting incarnation until its gossip flag is cleared) and every peer
@@ -260,8 +273,8 @@ class TombstoneCompaction:
             purge_header = up_to is None and (after is None or self._walk_clean(stored))
             if up_to is not None and after is None:  # the first fragment: a walk begins
                 self._walk = [stored.key, (stored.deletion, stored.range_tombstones), True]
-            elif after is not None:  # a later fragment: the walk goes on, or ends here
-                self._walk = [stored.key, None, False] if not self._walk_clean(stored) else self._walk
+            elif after is not None and not self._walk_clean(stored):  # a later fragment, of a spoilt walk
+                self._walk = [stored.key, None, False]
             new, purged_ldt = compact_partition(stored, now_s, gc_before, purge_header)
             if new is None and up_to is not None and (stored.deletion is not None or stored.range_tombstones):
                 if self._walk_clean(stored) and _header_purgeable(stored, gc_before):
