@@ -879,6 +879,9 @@ def test_paging_through_the_driver_returns_exactly_the_unpaged_rows(session):
         for a in range(k):
             for b in range(3):
                 session.execute(insert, (k, a, b, a + b))
+    session.execute("CREATE TABLE paged_flat (k int PRIMARY KEY, v int)")
+    for k in range(8):
+        session.execute("INSERT INTO paged_flat (k, v) VALUES (%s, %s)", (k, k % 3))
     for query in ("SELECT k, a, b, st FROM paged",
                   "SELECT DISTINCT k, st FROM paged",
                   "SELECT k, a, b, st FROM paged WHERE k IN (0, 1, 4)",
@@ -887,7 +890,9 @@ def test_paging_through_the_driver_returns_exactly_the_unpaged_rows(session):
                   "SELECT k, a, b FROM paged WHERE k IN (2, 4) AND a IN (0, 1) AND b > 0",
                   "SELECT k, a, b FROM paged WHERE k = 4 AND (a, b) >= (1, 1) ORDER BY a DESC",
                   "SELECT k, a, b FROM paged WHERE v = 2 ALLOW FILTERING",
-                  "SELECT k, a, b FROM paged PER PARTITION LIMIT 2"):
+                  "SELECT k, a, b FROM paged PER PARTITION LIMIT 2",
+                  "SELECT k, v FROM paged_flat",  # no clustering columns: a row ends its partition
+                  "SELECT k, v FROM paged_flat WHERE k IN (0, 2, 3, 5)"):
         whole = rows(session, SimpleStatement(query, fetch_size=None))
         assert len(whole) > 3, query
         for fetch_size in (1, 3):

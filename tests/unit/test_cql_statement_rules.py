@@ -24,6 +24,7 @@ from agora.core.schema import types as T
 from agora.core.schema.model import Schema
 from agora.core.types import ConsistencyLevel, RangeCommand, ReadCommand, ReadPage
 from agora.cql.backend import ClusterView, NodeView
+from agora.cql import select
 from agora.cql.processor import Processor
 from agora.cql.requests import BatchChild, BatchRequest, QueryParams, Session
 from agora.cql.results import Rows
@@ -449,12 +450,19 @@ PAGED_QUERIES = [
     "SELECT k, st FROM pg WHERE st = 0 ALLOW FILTERING",
     "SELECT k, a, b FROM pg PER PARTITION LIMIT 2",
     "SELECT k, a, b FROM pg LIMIT 7",
+    # a table without clustering columns: each partition's one row ends it
+    "SELECT k, v FROM flat",
+    "SELECT k, v FROM flat WHERE k IN (0, 2, 3, 5)",
+    "SELECT k FROM flat WHERE v = 1 ALLOW FILTERING",
+    "SELECT k, v FROM flat LIMIT 4",
+    "SELECT DISTINCT k FROM flat",
 ]
 
 
 @pytest.fixture(scope="module")
 def paged_node():
-    """Partitions k = 0..3 with k * 3 rows... k = 0 holds only static data; clustering (a ASC, b DESC)."""
+    """pg: partitions k = 0..3 with k * 3 rows... k = 0 holds only static data; clustering
+    (a ASC, b DESC). flat: 8 one-row partitions (no clustering columns)."""
     node = Node()
     node("CREATE TABLE pg (k int, a int, b int, st int static, PRIMARY KEY (k, a, b)) "
          "WITH CLUSTERING ORDER BY (a ASC, b DESC)")
@@ -462,6 +470,9 @@ def paged_node():
         node(f"INSERT INTO pg (k, st) VALUES ({k}, {k * 10})")
         for a, b in itertools.product(range(k), range(3)):
             node(f"INSERT INTO pg (k, a, b) VALUES ({k}, {a}, {b})")
+    node("CREATE TABLE flat (k int PRIMARY KEY, v int)")
+    for k in range(8):
+        node(f"INSERT INTO flat (k, v) VALUES ({k}, {k % 3})")
     return node
 
 
@@ -471,6 +482,15 @@ def test_paging_returns_exactly_the_unpaged_rows(paged_node, query, page_size):
     whole = paged_node.rows(query)
     assert whole, "the query must select something for the comparison to mean anything"
     assert paged_node.rows(query, page_size=page_size) == whole
+
+
+def test_aggregates_count_every_row_once_across_internal_pages(paged_node, monkeypatch):
+    """COUNT(*) reads in internal pages; one ending on a partition's last row (every row of
+    a table without clustering columns does) must not bring that row back."""
+    monkeypatch.setattr(select, "INTERNAL_PAGE_ROWS", 3)
+    assert paged_node.rows("SELECT COUNT(*) FROM flat") == [(8,)]
+    assert paged_node.rows("SELECT COUNT(*) FROM flat WHERE k IN (0, 1, 2, 3, 4)") == [(5,)]
+    assert paged_node.rows("SELECT COUNT(*) FROM pg") == [(19,)]  # k = 0 counts once: its static row
 
 
 def test_static_only_partitions_are_rows_only_for_whole_partition_queries(paged_node):

@@ -274,7 +274,10 @@ class Pager:
             self.rows.append(row)
             self.pos.in_partition += 1
             self.pos.returned += 1
-            self.pos.key, self.pos.ckey = key, row.ckey
+            # A row of a table without clustering columns, or a static-only row, is its
+            # partition's last (its ckey b"", which as a bound would mean the whole partition)
+            self.pos.key = key
+            self.pos.ckey = None if row.static_only or not p.table.clustering_columns else row.ckey
             if p.limit is not None and self.pos.returned >= p.limit:
                 self.more = False
                 return True
@@ -306,12 +309,14 @@ class Pager:
                 slices = _after(slices, self.pos.ckey, p.reversed)
             self.pos.index = i
             if p.table.clustering_columns or resume:
-                if await self._partition(key, slices, resume):
-                    return
+                full = await self._partition(key, slices, resume)
             else:  # one row at most: read inline (the common point read, without a coroutine)
                 part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
-                if self._take(rows_of(p.table, part, static_only=self.static_rows), key, fresh_partition=True):
-                    return
+                full = self._take(rows_of(p.table, part, static_only=self.static_rows), key, fresh_partition=True)
+            if full:
+                if self.pos.ckey is None:  # the page ended on the partition's last row
+                    self.pos.index = i + 1
+                return
             self.pos.index = i + 1
 
     async def _partition(self, key: bytes, slices, resume: bool) -> bool:
