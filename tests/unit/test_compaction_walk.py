@@ -49,11 +49,13 @@ def read(engine) -> Partition | None:
     return engine.read(ReadCommand(T, KEY))
 
 
-def run_pass(engine, before_effect=None, clock=lambda chunk: NOW_MS) -> list:
+def run_pass(engine, before_effect=None, clock=lambda chunk: NOW_MS, truncated_at=None) -> list:
     """One whole compaction pass of table T; `before_effect(eff, chunk, pass_)` runs before
     each storage effect is executed (a concurrent write goes there). Returns the scans'
-    answers. `clock(chunk)` is the time in ms the pass sees at each chunk."""
-    comp = TombstoneCompaction(lambda: [(T, GRACE_S)], PurgeGuards(NoPeers(), "me"), 60_000, 0)
+    answers. `clock(chunk)` is the time in ms the pass sees at each chunk; `truncated_at`,
+    when T was truncated."""
+    comp = TombstoneCompaction(lambda: [(T, GRACE_S)], PurgeGuards(NoPeers(), "me"), 60_000, 0,
+                               truncated_at=lambda table_id: truncated_at)
     answers, chunk = [], 0
     effects = comp.run_pass(clock(0))
     while effects:
@@ -233,3 +235,49 @@ def test_what_clients_see_never_changes_under_walks_and_concurrent_writes(engine
             reconcile.live_view(want or Partition(T, KEY), now_s), (seed, hook)
     got = read(engine)
     assert got is None or compact_partition(got, now_s, now_s - GRACE_S) == (None, 0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_truncated_wide_partition_leaves_the_disk_and_what_clients_see_never_changes(engine, seed):
+    """Random histories under a truncation at 150 (writes before it at 1..100, concurrent
+    ones on both sides of it): after each pass the client's view, truncation applied, is
+    that of the same writes never compacted; after two quiet passes nothing the truncation
+    covers is stored, and nothing purgeable is left."""
+    rng = random.Random(1000 + seed)
+    reference = MemoryEngine()
+    truncated = 150
+
+    def write(p: Partition) -> None:
+        engine.apply([p])
+        reference.apply([p])
+
+    for _ in range(rng.randint(3, 8)):
+        write(_random_write(rng, rng.randint(1, 100)))
+    clock = [200]
+
+    def concurrent(eff, chunk, _):
+        if rng.random() < 0.4:
+            clock[0] += 1
+            p = _random_write(rng, clock[0] if rng.random() < 0.7 else rng.randint(100, truncated))
+            if p.deletion is None:  # a newer partition deletion would hide what the truncation should
+                write(p)
+
+    def seen(p: Partition | None) -> Partition:
+        left = None if p is None else reconcile.drop_truncated(p, truncated)
+        return reconcile.live_view(left or Partition(T, KEY), now_s)
+
+    now_s = NOW_MS // 1000
+    for hook in (concurrent, concurrent, None, None):
+        run_pass(engine, hook, truncated_at=truncated)
+        assert seen(read(engine)) == seen(reference.read(ReadCommand(T, KEY))), (seed, hook)
+    got = read(engine)
+    assert got is None or reconcile.drop_truncated(got, truncated) == got
+    assert got is None or compact_partition(got, now_s, now_s - GRACE_S) == (None, 0)
+    if isinstance(engine, RocksEngine):  # no stored row holds what the truncation covers, shadowed or not
+        from agora.storage import keys, rocks
+        for key, raw in engine._db.items():
+            _, _, plen = keys.parse_partition(key)
+            if key[plen:plen + 1] == keys.KIND_ROW:
+                row = rocks._row_from_bytes(raw)
+                assert reconcile.drop_truncated(Partition(T, KEY, rows={b"r": row}), truncated) \
+                    == Partition(T, KEY, rows={b"r": row}), row

@@ -227,3 +227,76 @@ def test_digest_format_is_pinned():
                               ("m", b"\x01"): Cell(8, None, 0, 9)})})
     assert r.digest(p).hex() == "95c66306ee40c9bdc3ec879c52e599f0"
     assert r.digest(None).hex() == "3a1ddaa284a54ad4b00847f56bba1308"
+
+
+# ---- TRUNCATE -----------------------------------------------------------------------------
+
+
+def test_drop_truncated_keeps_only_what_was_written_after():
+    p = part(deletion=Deletion(3, 100), range_tombstones=[rt(b"a", b"b", 4), rt(b"c", b"d", 7)],
+             static=row(s=Cell(4, b"s"), t=Cell(8, b"t")),
+             rows={b"a": row(b"a", Cell(5, b""), v=Cell(5, b"v")),  # all at or before 5
+                   b"b": row(b"b", Cell(2, b""), deletion=Deletion(6, 100), v=Cell(9, b"new")),
+                   b"c": row(b"c", v=Cell(6, None, 0, 100))})
+    q = r.drop_truncated(p, 5)
+    assert q.deletion is None and q.range_tombstones == [rt(b"c", b"d", 7)]
+    assert q.static == row(t=Cell(8, b"t"))
+    assert q.rows == {b"b": row(b"b", None, Deletion(6, 100), v=Cell(9, b"new")),
+                      b"c": row(b"c", v=Cell(6, None, 0, 100))}
+    assert r.drop_truncated(p, 9) is None  # nothing after 9
+    assert r.drop_truncated(p, 1) == p  # nothing written at or before 1
+    assert r.drop_truncated(part(rows={b"a": row(b"a", v=Cell(3, b"v"))}), 3) is None
+
+
+def _random_partition(rng) -> Partition:
+    def cell(live_only=False):
+        ts = rng.randint(1, 12)
+        if not live_only and rng.random() < 0.25:
+            return Cell(ts, None, 0, 100)
+        return Cell(ts, bytes([rng.randint(97, 99)]))
+
+    def random_row(ckey: bytes) -> Row:
+        cells = {}
+        for col in "vw":
+            if rng.random() < 0.6:
+                cells[(col, b"")] = cell()
+        if rng.random() < 0.4:  # a collection: elements and maybe a collection-wide tombstone
+            for path in (b"x", b"y"):
+                if rng.random() < 0.7:
+                    cells[("m", path)] = cell(live_only=True)
+            if rng.random() < 0.5:
+                cells[("m", b"")] = Cell(rng.randint(1, 12), None, 0, 100)
+        marker = Cell(rng.randint(1, 12), b"") if rng.random() < 0.5 else None
+        deletion = Deletion(rng.randint(1, 12), 100) if rng.random() < 0.2 else None
+        return Row((ckey,) if ckey else (), marker, deletion, cells)
+
+    rows = {ck: random_row(ck) for ck in (b"a", b"b", b"c", b"d") if rng.random() < 0.7}
+    rts = [rt(*sorted(rng.sample([b"a", b"b", b"c", b"d"], 2)), rng.randint(1, 12))
+           for _ in range(rng.randint(0, 2))]
+    return part(deletion=Deletion(rng.randint(1, 12), 100) if rng.random() < 0.3 else None,
+                range_tombstones=rts, static=random_row(b"") if rng.random() < 0.3 else None,
+                rows=rows)
+
+
+def test_drop_truncated_reads_as_a_partition_deletion_and_commutes_with_merging():
+    """Over random partitions: what a client sees of the truncated partition is what a
+    partition deletion at the truncation time would leave; the result is canonical when the
+    input is; and truncating fragments then merging them equals merging then truncating (so
+    replicas that filter their answers agree with one that compacted already)."""
+    import random
+    rng = random.Random(7)
+    empty = part()
+    for _ in range(3_000):
+        a, b = _random_partition(rng), _random_partition(rng)
+        at = rng.randint(0, 12)
+        deleted = r.merge_partitions(a, part(deletion=Deletion(at, 100)))
+        truncated = r.drop_truncated(a, at) or empty
+        assert r.live_view(truncated, 50) == r.live_view(deleted, 50)
+        ca = r.canonical(a)
+        assert (r.drop_truncated(ca, at) or empty) == r.canonical(r.drop_truncated(ca, at) or empty)
+        merged_first = r.drop_truncated(r.merge_partitions(a, b), at) or empty
+        truncated_first = r.merge_partitions(r.drop_truncated(a, at) or empty,
+                                             r.drop_truncated(b, at) or empty)
+        assert r.canonical(merged_first) == truncated_first
+        for kept in [truncated.static, *truncated.rows.values()]:
+            assert kept is None or all(c.ts > at for c in kept.cells.values())

@@ -77,11 +77,12 @@ def engine_with(parts) -> MemoryEngine:
     return e
 
 
-def run_push(engine, peer_receiver, rows_per_chunk, bytes_per_message, monkeypatch):
+def run_push(engine, peer_receiver, rows_per_chunk, bytes_per_message, monkeypatch, truncated_at=None):
     """Drive one push by hand; returns (the StreamData messages, the SyncRsp)."""
     monkeypatch.setattr(streaming, "STREAM_CHUNK_ROWS", rows_per_chunk)
     monkeypatch.setattr(streaming, "STREAM_MESSAGE_MAX_BYTES", bytes_per_message)
-    sender = streaming.StreamSender(lambda t: True, lambda n: True, Ids(0), Ids(1000), peer_receiver)
+    sender = streaming.StreamSender(lambda t: True, lambda n: True, Ids(0), Ids(1000), peer_receiver,
+                                    truncated_at=lambda t: truncated_at)
     effects = sender.on_sync_req(C, RepairSyncReq(7, TID, B, ((MIN_TOKEN, MAX_TOKEN),)))
     sent, scans = [], 0
     while True:
@@ -128,9 +129,9 @@ def test_echoes_are_skipped_but_never_a_version_the_peer_lacks(monkeypatch):
 # ---- validator ----------------------------------------------------------------------------
 
 
-def run_validation(engine) -> tuple[RepairTreeRsp, list]:
+def run_validation(engine, truncated_at=None) -> tuple[RepairTreeRsp, list]:
     """Drive one validation of the whole ring by hand: (its answer, each chunk's scan)."""
-    val = Validator(lambda t: True, Ids(0))
+    val = Validator(lambda t: True, Ids(0), lambda t: truncated_at)
     effects = val.on_tree_req(A, RepairTreeReq(9, TID, MIN_TOKEN, MAX_TOKEN, 12))
     chunks = []
     while True:
@@ -211,3 +212,60 @@ def test_a_wide_partition_is_pushed_in_pieces_that_merge_back_into_it(monkeypatc
     _, whole, _ = run_push(engine, lambda *a: False, 10**6, 10**9, monkeypatch)
     engine.close()
     assert (rsp.partitions, rsp.rows) == (whole.partitions, whole.rows)  # pieces count as the whole
+
+
+# ---- a truncated table ----------------------------------------------------------------------
+
+
+def half_truncated_partition(key: bytes = b"half") -> Partition:
+    """200 rows: the first 120 written at 5 (under a truncation at 6), the rest at 9; a
+    static row at 3 and a partition deletion at 2, both truncated too."""
+    from agora.core.types import Deletion
+    rows = {i.to_bytes(2, "big"): Row((i.to_bytes(2, "big"),), Cell(5 if i < 120 else 9, b""), None,
+                                      {("v", b""): Cell(5 if i < 120 else 9, b"r" * 40)}) for i in range(200)}
+    return Partition(TID, key, Deletion(2, 1), [], Row((), None, None, {("s", b""): Cell(3, b"st")}), rows)
+
+
+def truncated_parts() -> list[Partition]:
+    """What a truncation at 6 covers all of (k0-k9), part of, and none of (n0-n4)."""
+    return ([half_truncated_partition(), wide_partition()] + [part(f"k{i}".encode(), b"x", ts=4) for i in range(10)]
+            + [part(f"n{i}".encode(), b"y", ts=8) for i in range(5)])
+
+
+@pytest.mark.parametrize("kind", ["memory", "rocks"])
+def test_a_truncated_table_is_validated_without_what_the_truncation_covers(monkeypatch, tmp_path, kind):
+    """The tree of a table truncated at 6 is the tree of what is left after the truncation,
+    however the partitions are cut into pieces (a partition whose first pieces are all
+    truncated included), so a replica whose compaction has freed that data already and one
+    that has not agree."""
+    from agora.core.antientropy import validator as v
+    from agora.storage.rocks import RocksEngine
+    parts = truncated_parts()
+    left = [q for p in parts if (q := reconcile.drop_truncated(reconcile.canonical(p), 6)) is not None]
+    assert len(left) == 7 and len(left[0].rows) == 80  # "half" keeps its last 80 rows
+    expected = build_tree(MIN_TOKEN, MAX_TOKEN, 12, sorted(
+        (token_for_key(p.key), reconcile.digest(p)) for p in left)).leaves
+    for chunk_rows, chunk_bytes in ((7, 4 << 20), (1000, 900), (1000, 4 << 20)):
+        monkeypatch.setattr(v, "VALIDATION_CHUNK_ROWS", chunk_rows)
+        monkeypatch.setattr(v, "VALIDATION_CHUNK_BYTES", chunk_bytes)
+        for data, name in ((parts, "stored"), (left, "compacted")):
+            engine = MemoryEngine() if kind == "memory" else RocksEngine(str(tmp_path / f"db{chunk_rows}-{chunk_bytes}{name}"))
+            engine.apply(data)
+            rsp, _ = run_validation(engine, truncated_at=6)
+            engine.close()
+            assert rsp.partitions == 7 and rsp.leaves() == expected, (chunk_rows, chunk_bytes, name)
+
+
+@pytest.mark.parametrize("kind", ["memory", "rocks"])
+def test_a_truncated_table_is_pushed_without_what_the_truncation_covers(monkeypatch, tmp_path, kind):
+    from agora.storage.rocks import RocksEngine
+    parts = truncated_parts()
+    engine = MemoryEngine() if kind == "memory" else RocksEngine(str(tmp_path / "db"))
+    engine.apply(parts)
+    sent, rsp, _ = run_push(engine, lambda *a: False, 7, 10**6, monkeypatch, truncated_at=6)
+    engine.close()
+    peer = MemoryEngine()
+    peer.apply([p for m in sent for p in m.partitions])
+    for p in parts:
+        assert peer.read(ReadCommand(TID, p.key)) == reconcile.drop_truncated(reconcile.canonical(p), 6), p.key
+    assert all(c.ts > 6 for m in sent for p in m.partitions for r in p.rows.values() for c in r.cells.values())

@@ -48,6 +48,11 @@ class Unavailable(AgoraError):
         return ConsistencyLevel(self.consistency).name
 
 
+class TruncateError(AgoraError):
+    """A TRUNCATE was recorded but not every live node had it within the time allowed (it
+    still reaches them as the schema spreads)."""
+
+
 @dataclass
 class WriteTimeout(AgoraError):
     """Too few replicas acknowledged a write within write_request_timeout."""

@@ -77,7 +77,8 @@ class Node:
                                  phi_convict_threshold=cfg.phi_convict_threshold,
                                  interval_ms=cfg.gossip_interval)
         self.schema = SchemaKeeper(schema)
-        self.replica = Replica(self._knows_table, sync_writes=cfg.commitlog_sync == "batch")
+        self.replica = Replica(self._knows_table, sync_writes=cfg.commitlog_sync == "batch",
+                               truncated_at=self.truncated_at)
         self.hints = HintService(self.local, cfg, identity.generation, is_alive=self.is_alive,
                                  host_id_of=lambda n: self.gossiper.app_state(n, "HOST_ID"),
                                  gc_grace_of=self._gc_grace_of, knows_table=self._knows_table,
@@ -157,6 +158,10 @@ class Node:
 
     def _knows_table(self, table_id: bytes) -> bool:
         return self.schema.schema.table_by_id(table_id) is not None
+
+    def truncated_at(self, table_id: bytes) -> int | None:
+        """When TRUNCATE last emptied the table (µs), if ever (`Schema.truncated_at`)."""
+        return self.schema.schema.truncated_at(table_id)
 
     def _gc_grace_of(self, table_id: bytes) -> int | None:
         table = self.schema.schema.table_by_id(table_id)

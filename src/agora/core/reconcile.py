@@ -401,6 +401,50 @@ def purge_tombstones(p: Partition, gc_before_s: int) -> Partition:
     return Partition(q.table_id, q.key, pdel, rts, _purge_row(q.static, gc_before_s), rows)
 
 
+# ---- TRUNCATE ----------------------------------------------------------------------------
+
+
+def _truncated_row(row: Row | None, truncated_at: int) -> Row | None:
+    if row is None:
+        return None
+    marker, deletion = row.marker, row.deletion
+    if marker is not None and marker.ts <= truncated_at:
+        marker = None
+    if deletion is not None and deletion.ts <= truncated_at:
+        deletion = None
+    cells = {path: c for path, c in row.cells.items() if c.ts > truncated_at}
+    if marker is None and deletion is None and not cells:
+        return None
+    if marker is row.marker and deletion is row.deletion and len(cells) == len(row.cells):
+        return row
+    return Row(row.clustering, marker, deletion, cells)
+
+
+def drop_truncated(p: Partition, truncated_at: int) -> Partition | None:
+    """What a table truncated at `truncated_at` (µs, `Schema.truncated_at`) keeps of `p`:
+    the cells, row markers and tombstones written after it; None if nothing is left.
+
+    A truncation reads as a partition deletion at that timestamp over every partition of
+    the table, kept for good; so what it covers can go outright, tombstones included (a
+    tombstone at or before it shadows only data at or before it). A canonical `p` stays
+    canonical. Replicas apply it to what they read before answering, digesting or
+    streaming, and tombstone compaction to what it rewrites, so every node answers alike
+    whether or not its compaction has freed the space yet."""
+    pdel = p.deletion
+    if pdel is not None and pdel.ts <= truncated_at:
+        pdel = None
+    rts = [rt for rt in p.range_tombstones if rt.deletion.ts > truncated_at]
+    static = _truncated_row(p.static, truncated_at)
+    rows = {}
+    for ckey, row in p.rows.items():
+        kept = _truncated_row(row, truncated_at)
+        if kept is not None:
+            rows[ckey] = kept
+    if pdel is None and not rts and static is None and not rows:
+        return None
+    return Partition(p.table_id, p.key, pdel, rts, static, rows)
+
+
 # ---- what a client sees -------------------------------------------------------------------
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agora.core.errors import (AlreadyExists, ConfigurationError, CqlSyntaxError, InvalidRequest,
-                               Overloaded, ProtocolError, ReadFailure, ReadTimeout, Unavailable,
-                               Unprepared, WriteTimeout)
+                               Overloaded, ProtocolError, ReadFailure, ReadTimeout, TruncateError,
+                               Unavailable, Unprepared, WriteTimeout)
 
 SERVER_ERROR = 0x0000
 PROTOCOL_ERROR = 0x000A
@@ -49,6 +49,7 @@ ERROR_CODES: tuple[ErrorRule, ...] = (
     ErrorRule(Unavailable, 0x1000, "Unavailable",
               (("consistency", "consistency"), ("int", "required"), ("int", "alive"))),
     ErrorRule(Overloaded, 0x1001, "Overloaded"),
+    ErrorRule(TruncateError, 0x1003, "Truncate_error"),
     ErrorRule(WriteTimeout, 0x1100, "Write_timeout",
               (("consistency", "consistency"), ("int", "received"), ("int", "required"),
                ("write_type", "write_type"))),

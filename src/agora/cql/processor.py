@@ -16,11 +16,10 @@ import random
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from agora.core.errors import ConfigurationError, InvalidRequest, Unprepared
-from agora.core.ring.partitioner import token_for_key
+from agora.core.errors import ConfigurationError, InvalidRequest, TruncateError, Unavailable, Unprepared
 from agora.core.schema import ddl
 from agora.core.schema import types as T
-from agora.core.types import MAX_TOKEN, MIN_TOKEN, ConsistencyLevel, Deletion, Partition, RangeCommand
+from agora.core.types import ConsistencyLevel, Partition
 from agora.cql import ast, describe, modify, select, system_tables
 from agora.cql.bind import Binder, bind_statement, pk_indexes
 from agora.cql.parser import parse
@@ -32,7 +31,6 @@ from agora.cql.terms import TermContext
 
 PREPARED_CACHE_ENTRIES = 10_000  # prepared statements kept per node (LRU); evicted ones re-prepare
 SCHEMA_AGREEMENT_TIMEOUT_S = 10.0  # a DDL waits this long for every live node to have its schema
-TRUNCATE_PAGE_ROWS = 1_000
 NO_KEYSPACE = "No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename"
 
 
@@ -270,24 +268,23 @@ class Processor:
         return Void()
 
     async def _truncate(self, stmt: ast.Truncate, ks: str | None, params: QueryParams):
-        """TRUNCATE as partition deletions of every partition, written at ALL (Cassandra also
-        needs every node up to truncate)."""
+        """TRUNCATE as a schema change: the table's data written up to now is gone on every
+        node at once (`Schema.truncate_table`), however big the table; each node's tombstone
+        compaction then frees the space. Like Cassandra, it needs every node up (Unavailable
+        at ALL otherwise), and answers once every node has it (Truncate_error if they do not
+        within the schema agreement timeout; the truncation still spreads to them)."""
         table = self._table(stmt.keyspace or ks, stmt.table, for_write=True)
-        ts = self.backend.timestamp()
-        now_s = self.backend.now_s()
-        start_token, start_key = MIN_TOKEN, None
-        while True:
-            cmd = RangeCommand(table.id.bytes, start_token, start_key, MAX_TOKEN, None, (), TRUNCATE_PAGE_ROWS, 1)
-            parts = await self.backend.read_range(cmd, ConsistencyLevel.ALL)
-            if not parts:
-                return Void()
-            doomed = []
-            for p in parts:
-                d = Partition(table.id.bytes, p.key)
-                d.deletion = Deletion(ts, now_s)
-                doomed.append(d)
-            await self.backend.write(doomed, ConsistencyLevel.ALL)
-            start_token, start_key = token_for_key(parts[-1].key), parts[-1].key
+        view = self.backend.cluster_view()
+        nodes = 1 + len(view.peers)
+        alive = 1 + sum(1 for peer in view.peers if peer.up)
+        if alive < nodes:
+            raise Unavailable(ConsistencyLevel.ALL, nodes, alive)
+        await self.backend.schema_change(ddl.truncate_table({"keyspace": table.keyspace, "name": table.name}))
+        if not await self.backend.wait_schema_agreement(SCHEMA_AGREEMENT_TIMEOUT_S):
+            raise TruncateError(f"Truncation of {table.keyspace}.{table.name} did not reach every "
+                                f"node within {SCHEMA_AGREEMENT_TIMEOUT_S:g} s; it applies on each "
+                                "as it catches up with the schema")
+        return Void()
 
     # ---- schema ---------------------------------------------------------------------------
 

@@ -97,8 +97,10 @@ class StreamSender:
     def __init__(self, knows_table: Callable[[bytes], bool], is_alive: Callable[[NodeId], bool],
                  new_op: Callable[[], int], next_req_id: Callable[[], int],
                  pushed_by: EchoCheck = lambda peer, table_id, p, now_ms: False,
-                 holds_suspect_data: Callable[[], bool] = lambda: False) -> None:
+                 holds_suspect_data: Callable[[], bool] = lambda: False,
+                 truncated_at: Callable[[bytes], int | None] = lambda table_id: None) -> None:
         self.pushed_by = pushed_by
+        self.truncated_at = truncated_at  # what TRUNCATE removed is not streamed
         self.holds_suspect_data = holds_suspect_data
         self.knows_table = knows_table
         self.is_alive = is_alive
@@ -144,8 +146,11 @@ class StreamSender:
         if done.error is not None:
             return self._finish(push, done.error)
         peer, table_id = push.req.peer, push.req.table_id
-        fresh = [p for _, p in done.partitions if not self.pushed_by(peer, table_id, p, now_ms)]
-        self.stats["echoes_skipped"] += len(done.partitions) - len(fresh)
+        truncated = self.truncated_at(table_id)
+        kept = [p for _, p in done.partitions] if truncated is None else \
+            [q for _, p in done.partitions if (q := reconcile.drop_truncated(p, truncated)) is not None]
+        fresh = [p for p in kept if not self.pushed_by(peer, table_id, p, now_ms)]
+        self.stats["echoes_skipped"] += len(kept) - len(fresh)
         effects = self._send_chunk(push, fresh)
         if not done.exhausted:
             last_token, last = done.partitions[-1]

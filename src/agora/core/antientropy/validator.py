@@ -56,8 +56,10 @@ class _Validation:
 
 
 class Validator:
-    def __init__(self, knows_table: Callable[[bytes], bool], new_op: Callable[[], int]) -> None:
+    def __init__(self, knows_table: Callable[[bytes], bool], new_op: Callable[[], int],
+                 truncated_at: Callable[[bytes], int | None] = lambda table_id: None) -> None:
         self.knows_table = knows_table
+        self.truncated_at = truncated_at  # what TRUNCATE removed is not digested
         self.new_op = new_op
         self._by_op: dict[int, _Validation] = {}
         self._paused: dict[int, _Validation] = {}  # validation id -> validation, between chunks
@@ -95,15 +97,23 @@ class Validator:
             return [Send(job.source, RepairTreeRsp(job.req.req_id, (), b"", 0, done.error))]
         now_s = now_ms // 1000
         final = len(done.partitions) - 1
+        truncated = self.truncated_at(job.req.table_id)
         for i, (token, stored) in enumerate(done.partitions):
-            piece = reconcile.expire(stored, now_s)
-            if job.running is not None and job.running[1] == piece.key:  # its next rows
-                h = job.running[2]
+            same = job.running is not None and job.running[1] == stored.key  # its next rows
+            if truncated is not None and (stored := reconcile.drop_truncated(stored, truncated)) is None:
+                # nothing of this piece is left: a partition nothing is left of is not in
+                # the tree, as on a replica whose compaction has removed it already
+                if not same:
+                    self._finish_running(job)
             else:
-                self._finish_running(job)
-                h = reconcile.digest_begin(piece)
-            reconcile.digest_rows(h, piece)
-            job.running = (token, piece.key, h)
+                piece = reconcile.expire(stored, now_s)
+                if same:
+                    h = job.running[2]
+                else:
+                    self._finish_running(job)
+                    h = reconcile.digest_begin(piece)
+                reconcile.digest_rows(h, piece)
+                job.running = (token, piece.key, h)
             if i < final or done.cut_ckey is None:
                 self._finish_running(job)
         if done.exhausted:

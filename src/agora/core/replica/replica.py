@@ -9,6 +9,10 @@ A replayed hint (`HintReq`, agora.core.hints) is applied exactly like a mutation
 answered with a `HintRsp`.
 It does not know about consistency levels or about other replicas.
 
+What it reads of a truncated table (TRUNCATE, `Schema.truncated_at`) leaves without what
+the truncation covers (`reconcile.drop_truncated`), so every replica answers and digests
+alike whether its tombstone compaction has freed that data yet or not.
+
 A range read is answered in bounded pieces: storage returns partitions up to
 RANGE_RSP_MAX_ROWS stored rows or RANGE_RSP_MAX_BYTES, and the replica stops earlier once it
 holds the command's `limit_rows` live rows by its own account. Either way it says so (`more`)
@@ -52,8 +56,10 @@ def live_row_count(view: Partition, per_partition_limit: int = 0) -> int:
 
 
 class Replica:
-    def __init__(self, knows_table: Callable[[bytes], bool], sync_writes: bool):
+    def __init__(self, knows_table: Callable[[bytes], bool], sync_writes: bool,
+                 truncated_at: Callable[[bytes], int | None] = lambda table_id: None):
         self.knows_table = knows_table
+        self.truncated_at = truncated_at
         self.sync_writes = sync_writes
         self._next_op = 1
         self._pending: dict[int, tuple] = {}  # op_id -> (source, request)
@@ -97,6 +103,10 @@ class Replica:
             return [Send(source, ReadRsp(req.req_id, None, None, done.error))]
         part = done.partition
         if part is not None:
+            truncated = self.truncated_at(part.table_id)
+            if truncated is not None:
+                part = reconcile.drop_truncated(part, truncated)
+        if part is not None:
             part = reconcile.expire(part, now_ms // 1000)
         if req.digest_only:
             return [Send(source, ReadRsp(req.req_id, None, reconcile.page_digest(part, done.more_after)))]
@@ -124,8 +134,11 @@ class Replica:
         more = not done.exhausted
         last = None
         final = len(done.partitions) - 1
+        truncated = self.truncated_at(cmd.table_id)
         for i, (token, stored) in enumerate(done.partitions):
             last = (token, stored.key, done.cut_ckey if i == final else None)
+            if truncated is not None and (stored := reconcile.drop_truncated(stored, truncated)) is None:
+                continue
             read = ReadCommand(cmd.table_id, stored.key, cmd.slices, cmd.columns)
             part = reconcile.slice_partition(reconcile.expire(stored, now_s), read)
             if reconcile.is_empty(part):

@@ -148,6 +148,20 @@ def drop_table(args: dict):
     return change
 
 
+def truncate_table(args: dict):
+    """TRUNCATE: the table's data written at or before the change's timestamp is gone
+    (`Schema.truncate_table`). The timestamp is the coordinator's write clock, like any
+    write's, not raised above the schema's newest entry: it says which data goes."""
+    ks, name = _name(args, "keyspace"), _name(args, "name")
+
+    def change(schema, ts):
+        table = schema.table(ks, name)
+        if table is None:
+            raise InvalidRequest(f"Table '{ks}.{name}' doesn't exist")
+        return schema.truncate_table(table.id.bytes, ts)
+    return change
+
+
 def alter_keyspace(args: dict):
     """ALTER KEYSPACE name WITH replication = {...} [AND durable_writes = b]."""
     name = _name(args, "name")

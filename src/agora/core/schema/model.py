@@ -527,30 +527,41 @@ Key = tuple[str, str]  # (keyspace, name) of a table or type
 
 
 class Schema:
-    """Keyspaces, tables and types, each an `Entry`, plus per-keyspace drop horizons.
-    Immutable: every change returns a new Schema. A change older than the entry it would
-    replace is a no-op (last write wins), so callers pick ts above `max_timestamp()`."""
+    """Keyspaces, tables and types, each an `Entry`, plus per-keyspace drop horizons and
+    per-table truncations. Immutable: every change returns a new Schema. A change older than
+    the entry it would replace is a no-op (last write wins), so callers pick ts above
+    `max_timestamp()`.
 
-    __slots__ = ("_keyspaces", "_tables", "_types", "_horizons", "_cache")
+    A truncation (TRUNCATE) is the write timestamp, in µs, up to which a table's data is
+    gone: what was written at or before it reads as if a partition deletion at that time
+    covered every partition of the table (`agora.core.reconcile.drop_truncated`). It is
+    kept by table id, for good, and merges by taking the newer; a table re-created under
+    its name has a new id and starts with none."""
+
+    __slots__ = ("_keyspaces", "_tables", "_types", "_horizons", "_truncations", "_cache")
 
     def __init__(self, keyspaces: Mapping[str, Entry[KeyspaceDef]] | None = None,
                  tables: Mapping[Key, Entry[TableDef]] | None = None,
                  types: Mapping[Key, Entry[TypeDef]] | None = None,
-                 horizons: Mapping[str, int] | None = None) -> None:
+                 horizons: Mapping[str, int] | None = None,
+                 truncations: Mapping[bytes, int] | None = None) -> None:
         self._keyspaces = dict(keyspaces or {})
         self._tables = dict(tables or {})
         self._types = dict(types or {})
         self._horizons = dict(horizons or {})
+        self._truncations = dict(truncations or {})
         self._cache: dict[str, Any] = {}
 
     # ---- changes
 
     def _with(self, keyspaces: dict | None = None, tables: dict | None = None,
-              types: dict | None = None, horizons: dict | None = None) -> Schema:
+              types: dict | None = None, horizons: dict | None = None,
+              truncations: dict | None = None) -> Schema:
         return Schema(self._keyspaces if keyspaces is None else keyspaces,
                       self._tables if tables is None else tables,
                       self._types if types is None else types,
-                      self._horizons if horizons is None else horizons)
+                      self._horizons if horizons is None else horizons,
+                      self._truncations if truncations is None else truncations)
 
     @staticmethod
     def _put(entries: dict, key: Any, entry: Entry) -> dict:
@@ -577,6 +588,12 @@ class Schema:
 
     def drop_table(self, keyspace: str, name: str, ts: int) -> Schema:
         return self._with(tables=self._put(self._tables, (keyspace, name), Entry(ts, None)))
+
+    def truncate_table(self, table_id: bytes, ts: int) -> Schema:
+        """TRUNCATE: the table's data written at or before `ts` (µs) is gone."""
+        truncations = dict(self._truncations)
+        truncations[table_id] = max(truncations.get(table_id, _NEVER), ts)
+        return self._with(truncations=truncations)
 
     def with_type(self, typedef: TypeDef, ts: int) -> Schema:
         """Create or replace (ALTER TYPE) a user type. Tables keep the UserType they were
@@ -626,6 +643,10 @@ class Schema:
             return by_id.get(table_id)
         return by_id.get(table_id.bytes if isinstance(table_id, uuid.UUID) else bytes(table_id))
 
+    def truncated_at(self, table_id: bytes) -> int | None:
+        """The timestamp (µs) at or before which the table's data is gone, if truncated."""
+        return self._truncations.get(table_id)
+
     def type(self, keyspace: str, name: str) -> TypeDef | None:
         return self._live(self._types, (keyspace, name))
 
@@ -647,12 +668,17 @@ class Schema:
     # ---- identity
 
     def version(self) -> uuid.UUID:
-        """Digest of the live content only (no timestamps, no tombstones): equal on every
-        node holding the same keyspaces, tables and types."""
+        """Digest of the live content only (no entry timestamps, no tombstones): equal on
+        every node holding the same keyspaces, tables, types and truncations of live
+        tables."""
         if "version" not in self._cache:
             content = [[k.to_plain() for k in self.keyspaces()],
                        [t.to_plain() for t in self.tables()],
                        [t.to_plain() for t in self.types()]]
+            truncated = [[t.id.bytes, ts] for t in self.tables()
+                         if (ts := self._truncations.get(t.id.bytes)) is not None]
+            if truncated:  # only then: an untruncated schema keeps the version it had
+                content.append(truncated)
             digest = hashlib.blake2b(_canonical(content), digest_size=16,
                                      person=b"agora-schema").digest()
             self._cache["version"] = uuid.UUID(bytes=digest, version=4)
@@ -678,6 +704,7 @@ class Schema:
             "tables": [[k[0], k[1], e.ts, plain(e)] for k, e in sorted(self._tables.items())],
             "types": [[k[0], k[1], e.ts, plain(e)] for k, e in sorted(self._types.items())],
             "horizons": [[k, ts] for k, ts in sorted(self._horizons.items())],
+            "truncations": [[k, ts] for k, ts in sorted(self._truncations.items())],
         }
 
     @classmethod
@@ -690,14 +717,22 @@ class Schema:
             types = {(_str(ks), _str(n)): _entry(ts, v, TypeDef, (ks, n))
                      for ks, n, ts, v in p["types"]}
             horizons = {_str(k): _int(ts) for k, ts in p["horizons"]}
+            # absent from the schema a node wrote before TRUNCATE kept truncations
+            truncations = {_table_id(k): _int(ts) for k, ts in p.get("truncations", ())}
         except (TypeError, ValueError, KeyError) as e:
             raise ProtocolError(f"malformed schema: {e}") from None
-        return cls(keyspaces, tables, types, horizons)
+        return cls(keyspaces, tables, types, horizons, truncations)
 
 
 def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError(f"expected a string, got {v!r}")
+    return v
+
+
+def _table_id(v: Any) -> bytes:
+    if type(v) is not bytes or len(v) != 16:
+        raise ValueError(f"expected a 16-byte table id, got {v!r}")
     return v
 
 
@@ -717,8 +752,8 @@ def _entry(ts: Any, value: Any, cls: Any, key: tuple) -> Entry:
 
 
 def merge(a: Schema, b: Schema) -> Schema:
-    """Per-entry last-write-wins union; horizons take the max. Commutative, associative,
-    idempotent."""
+    """Per-entry last-write-wins union; horizons and truncations take the max. Commutative,
+    associative, idempotent."""
     def union(x: dict, y: dict) -> dict:
         out = dict(x)
         for k, e in y.items():
@@ -727,5 +762,8 @@ def merge(a: Schema, b: Schema) -> Schema:
     horizons = dict(a._horizons)
     for k, ts in b._horizons.items():
         horizons[k] = max(horizons.get(k, _NEVER), ts)
+    truncations = dict(a._truncations)
+    for k, ts in b._truncations.items():
+        truncations[k] = max(truncations.get(k, _NEVER), ts)
     return Schema(union(a._keyspaces, b._keyspaces), union(a._tables, b._tables),
-                  union(a._types, b._types), horizons)
+                  union(a._types, b._types), horizons, truncations)

@@ -29,6 +29,12 @@ and must be gone before the tombstone is. A fragment not rewritten spoils the wa
 is abandoned when local data is dropped (`data_dropped`): what the drop removed may come
 back in any order, behind the walk. Otherwise the tombstones stay for the next pass.
 
+A truncated table's data (TRUNCATE, `Schema.truncated_at`) leaves with the pass too: each
+fragment is rewritten without what the truncation covers (`reconcile.drop_truncated`),
+tombstones included, whatever their gc_grace. That never needs a clean walk nor raises
+the purge horizon: the truncation itself is kept for good and every replica drops what it
+covers from what it reads, so nothing it covers can come back.
+
 Does not know: how storage lays partitions out (the engine does the replace), or when a
 repair has run (the downtime check and the repair code decide that).
 """
@@ -182,8 +188,10 @@ class TombstoneCompaction:
     """The pass. `tables()` lists (table id, gc_grace_seconds) of the current schema."""
 
     def __init__(self, tables: Callable[[], list[tuple[bytes, int]]], guards: PurgeGuards,
-                 interval_ms: int, first_pass_ms: int, horizon_s: int = 0):
+                 interval_ms: int, first_pass_ms: int, horizon_s: int = 0,
+                 truncated_at: Callable[[bytes], int | None] = lambda table_id: None):
         self.tables = tables
+        self.truncated_at = truncated_at
         self.guards = guards
         self.interval_ms = interval_ms
         self.first_pass_ms = first_pass_ms
@@ -267,20 +275,26 @@ class TombstoneCompaction:
         pairs, horizon = [], self.horizon_s
         _, resumed_key, resumed_after = self._cursor
         walked = False
+        truncated_at = self.truncated_at(self._table)
         for i, (_, stored) in enumerate(done.partitions):
             after = resumed_after if i == 0 and resumed_after is not None and stored.key == resumed_key else None
             up_to = done.cut_ckey if i == len(done.partitions) - 1 else None
-            purge_header = up_to is None and (after is None or self._walk_clean(stored))
+            # what is left once TRUNCATE's part is gone: the walk and the purge work on that
+            base = stored if truncated_at is None else \
+                reconcile.drop_truncated(stored, truncated_at) or Partition(stored.table_id, stored.key)
+            purge_header = up_to is None and (after is None or self._walk_clean(base))
             if up_to is not None and after is None:  # the first fragment: a walk begins
-                self._walk = [stored.key, (stored.deletion, stored.range_tombstones), True]
-            elif after is not None and not self._walk_clean(stored):  # a later fragment, of a spoilt walk
-                self._walk = [stored.key, None, False]
-            new, purged_ldt = compact_partition(stored, now_s, gc_before, purge_header)
-            if new is None and up_to is not None and (stored.deletion is not None or stored.range_tombstones):
-                if self._walk_clean(stored) and _header_purgeable(stored, gc_before):
-                    new = stored  # rewritten anyway: the rows its tombstones shadow leave the disk first
+                self._walk = [base.key, (base.deletion, base.range_tombstones), True]
+            elif after is not None and not self._walk_clean(base):  # a later fragment, of a spoilt walk
+                self._walk = [base.key, None, False]
+            new, purged_ldt = compact_partition(base, now_s, gc_before, purge_header)
+            if new is None and base is not stored and base != stored:
+                new = base  # the truncated data leaves the disk
+            if new is None and up_to is not None and (base.deletion is not None or base.range_tombstones):
+                if self._walk_clean(base) and _header_purgeable(base, gc_before):
+                    new = base  # rewritten anyway: the rows its tombstones shadow leave the disk first
                 else:  # their rows stay on disk: the tombstones wait for a later walk
-                    self._walk = [stored.key, None, False]
+                    self._walk = [base.key, None, False]
             if new is not None:
                 pairs.append(Rewrite(stored, new, after, up_to))
                 horizon = max(horizon, purged_ldt)

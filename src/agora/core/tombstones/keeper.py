@@ -42,7 +42,7 @@ class Tombstones:
         self.compaction = TombstoneCompaction(
             self.tables, self.guards, cfg.tombstone_gc_interval,
             GC_FIRST_PASS_GOSSIP_ROUNDS * cfg.gossip_interval,
-            _int_meta(meta, PURGE_HORIZON_META_KEY) or 0)
+            _int_meta(meta, PURGE_HORIZON_META_KEY) or 0, truncated_at=node.truncated_at)
         last_alive = _int_meta(meta, LAST_ALIVE_META_KEY)
         resumed = parse_repair_flag((meta.get(DOWNTIME_META_KEY) or b"").decode())
         if resumed is not None:  # the last run stopped before its check ended: resume it

@@ -1,0 +1,110 @@
+"""TRUNCATE on the simulator: a truncation is a schema change (`Schema.truncate_table`), so it
+reaches every node however big the table, and nodes that missed it get it with the schema.
+What it covers stays gone whatever comes later -- a hint replayed by a coordinator that held
+it, a repair from a replica whose compaction has not run, a write carrying an older
+timestamp -- and each node's tombstone compaction then frees the disk. What was written
+after it stays.
+
+Checks of a replica's disk read its engine directly (`raw`), never through a coordinator."""
+
+from __future__ import annotations
+
+from agora.core import rowmaps
+from agora.core.schema import ddl
+from agora.sim import SimCluster
+
+from .test_coordinator_sim import get, kv_cluster, put, value
+from .test_gc_batchlog_sim import run_gc
+from .test_hints_sim import pending, stop_and_wait_down
+
+
+def table(c: SimCluster):
+    return c.node(0).schema.schema.table("ks", "kv")
+
+
+def raw(c: SimCluster, i: int, k: str):
+    """What node i's engine stores for key k, tombstones included (None: nothing)."""
+    return c.engine(i).read(rowmaps.read_command(table(c), {"k": k}))
+
+
+def truncate(c: SimCluster, via=0) -> int:
+    """TRUNCATE ks.kv through `via`, then wait for every running node to have it (as the
+    CQL layer waits for schema agreement); the truncation's timestamp."""
+    c.wait(c.schema_change(via, ddl.truncate_table({"keyspace": "ks", "name": "kv"})))
+    ts = c.node(via).schema.schema.truncated_at(table(c).id.bytes)
+    assert c.run_until(lambda: all(h.node.schema.schema.truncated_at(table(c).id.bytes) == ts
+                                   for h in c.hosts if h.up), 10_000)
+    return ts
+
+
+def test_truncation_reaches_every_node_and_nothing_brings_the_data_back():
+    c = kv_cluster(701)
+    before = [f"b{i}" for i in range(20)]
+    for i, k in enumerate(before):
+        c.wait(put(c, i % 3, k, "old"))
+    stop_and_wait_down(c, 2)
+    missed = [f"m{i}" for i in range(20)]  # node 2 gets these only by hint, after the truncation
+    for i, k in enumerate(missed):
+        c.wait(put(c, i % 2, k, "old", "ONE"))
+    assert pending(c, 0) and pending(c, 1)
+    ts = truncate(c)  # node 2 is down: it learns of the truncation from the schema on its return
+    assert ts is not None
+    assert all(value(c.wait(get(c, via, k, "ONE"))) is None for via in (0, 1) for k in before + missed)
+    assert raw(c, 0, "b0") is not None  # the data is still on disk: compaction frees it
+
+    c.restart(2)
+    assert c.run_until(lambda: c.schema_agreed() and not pending(c, 0) and not pending(c, 1), 30_000)
+    assert c.node(2).schema.schema.truncated_at(table(c).id.bytes) == ts
+    assert c.node(2).replica.stats["hints"] > 0  # the hints were replayed into it
+    for via in range(3):
+        for k in before + missed:
+            assert value(c.wait(get(c, via, k, "ONE"))) is None, (via, k)
+
+    # Node 0's compaction frees its disk first. A repair then finds the replicas in sync
+    # (what the truncation covers is not in their Merkle trees) and streams nothing.
+    run_gc(c, 0)
+    assert all(raw(c, 0, k) is None for k in before + missed)
+    assert raw(c, 1, "b0") is not None
+    report = c.repair(2, keyspace="ks", table="kv")
+    assert report["state"] == "finished", report
+    assert report["ranges_out_of_sync"] == 0 and report["bytes_streamed"] == 0, report
+    assert all(raw(c, 0, k) is None for k in before + missed)
+    assert all(value(c.wait(get(c, via, k, "ONE"))) is None for via in range(3) for k in before + missed)
+
+    # Writes after the truncation are kept; one with an older timestamp is not (it reads
+    # as if a partition deletion at the truncation covered it).
+    c.wait(put(c, 0, "b0", "new"))
+    c.wait(put(c, 1, "b1", "older", timestamp=ts - 1))
+    c.wait(put(c, 1, "b2", "at it", timestamp=ts))
+    c.wait(put(c, 2, "b3", "after it", timestamp=ts + 1))
+    for via in range(3):
+        assert value(c.wait(get(c, via, "b0", "ALL"))) == "new"
+        assert value(c.wait(get(c, via, "b1", "ALL"))) is None
+        assert value(c.wait(get(c, via, "b2", "ALL"))) is None
+        assert value(c.wait(get(c, via, "b3", "ALL"))) == "after it"
+
+    # Compaction frees the disk of what the truncation covers, and only of that.
+    for i in range(3):
+        run_gc(c, i)
+    for i in range(3):
+        assert [k for k in before + missed if raw(c, i, k) is not None] == ["b0", "b3"], i
+        assert value(rowmaps.rows_of(table(c), raw(c, i, "b0"))) == "new"
+
+
+def test_a_truncation_survives_a_restart_and_a_newer_one_wins():
+    c = kv_cluster(702)
+    for k in ("a", "b"):
+        c.wait(put(c, 0, k, "v1"))
+    first = truncate(c, via=1)
+    c.wait(put(c, 0, "a", "v2"))
+    c.crash(0, lose_unsynced=True)  # kill -9 and power loss: the truncation was synced
+    c.restart(0)
+    assert c.run_until(lambda: c.schema_agreed() and c.all_up(), 30_000)
+    assert c.node(0).schema.schema.truncated_at(table(c).id.bytes) == first  # kept on disk
+    assert value(c.wait(get(c, 0, "a", "ALL"))) == "v2"
+    assert value(c.wait(get(c, 0, "b", "ALL"))) is None
+    second = truncate(c, via=2)
+    assert second > first
+    assert c.run_until(c.schema_agreed, 10_000)
+    assert all(c.node(i).schema.schema.truncated_at(table(c).id.bytes) == second for i in range(3))
+    assert value(c.wait(get(c, 1, "a", "ALL"))) is None
