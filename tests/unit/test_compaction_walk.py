@@ -281,3 +281,33 @@ def test_a_truncated_wide_partition_leaves_the_disk_and_what_clients_see_never_c
                 row = rocks._row_from_bytes(raw)
                 assert reconcile.drop_truncated(Partition(T, KEY, rows={b"r": row}), truncated) \
                     == Partition(T, KEY, rows={b"r": row}), row
+
+
+def test_a_table_truncated_during_a_pass_is_walked_again_after_it_and_not_before_the_first_pass_is_due():
+    engine = MemoryEngine()
+    other = b"\x33" * 16
+    for tid in (T, other):
+        engine.apply([Partition(tid, b"k%d" % i, rows={b"": live(10)}) for i in range(5)])
+    truncated = {}
+    comp = TombstoneCompaction(lambda: [(T, GRACE_S), (other, GRACE_S)], PurgeGuards(NoPeers(), "me"),
+                               60_000, 10_000, truncated_at=truncated.get)
+    comp.start(NOW_MS)
+    assert comp.compact_soon([T], NOW_MS + 9_999) == []  # the first pass is not due: purge guards may be unknown
+    walked = []
+    effects = comp.run_pass(NOW_MS + 10_000)
+    while effects:
+        pending, effects = effects, []
+        for eff in pending:
+            if isinstance(eff, StorageScan):
+                walked.append(eff.table_id)
+                if len(walked) == 1:  # T is truncated while the pass walks it
+                    truncated[T] = 20
+                    assert comp.compact_soon([T], NOW_MS + 10_000) == []  # queued behind the pass
+                effects += comp.on_scan_done(completions.complete(engine, eff), NOW_MS + 10_000)
+            elif isinstance(eff, StorageReplace):
+                effects += comp.on_replace_done(completions.complete(engine, eff))
+            elif isinstance(eff, SetTimer) and eff.timer_id == CHUNK_TIMER:
+                effects += comp.on_timer(CHUNK_TIMER, NOW_MS + 10_000)
+    assert walked[0] == walked[-1] == T and other in walked and not comp.running
+    assert all(engine.read(ReadCommand(T, b"k%d" % i)) is None for i in range(5))
+    assert all(engine.read(ReadCommand(other, b"k%d" % i)) is not None for i in range(5))

@@ -500,6 +500,34 @@ def test_static_only_partitions_are_rows_only_for_whole_partition_queries(paged_
     assert paged_node.rows("SELECT k FROM pg WHERE k = 0 AND b = 1 ALLOW FILTERING") == []
 
 
+def test_truncate_is_a_schema_change_that_needs_every_node_and_their_agreement(node):
+    from agora.core.errors import TruncateError, Unavailable
+    node("CREATE TABLE tr (k int PRIMARY KEY, v int)")
+    table_id = node.backend.schema.table("ks", "tr").id.bytes
+    node("TRUNCATE tr")
+    first = node.backend.schema.truncated_at(table_id)
+    assert first is not None
+    node("TRUNCATE TABLE ks.tr")
+    assert node.backend.schema.truncated_at(table_id) > first
+    with pytest.raises(InvalidRequest):
+        node("TRUNCATE no_such_table")
+    view = node.backend.cluster_view
+    peers_down = lambda: ClusterView("test", view().local, tuple(  # noqa: E731
+        NodeView(n.node_id, f"127.0.0.{i + 2}", 7000, f"127.0.0.{i + 2}", 9042, "dc1", "rack1", n.host_id,
+                 (i + 1,), None, "5.0.0", i == 0) for i, n in enumerate([view().local] * 2)))
+    node.backend.cluster_view = peers_down
+    with pytest.raises(Unavailable) as info:
+        node("TRUNCATE tr")
+    assert (info.value.required, info.value.alive) == (3, 2)
+    node.backend.cluster_view = view
+
+    async def no_agreement(timeout_s: float) -> bool:
+        return False
+    node.backend.wait_schema_agreement = no_agreement
+    with pytest.raises(TruncateError, match="did not reach every node"):
+        node("TRUNCATE tr")
+
+
 def test_named_bind_markers_are_described_by_their_names(node):
     node("CREATE TABLE named (k int, c int, v text, PRIMARY KEY (k, c))")
     prepared = asyncio.run(node.processor.prepare("SELECT v FROM named WHERE k = :key AND c IN :cs LIMIT :n",

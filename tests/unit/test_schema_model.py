@@ -238,12 +238,32 @@ def test_version():
     assert isinstance(a.version(), uuid.UUID)
 
 
+def test_truncations_are_kept_by_table_id_and_the_newest_wins():
+    t = table()
+    a = base()
+    assert a.truncated_at(t.id.bytes) is None
+    b = a.truncate_table(t.id.bytes, 500)
+    assert b.truncated_at(t.id.bytes) == 500 and b.version() != a.version()
+    assert b.truncate_table(t.id.bytes, 400).truncated_at(t.id.bytes) == 500  # an older one changes nothing
+    assert merge(b, a.truncate_table(t.id.bytes, 600)).truncated_at(t.id.bytes) == 600
+    assert merge(a.truncate_table(t.id.bytes, 600), b).truncated_at(t.id.bytes) == 600
+    # a table re-created under the name has another id: not truncated, and the version
+    # of a schema does not count truncations of tables it no longer has
+    again = b.drop_table("ks", "t", 20).with_table(TableDef.build("ks", "t", created_ts=21, partition_key=[("k", INT)]), 21)
+    assert again.truncated_at(again.table("ks", "t").id.bytes) is None
+    assert again.version() == a.drop_table("ks", "t", 20).with_table(
+        TableDef.build("ks", "t", created_ts=21, partition_key=[("k", INT)]), 21).version()
+    # a schema persisted before truncations were kept loads with none
+    old = {k: v for k, v in a.to_plain().items() if k != "truncations"}
+    assert Schema.from_plain(old) == a
+
+
 def test_plain_round_trip_through_msgpack():
     s = base().with_type(TypeDef("ks", "u", ("a", "b"), (INT, parse_type("frozen<list<text>>"))),
                          12)
     s = s.drop_table("ks", "gone", 13).drop_keyspace("old", 14).with_table(
         table("o", options={"caching": {"keys": "NONE"}, "comment": "x",
-                            "bloom_filter_fp_chance": 0.1}), 15)
+                            "bloom_filter_fp_chance": 0.1}), 15).truncate_table(table().id.bytes, 99)
     wire = msgpack.packb(s.to_plain(), use_bin_type=True)
     back = Schema.from_plain(msgpack.unpackb(wire, raw=False))
     assert back == s and back.version() == s.version()
@@ -263,6 +283,8 @@ def test_plain_round_trip_through_msgpack():
     lambda p: {**p, "tables": [["ks", "t", 11, {**p["tables"][0][3], "columns": []}]]},
     lambda p: {**p, "tables": [["ks", "t", 11, {**p["tables"][0][3], "options": {"nope": 1}}]]},
     lambda p: {**p, "horizons": [["ks", 2**64]]},
+    lambda p: {**p, "truncations": [[b"short", 5]]},
+    lambda p: {**p, "truncations": [[bytes(16), "5"]]},
     lambda p: {k: v for k, v in p.items() if k != "types"},
 ])
 def test_from_plain_rejects_malformed(mutate):
@@ -273,7 +295,7 @@ def test_from_plain_rejects_malformed(mutate):
 # ------------------------------------------------------------------------------ merge laws
 
 KS_NAMES, TABLE_NAMES = ["a", "b"], ["t", "u"]
-KINDS = ["ks", "drop_ks", "table", "drop_table", "type", "drop_type"]
+KINDS = ["ks", "drop_ks", "table", "drop_table", "type", "drop_type", "truncate"]
 # few timestamps and several contents per object, so equal-timestamp conflicts are common
 op = st.tuples(st.sampled_from(KINDS), st.sampled_from(KS_NAMES), st.sampled_from(TABLE_NAMES),
                st.integers(1, 3), st.integers(0, 6))
@@ -291,6 +313,8 @@ def apply(s: Schema, o: tuple) -> Schema:
             return s.with_table(table(b, keyspace=a, regular=[("v", column_type)]), ts)
         if kind == "drop_table":
             return s.drop_table(a, b, ts)
+        if kind == "truncate":
+            return s.truncate_table(table(b, keyspace=a).id.bytes, ts * 10 + variant)
         if kind == "type":
             return s.with_type(TypeDef(a, b, ("f",), (column_type,)), ts)
         return s.drop_type(a, b, ts)

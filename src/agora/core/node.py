@@ -221,7 +221,18 @@ class Node:
         return self._after_gossip(self.gossiper.on_message(source, msg, now_ms), now_ms)
 
     def _on_schema_push(self, source: NodeId, msg: SchemaPush, now_ms: int) -> list:
-        return self.schema.on_push(source, msg) + self._schema_gossip()
+        before = self.schema.schema
+        return self.schema.on_push(source, msg) + self._schema_gossip() + self._truncated_since(before, now_ms)
+
+    def _truncated_since(self, before, now_ms: int) -> list:
+        """Tables a schema change truncated (anew) go to tombstone compaction at once: the
+        data the truncation covers leaves the disk without waiting for the next pass."""
+        after = self.schema.schema
+        if after is before:
+            return []
+        fresh = [t.id.bytes for t in after.tables()
+                 if (ts := after.truncated_at(t.id.bytes)) is not None and ts != before.truncated_at(t.id.bytes)]
+        return self.tombstones.compact_soon(fresh, now_ms) if fresh else []
 
     def on_timer(self, timer_id, now_ms: int) -> list:
         kind = timer_id[0]
@@ -340,8 +351,10 @@ class Node:
         except InvalidRequest as exc:
             return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         peers = [n for n in self.gossiper.live_nodes() if n != self.local]
+        before = self.schema.schema
         effects = self.schema.change(new_schema, peers)
-        return [*effects, *self._schema_gossip(), Reply(client_id, self.schema.version)]
+        return [*effects, *self._schema_gossip(), *self._truncated_since(before, now_ms),
+                Reply(client_id, self.schema.version)]
 
     # ---- glue ------------------------------------------------------------------------
 

@@ -33,7 +33,9 @@ A truncated table's data (TRUNCATE, `Schema.truncated_at`) leaves with the pass 
 fragment is rewritten without what the truncation covers (`reconcile.drop_truncated`),
 tombstones included, whatever their gc_grace. That never needs a clean walk nor raises
 the purge horizon: the truncation itself is kept for good and every replica drops what it
-covers from what it reads, so nothing it covers can come back.
+covers from what it reads, so nothing it covers can come back. A node that learns of a
+truncation walks that table at once (`compact_soon`) rather than at the next pass, once its
+first pass would have been due (purge guards known by then).
 
 Does not know: how storage lays partitions out (the engine does the replace), or when a
 repair has run (the downtime check and the repair code decide that).
@@ -207,10 +209,12 @@ class TombstoneCompaction:
         self._op: int | None = None  # the one storage operation in flight
         self._exhausted = False  # the chunk being rewritten was the table's last
         self._next_op = -1
+        self._started_ms: int | None = None
         self.running = False
         self.stats = {"passes": 0, "chunks": 0, "partitions_rewritten": 0}
 
     def start(self, now_ms: int) -> list:
+        self._started_ms = now_ms
         if self.interval_ms <= 0:
             return []
         return [SetTimer(PASS_TIMER, max(self.interval_ms, self.first_pass_ms))]
@@ -225,6 +229,19 @@ class TombstoneCompaction:
         self.running = True
         self.stats["passes"] += 1
         self._queue = sorted((tid for tid, _ in self.tables()), reverse=True)
+        return self._next_table()
+
+    def compact_soon(self, table_ids: list[bytes], now_ms: int) -> list:
+        """Walk these tables now (TRUNCATE emptied them: the space it frees), or after the
+        tables the pass under way has still to walk; nothing if passes are off or the first
+        one is not due yet (until then the node may not know every purge guard)."""
+        if self.interval_ms <= 0 or self._started_ms is None or now_ms - self._started_ms < self.first_pass_ms:
+            return []
+        if self.running:  # even the table being walked: its chunks already passed need it
+            self._queue = [*(t for t in table_ids if t not in self._queue), *self._queue]
+            return []
+        self.running = True
+        self._queue = sorted(set(table_ids), reverse=True)
         return self._next_table()
 
     def on_timer(self, timer_id, now_ms: int) -> list:

@@ -138,6 +138,10 @@ class Tombstones:
         """Start a compaction pass now (tests, admin)."""
         return self._published(self.compaction.run_pass(now_ms))
 
+    def compact_soon(self, table_ids: list[bytes], now_ms: int) -> list:
+        """Walk these tables soon (`TombstoneCompaction.compact_soon`)."""
+        return self._published(self.compaction.compact_soon(table_ids, now_ms))
+
     def mark_repaired(self) -> list:
         return self._published(self.downtime.mark_repaired())
 
