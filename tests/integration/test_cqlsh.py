@@ -462,14 +462,17 @@ def test_describe_keyspace_round_trip(cluster, home, tmp_path):
 
 def test_describe_with_internals_round_trip(cluster, home, tmp_path, scratch):
     ok(home, "-e", "CREATE TABLE scratch.internals (k int PRIMARY KEY, v text)")
+    ok(home, "-e", "CONSISTENCY ALL; INSERT INTO scratch.internals (k, v) VALUES (1, 'dropped with the table')")
     before = ok(home, "-e", "DESCRIBE TABLE scratch.internals WITH INTERNALS")
     assert ") WITH ID = " in before
     ok(home, "-e", "DROP TABLE scratch.internals")
     (tmp_path / "described.cql").write_text(before)
     proc = cqlsh(home, "-f", str(tmp_path / "described.cql"))
     assert (proc.returncode, proc.stderr) == (0, "")
-    # the same table again, id and all (Cassandra's way to restore a snapshot's table)
+    # the same table again, id and all (Cassandra's way to restore a snapshot's table) ...
     assert ok(home, "-e", "DESCRIBE TABLE scratch.internals WITH INTERNALS") == before
+    # ... and empty on every node: the drop truncated the old table's data
+    assert "(0 rows)" in ok(home, "-e", "CONSISTENCY ALL; SELECT * FROM scratch.internals")
 
 
 # ------------------------------------------------------------------------------ 3. garbage

@@ -1,9 +1,10 @@
-"""TRUNCATE on the simulator: a truncation is a schema change (`Schema.truncate_table`), so it
+"""TRUNCATE and DROP on the simulator: a truncation is a schema change (`Schema.truncate_table`), so it
 reaches every node however big the table, and nodes that missed it get it with the schema.
 What it covers stays gone whatever comes later -- a hint replayed by a coordinator that held
 it, a repair from a replica whose compaction has not run, a write carrying an older
 timestamp -- and each node's tombstone compaction then frees the disk. What was written
-after it stays.
+after it stays. DROP TABLE truncates the table too, so its data leaves every disk, and a
+table re-created WITH ID its old id, or kept alive by an ALTER racing the drop, starts empty.
 
 Checks of a replica's disk read its engine directly (`raw`), never through a coordinator."""
 
@@ -114,3 +115,47 @@ def test_a_truncation_survives_a_restart_and_a_newer_one_wins():
     assert c.run_until(c.schema_agreed, 10_000)
     assert all(c.node(i).schema.schema.truncated_at(table(c).id.bytes) == second for i in range(3))
     assert value(c.wait(get(c, 1, "a", "ALL"))) is None
+
+
+def stored(c: SimCluster, i: int, table_id: bytes) -> int:
+    """Partitions node i's engine holds for the table, tombstones included."""
+    return sum(1 for _ in c.engine(i).scan(table_id, -(2**63), 2**63 - 1))
+
+
+def test_a_dropped_table_leaves_every_disk_and_a_table_re_created_with_its_id_starts_empty():
+    c = kv_cluster(704)
+    c.run_for(GC_FIRST_PASS_GOSSIP_ROUNDS * 1_000)
+    for i in range(30):
+        c.wait(put(c, i % 3, f"k{i}", "old", "ALL"))
+    tid = table(c).id
+    assert all(stored(c, i, tid.bytes) == 30 for i in range(3))
+    c.wait(c.schema_change(1, ddl.drop_table({"keyspace": "ks", "name": "kv"})))
+    assert c.run_until(lambda: c.schema_agreed() and all(stored(c, i, tid.bytes) == 0 for i in range(3)), 10_000)
+
+    c.wait(c.create_table("ks", "kv", [("k", "text"), ("v", "text")], ["k"], via=2, options={"id": str(tid)}))
+    assert c.run_until(c.schema_agreed, 10_000)
+    assert table(c).id == tid
+    assert all(value(c.wait(get(c, via, "k1", "ALL"))) is None for via in range(3))
+    c.wait(put(c, 0, "k1", "new", "ALL"))
+    assert all(value(c.wait(get(c, via, "k1", "ALL"))) == "new" for via in range(3))
+
+
+def test_an_alter_racing_a_drop_keeps_the_table_but_not_its_data_on_any_node():
+    """Node 0 drops the table while cut off from the others; node 1 alters it later. The
+    merge keeps the table (the ALTER is the newer entry), and the drop's truncation with
+    it: every node serves none of the data written before the drop."""
+    c = kv_cluster(705)
+    c.run_for(GC_FIRST_PASS_GOSSIP_ROUNDS * 1_000)
+    for i in range(10):
+        c.wait(put(c, 0, f"k{i}", "old", "ALL"))
+    c.partition([0], [1, 2])
+    c.wait(c.schema_change(0, ddl.drop_table({"keyspace": "ks", "name": "kv"})))
+    c.run_for(5)
+    c.wait(c.schema_change(1, ddl.alter_table_add({"keyspace": "ks", "name": "kv", "columns": [["w", "text", False]]})))
+    c.heal()
+    assert c.run_until(lambda: c.schema_agreed() and c.all_up(), 30_000)
+    assert table(c) is not None and table(c).column("w") is not None
+    for via in range(3):
+        assert all(value(c.wait(get(c, via, f"k{i}", "ALL"))) is None for i in range(10))
+    c.wait(put(c, 2, "k0", "after", "ALL"))
+    assert all(value(c.wait(get(c, via, "k0", "ALL"))) == "after" for via in range(3))

@@ -354,3 +354,16 @@ def test_nodes_converge_whatever_the_exchange_order(histories, rng):
     for n in nodes[1:] + nodes[:1]:  # including a repeat
         merged = merge(n, merged)
     assert merged == expected and merged.version() == expected.version()
+
+
+def test_dropping_a_table_or_its_keyspace_truncates_the_table():
+    from agora.core.schema import ddl
+    s = base().with_table(table("u"), 12)
+    t, u = s.table("ks", "t").id.bytes, s.table("ks", "u").id.bytes
+    dropped = ddl.drop_table({"keyspace": "ks", "name": "t"})(s, 5)
+    assert dropped.table("ks", "t") is None
+    assert dropped.truncated_at(t) == 13 and dropped.truncated_at(u) is None  # at the drop's (raised) timestamp
+    assert dropped.truncations() == {t: 13}
+    gone = ddl.drop_keyspace({"name": "ks"})(s, 50)
+    assert gone.truncations() == {t: 50, u: 50}
+    assert ddl.drop_table({"keyspace": "ks", "name": "t", "if_exists": True})(dropped, 60) is dropped

@@ -230,8 +230,7 @@ class Node:
         after = self.schema.schema
         if after is before:
             return []
-        fresh = [t.id.bytes for t in after.tables()
-                 if (ts := after.truncated_at(t.id.bytes)) is not None and ts != before.truncated_at(t.id.bytes)]
+        fresh = [tid for tid, ts in after.truncations().items() if ts != before.truncated_at(tid)]
         return self.tombstones.compact_soon(fresh, now_ms) if fresh else []
 
     def on_timer(self, timer_id, now_ms: int) -> list:

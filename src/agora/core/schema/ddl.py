@@ -75,7 +75,10 @@ def drop_keyspace(args: dict):
             if if_exists:
                 return schema
             raise InvalidRequest(f"Keyspace '{name}' doesn't exist")
-        return schema.drop_keyspace(name, _ts(schema, ts))
+        ts = _ts(schema, ts)
+        for table in schema.tables(name):  # their data goes with them (see drop_table)
+            schema = schema.truncate_table(table.id.bytes, ts)
+        return schema.drop_keyspace(name, ts)
     return change
 
 
@@ -97,8 +100,8 @@ def create_table(args: dict):
     Without an `id` option the table's id comes from its name and creation timestamp, so a
     re-created table is a new table. `WITH ID = <uuid>` (what DESCRIBE ... WITH INTERNALS
     prints) gives it that id, as Cassandra does to re-create a dropped table for its
-    snapshot's data: no live table may have it. As in Cassandra, a node that never applied
-    the drop still holds the old table's data under that id and serves it again."""
+    snapshot's data: no live table may have it. The drop truncated the old table (see
+    drop_table), so the table starts empty on every node, whatever each has freed yet."""
     ks, name = _name(args, "keyspace"), _name(args, "name")
     options = dict(args.get("options") or {})
     table_id = _table_id_option(options)
@@ -140,11 +143,16 @@ def drop_table(args: dict):
     if_exists = bool(args.get("if_exists"))
 
     def change(schema, ts):
-        if schema.table(ks, name) is None:
+        table = schema.table(ks, name)
+        if table is None:
             if if_exists:
                 return schema
             raise InvalidRequest(f"Table '{ks}.{name}' doesn't exist")
-        return schema.drop_table(ks, name, _ts(schema, ts))
+        ts = _ts(schema, ts)
+        # A drop truncates too: every node's tombstone compaction then frees the table's
+        # data, and it is gone for good, whatever the schema merge makes of an ALTER racing
+        # the drop or of the table re-created WITH ID its old id.
+        return schema.drop_table(ks, name, ts).truncate_table(table.id.bytes, ts)
     return change
 
 

@@ -647,6 +647,10 @@ class Schema:
         """The timestamp (µs) at or before which the table's data is gone, if truncated."""
         return self._truncations.get(table_id)
 
+    def truncations(self) -> dict[bytes, int]:
+        """Every truncation by table id, dropped tables' included (a drop truncates)."""
+        return dict(self._truncations)
+
     def type(self, keyspace: str, name: str) -> TypeDef | None:
         return self._live(self._types, (keyspace, name))
 

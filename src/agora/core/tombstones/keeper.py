@@ -20,6 +20,7 @@ from agora.core.tombstones.compaction import (GC_FIRST_PASS_GOSSIP_ROUNDS, PURGE
 from agora.core.tombstones.downtime import (DECIDING, DOWNTIME_META_KEY, GUARDED, HEARTBEAT_TIMER,
                                             LAST_ALIVE_META_KEY, REBUILDING, RETRY_TIMER, SERVING,
                                             Downtime, suspect_tables)
+from agora.core.schema.model import TABLE_OPTIONS
 from agora.core.tombstones.messages import PurgeHorizonReq, PurgeHorizonRsp
 from agora.core.types import NodeId
 
@@ -40,7 +41,7 @@ class Tombstones:
         cfg = node.cfg
         self.guards = PurgeGuards(node.gossiper, node.local)
         self.compaction = TombstoneCompaction(
-            self.tables, self.guards, cfg.tombstone_gc_interval,
+            self.compacted_tables, self.guards, cfg.tombstone_gc_interval,
             GC_FIRST_PASS_GOSSIP_ROUNDS * cfg.gossip_interval,
             _int_meta(meta, PURGE_HORIZON_META_KEY) or 0, truncated_at=node.truncated_at)
         last_alive = _int_meta(meta, LAST_ALIVE_META_KEY)
@@ -59,6 +60,14 @@ class Tombstones:
 
     def tables(self) -> list[tuple[bytes, int]]:
         return [(t.id.bytes, int(t.option("gc_grace_seconds"))) for t in self.node.schema.schema.tables()]
+
+    def compacted_tables(self) -> list[tuple[bytes, int]]:
+        """What compaction walks: the live tables, and the dropped ones (a drop truncates
+        the table, so their walk frees their data; the default gc_grace for what is left)."""
+        live = self.tables()
+        ids = {tid for tid, _ in live}
+        grace = int(TABLE_OPTIONS["gc_grace_seconds"][0])
+        return live + [(tid, grace) for tid in sorted(self.node.schema.schema.truncations()) if tid not in ids]
 
     def ring_members(self) -> list[NodeId]:
         return sorted(self.node.ring.nodes)
