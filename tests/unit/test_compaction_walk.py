@@ -311,3 +311,16 @@ def test_a_table_truncated_during_a_pass_is_walked_again_after_it_and_not_before
     assert walked[0] == walked[-1] == T and other in walked and not comp.running
     assert all(engine.read(ReadCommand(T, b"k%d" % i)) is None for i in range(5))
     assert all(engine.read(ReadCommand(other, b"k%d" % i)) is not None for i in range(5))
+
+
+def test_the_pass_timer_walks_every_table_even_while_a_truncated_table_is_being_walked():
+    other = b"\x33" * 16
+    comp = TombstoneCompaction(lambda: [(T, GRACE_S), (other, GRACE_S)], PurgeGuards(NoPeers(), "me"),
+                               60_000, 10_000, truncated_at=lambda table_id: 5 if table_id == T else None)
+    comp.start(0)
+    (scan,) = comp.compact_soon([T], 30_000)
+    assert isinstance(scan, StorageScan) and scan.table_id == T
+    effects = comp.on_timer(PASS_TIMER, 60_000)  # the hourly pass comes due during that walk
+    assert [e for e in effects if isinstance(e, SetTimer) and e.timer_id == PASS_TIMER]
+    assert comp.stats["passes"] == 1 and set(comp._queue) == {T, other}  # every table, after the walk under way
+    assert comp.run_pass(60_001) == [] and comp.stats["passes"] == 1  # a pass runs: no second one

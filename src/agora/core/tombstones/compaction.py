@@ -211,6 +211,7 @@ class TombstoneCompaction:
         self._next_op = -1
         self._started_ms: int | None = None
         self.running = False
+        self._soon = False  # what runs is a walk of truncated tables only (compact_soon)
         self.stats = {"passes": 0, "chunks": 0, "partitions_rewritten": 0}
 
     def start(self, now_ms: int) -> list:
@@ -223,12 +224,19 @@ class TombstoneCompaction:
         return op_id is not None and op_id == self._op
 
     def run_pass(self, now_ms: int) -> list:
-        """Start a pass now, unless one is running (tests and the timer call this)."""
+        """Start a pass now, unless one is running (tests and the timer call this). While
+        only truncated tables are being walked (`compact_soon`), the pass goes on from
+        there: every table is walked after them."""
+        if self.running and not self._soon:
+            return []
+        self.stats["passes"] += 1
+        tables = sorted((tid for tid, _ in self.tables()), reverse=True)
+        self._soon = False
         if self.running:
+            self._queue = [t for t in tables if t not in self._queue] + self._queue
             return []
         self.running = True
-        self.stats["passes"] += 1
-        self._queue = sorted((tid for tid, _ in self.tables()), reverse=True)
+        self._queue = tables
         return self._next_table()
 
     def compact_soon(self, table_ids: list[bytes], now_ms: int) -> list:
@@ -241,6 +249,7 @@ class TombstoneCompaction:
             self._queue = [*(t for t in table_ids if t not in self._queue), *self._queue]
             return []
         self.running = True
+        self._soon = True
         self._queue = sorted(set(table_ids), reverse=True)
         return self._next_table()
 
