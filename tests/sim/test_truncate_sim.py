@@ -13,6 +13,7 @@ from __future__ import annotations
 from agora.core import rowmaps
 from agora.core.schema import ddl
 from agora.core.tombstones.compaction import GC_FIRST_PASS_GOSSIP_ROUNDS
+from agora.core.types import MAX_TOKEN, MIN_TOKEN, RangeCommand
 from agora.sim import SimCluster
 
 from .test_coordinator_sim import get, kv_cluster, put, value
@@ -159,3 +160,33 @@ def test_an_alter_racing_a_drop_keeps_the_table_but_not_its_data_on_any_node():
         assert all(value(c.wait(get(c, via, f"k{i}", "ALL"))) is None for i in range(10))
     c.wait(put(c, 2, "k0", "after", "ALL"))
     assert all(value(c.wait(get(c, via, "k0", "ALL"))) == "after" for via in range(3))
+
+
+def test_a_coordinator_drops_what_a_truncation_covers_from_a_replica_that_has_not_heard_of_it():
+    """Node 2 comes back after the truncation and answers before its schema pull lands (held
+    back here): the coordinators, which know of the truncation, neither return nor
+    read-repair what it covers."""
+    c = kv_cluster(706)
+    for k in ("a", "b"):
+        c.wait(put(c, 0, k, "old", "ALL"))
+    stop_and_wait_down(c, 2)
+    truncate(c)
+    c.restart(2)
+    c.node(2).schema.on_push = lambda source, msg: []  # its schema pull is slow to land
+    assert c.run_until(lambda: c.sees(0, 2) and c.sees(1, 2), 10_000)
+    assert c.node(2).schema.schema.truncated_at(table(c).id.bytes) is None
+    repairs = [(c.node(i).reads.stats["read_repairs"], c.node(i).range_reads.stats["read_repairs"]) for i in (0, 1)]
+    for via in (0, 1):
+        assert value(c.wait(get(c, via, "a", "ALL"))) is None
+        assert c.wait(c.read_range(via, RangeCommand(table(c).id.bytes, MIN_TOKEN, None, MAX_TOKEN), "ALL")) == []
+    assert [(c.node(i).reads.stats["read_repairs"], c.node(i).range_reads.stats["read_repairs"])
+            for i in (0, 1)] == repairs  # nothing was repaired back into the others
+
+
+def test_a_write_coordinated_after_truncate_answered_is_kept_whatever_the_clock_skew():
+    c = kv_cluster(707)
+    c.set_clock(0, offset_ms=20)  # the truncating node's clock runs ahead of node 1's
+    c.wait(put(c, 1, "k", "before"))
+    truncate(c, via=0)  # answered: every node has it
+    c.wait(put(c, 1, "k", "after"))  # node 1 stamps it: past the truncation, though its clock lags
+    assert all(value(c.wait(get(c, via, "k", "ALL"))) == "after" for via in range(3))

@@ -1,6 +1,7 @@
 """A coordinator's view of a cluster built by hand (`agora.core.coordinator.placement.Placement`),
 shared by the coordinator unit tests: who is alive, which DC each node is in, request ids, and
-proximity (this node, then its DC, then the rest, by name)."""
+proximity (this node, then its DC, then the rest, by name), and truncations (`truncations`,
+table id -> timestamp)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ class HandPlacement:
         self.local, self.local_dc = local, local_dc
         self.dcs = dcs
         self.alive = set(alive)
+        self.truncations: dict[bytes, int] = {}
         self._req = 0
 
     def dc_of(self, node):
@@ -30,3 +32,6 @@ class HandPlacement:
 
     def proximity(self, node):
         return (0 if node == self.local else 1 if self.dc_of(node) == self.local_dc else 2, node)
+
+    def truncated_at(self, table_id):
+        return self.truncations.get(table_id)

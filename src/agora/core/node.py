@@ -226,12 +226,18 @@ class Node:
 
     def _truncated_since(self, before, now_ms: int) -> list:
         """Tables a schema change truncated (anew) go to tombstone compaction at once: the
-        data the truncation covers leaves the disk without waiting for the next pass."""
+        data the truncation covers leaves the disk without waiting for the next pass. And
+        this node's write clock moves past the truncation, so a write it coordinates once
+        it knows of the truncation (as every node does when TRUNCATE answers) is never
+        covered by it, whatever the clocks' skew."""
         after = self.schema.schema
         if after is before:
             return []
-        fresh = [tid for tid, ts in after.truncations().items() if ts != before.truncated_at(tid)]
-        return self.tombstones.compact_soon(fresh, now_ms) if fresh else []
+        fresh = {tid: ts for tid, ts in after.truncations().items() if ts != before.truncated_at(tid)}
+        if not fresh:
+            return []
+        self._last_ts_us = max(self._last_ts_us, *fresh.values())
+        return self.tombstones.compact_soon(sorted(fresh), now_ms)
 
     def on_timer(self, timer_id, now_ms: int) -> list:
         kind = timer_id[0]

@@ -33,3 +33,8 @@ class Placement(Protocol):
 
     def proximity(self, node: NodeId) -> tuple:
         """Sort key for choosing read replicas: smaller is preferred."""
+
+    def truncated_at(self, table_id: bytes) -> int | None:
+        """When TRUNCATE last emptied the table (µs), if ever: a coordinator drops what it
+        covers from replicas' answers too, so a replica that has not heard of it yet (back
+        from a restart before its schema pull) brings nothing back."""

@@ -263,9 +263,12 @@ class RangeReadCoordinator:
         held: dict[NodeId, dict[bytes, Partition]] = {}
         versions: dict[bytes, list[Partition]] = {}
         order: dict[bytes, tuple] = {}
+        truncated = self.placement.truncated_at(scan.command.table_id)
         for node in sorted(scan.answers):
             held[node] = {}
             for part in scan.answers[node].partitions:
+                if truncated is not None and (part := reconcile.drop_truncated(part, truncated)) is None:
+                    continue  # a replica that has not heard of the truncation yet
                 at = order.get(part.key) or _position_key((token_for_key(part.key), part.key, None))
                 if limit is not None and at > limit:
                     if frontier[1] != part.key or frontier[2] is None:

@@ -138,7 +138,10 @@ class ReadCoordinator:
         if rsp.digest is not None and rsp.partition is None and rd.contacted[source] == "digest":
             rd.digests[source] = rsp.digest
         else:
-            rd.data[source] = rsp.partition
+            part = rsp.partition
+            if part is not None and (truncated := self.placement.truncated_at(part.table_id)) is not None:
+                part = reconcile.drop_truncated(part, truncated)
+            rd.data[source] = part
             if rsp.more_after is not None:
                 rd.more[source] = rsp.more_after
         rd.waiting.discard(source)
