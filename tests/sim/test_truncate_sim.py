@@ -68,15 +68,17 @@ def test_truncation_reaches_every_node_and_nothing_brings_the_data_back():
             assert value(c.wait(get(c, via, k, "ONE"))) is None, (via, k)
 
     # Node 2 learnt of the truncation too soon after its start to walk the table at once
-    # (its first pass is not due): its disk holds the old data, the others' do not. A
-    # repair finds the replicas in sync all the same (what the truncation covers is not in
-    # their Merkle trees) and streams nothing.
+    # (its first pass is not due; it walks it when it is): its disk holds the old data, the
+    # others' do not. A repair finds the replicas in sync all the same (what the truncation
+    # covers is not in their Merkle trees) and streams nothing.
     assert raw(c, 2, "b0") is not None and raw(c, 2, "m0") is not None
     assert all(raw(c, i, k) is None for i in (0, 1) for k in before + missed)
     report = c.repair(0, keyspace="ks", table="kv")
     assert report["state"] == "finished", report
     assert report["ranges_out_of_sync"] == 0 and report["bytes_streamed"] == 0, report
     assert all(raw(c, 0, k) is None for k in before + missed)
+    assert c.run_until(lambda: all(raw(c, 2, k) is None for k in before + missed),
+                       GC_FIRST_PASS_GOSSIP_ROUNDS * 1_000 + 5_000)
     assert all(value(c.wait(get(c, via, k, "ONE"))) is None for via in range(3) for k in before + missed)
 
     # Writes after the truncation are kept; one with an older timestamp is not (it reads

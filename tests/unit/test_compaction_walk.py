@@ -259,8 +259,8 @@ def test_a_truncated_wide_partition_leaves_the_disk_and_what_clients_see_never_c
         if rng.random() < 0.4:
             clock[0] += 1
             p = _random_write(rng, clock[0] if rng.random() < 0.7 else rng.randint(100, truncated))
-            if p.deletion is None:  # a newer partition deletion would hide what the truncation should
-                write(p)
+            if p.deletion is None:  # without newer partition deletions, what only the truncation
+                write(p)            # removes stays in sight: a walk that failed to would show
 
     def seen(p: Partition | None) -> Partition:
         left = None if p is None else reconcile.drop_truncated(p, truncated)
@@ -283,7 +283,7 @@ def test_a_truncated_wide_partition_leaves_the_disk_and_what_clients_see_never_c
                     == Partition(T, KEY, rows={b"r": row}), row
 
 
-def test_a_table_truncated_during_a_pass_is_walked_again_after_it_and_not_before_the_first_pass_is_due():
+def test_a_table_truncated_during_a_pass_is_walked_again_after_it():
     engine = MemoryEngine()
     other = b"\x33" * 16
     for tid in (T, other):
@@ -292,7 +292,8 @@ def test_a_table_truncated_during_a_pass_is_walked_again_after_it_and_not_before
     comp = TombstoneCompaction(lambda: [(T, GRACE_S), (other, GRACE_S)], PurgeGuards(NoPeers(), "me"),
                                60_000, 10_000, truncated_at=truncated.get)
     comp.start(NOW_MS)
-    assert comp.compact_soon([T], NOW_MS + 9_999) == []  # the first pass is not due: purge guards may be unknown
+    from agora.core.tombstones.compaction import SOON_TIMER
+    assert comp.compact_soon([T], NOW_MS + 9_999) == [SetTimer(SOON_TIMER, 1)]  # not before the first pass is due
     walked = []
     effects = comp.run_pass(NOW_MS + 10_000)
     while effects:
@@ -324,3 +325,17 @@ def test_the_pass_timer_walks_every_table_even_while_a_truncated_table_is_being_
     assert [e for e in effects if isinstance(e, SetTimer) and e.timer_id == PASS_TIMER]
     assert comp.stats["passes"] == 1 and set(comp._queue) == {T, other}  # every table, after the walk under way
     assert comp.run_pass(60_001) == [] and comp.stats["passes"] == 1  # a pass runs: no second one
+
+
+def test_a_truncation_learnt_of_before_the_first_pass_is_due_is_walked_when_it_is():
+    from agora.core.tombstones.compaction import SOON_TIMER
+    comp = TombstoneCompaction(lambda: [(T, GRACE_S)], PurgeGuards(NoPeers(), "me"), 3_600_000, 10_000,
+                               truncated_at=lambda table_id: 5)
+    comp.start(1_000)
+    assert comp.compact_soon([T], 4_000) == [SetTimer(SOON_TIMER, 7_000)]  # guards may be unknown: later
+    assert comp.compact_soon([T], 5_000) == [] and not comp.running  # one timer for all
+    (scan,) = comp.on_timer(SOON_TIMER, 11_000)
+    assert isinstance(scan, StorageScan) and scan.table_id == T and comp.running
+    off = TombstoneCompaction(lambda: [(T, GRACE_S)], PurgeGuards(NoPeers(), "me"), 0, 10_000)
+    off.start(1_000)
+    assert off.compact_soon([T], 50_000) == []  # tombstone_gc_interval 0: no walk at all

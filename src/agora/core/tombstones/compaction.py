@@ -71,6 +71,7 @@ REPAIR_FLAG_STATE = "REPAIR_NEEDED"  # gossip: "<since_s> <state>" or "" (downti
 
 PASS_TIMER = ("tombstones", "pass")
 CHUNK_TIMER = ("tombstones", "chunk")
+SOON_TIMER = ("tombstones", "soon")  # truncated tables learnt of before the first pass was due
 
 
 def parse_repair_flag(value: str | None) -> tuple[int, str] | None:
@@ -212,6 +213,7 @@ class TombstoneCompaction:
         self._started_ms: int | None = None
         self.running = False
         self._soon = False  # what runs is a walk of truncated tables only (compact_soon)
+        self._deferred: set[bytes] = set()  # compact_soon's tables until the first pass is due
         self.stats = {"passes": 0, "chunks": 0, "partitions_rewritten": 0}
 
     def start(self, now_ms: int) -> list:
@@ -241,10 +243,16 @@ class TombstoneCompaction:
 
     def compact_soon(self, table_ids: list[bytes], now_ms: int) -> list:
         """Walk these tables now (TRUNCATE emptied them: the space it frees), or after the
-        tables the pass under way has still to walk; nothing if passes are off or the first
-        one is not due yet (until then the node may not know every purge guard)."""
-        if self.interval_ms <= 0 or self._started_ms is None or now_ms - self._started_ms < self.first_pass_ms:
+        tables the pass under way has still to walk, or once the first pass is due if it is
+        not yet (until then the node may not know every purge guard); nothing if passes are
+        off (`tombstone_gc_interval` 0)."""
+        if self.interval_ms <= 0 or self._started_ms is None:
             return []
+        due = self._started_ms + self.first_pass_ms
+        if now_ms < due:
+            first = not self._deferred
+            self._deferred.update(table_ids)
+            return [SetTimer(SOON_TIMER, due - now_ms)] if first else []
         if self.running:  # even the table being walked: its chunks already passed need it
             self._queue = [*(t for t in table_ids if t not in self._queue), *self._queue]
             return []
@@ -258,6 +266,9 @@ class TombstoneCompaction:
             return [SetTimer(PASS_TIMER, self.interval_ms), *self.run_pass(now_ms)]
         if timer_id == CHUNK_TIMER and self.running and self._op is None:
             return self._scan() if self._table is not None else self._next_table()
+        if timer_id == SOON_TIMER:
+            deferred, self._deferred = sorted(self._deferred), set()
+            return self.compact_soon(deferred, now_ms)
         return []
 
     def _next_table(self) -> list:
