@@ -752,3 +752,21 @@ def test_create_table_with_id_takes_that_id_once_no_live_table_has_it(node):
         node("CREATE TABLE w (k int PRIMARY KEY) WITH ID = 'nope'")
     node("CREATE TABLE x (k int PRIMARY KEY)")  # without ID: from name and time, as before
     assert node.backend.schema.table("ks", "x").id != first
+
+
+def test_reads_of_a_partition_grow_while_deleted_rows_cut_them_short(node):
+    """LIMIT 1 over 200 deleted rows and a live one: each read that deleted rows left short
+    asks for twice as many rows, so the live row is reached in a handful of reads (it took
+    one read per deleted row), and the answer is the same at every page size."""
+    node("CREATE TABLE gone (k int, c int, v int, PRIMARY KEY (k, c))")
+    for c in range(201):
+        node(f"INSERT INTO gone (k, c, v) VALUES (0, {c}, {c})")
+    for c in range(200):
+        node(f"DELETE FROM gone WHERE k = 0 AND c = {c}")
+    before = len(node.backend.read_commands)
+    assert node.rows("SELECT c, v FROM gone WHERE k = 0 LIMIT 1") == [(200, 200)]
+    reads = node.backend.read_commands[before:]
+    assert len(reads) <= 10 and [r.limit_rows for r in reads[:4]] == [1, 2, 4, 8], [r.limit_rows for r in reads]
+    for page_size in (1, 2, 7):
+        assert node.rows("SELECT c, v FROM gone WHERE k = 0", page_size=page_size) == [(200, 200)]
+    assert node.rows("SELECT c FROM gone WHERE k = 0 ORDER BY c DESC LIMIT 1") == [(200,)]

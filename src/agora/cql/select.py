@@ -326,18 +326,24 @@ class Pager:
         clustering order; a partition of a table without clustering columns is one row."""
         p = self.p
         first, produced = True, False
+        short = 0  # reads in a row that stored rows a client does not see cut short
         while True:
             if p.table.clustering_columns:
+                limit = self._read_limit()
+                if short:  # deleted (or truncated) rows took the last read: read twice as many
+                    limit = min(INTERNAL_PAGE_ROWS, max(limit, limit << min(short, 16)))
                 page = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices, None,
-                                                           self._read_limit(), p.reversed), self.cl)
+                                                           limit, p.reversed), self.cl)
                 part, more_after = page.partition, page.more_after
             else:
+                limit = 0
                 part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
                 more_after = None
             last = more_after is None
             # the static-only row: for a partition without rows, known at its last page
             rows = rows_of(p.table, part,
                            static_only=self.static_rows and not resume and last and not produced)
+            short = short + 1 if not last and len(rows) < limit else 0
             if p.reversed:
                 rows.reverse()
             produced = produced or bool(rows)
