@@ -31,6 +31,9 @@ from agora.cql.terms import TermContext
 
 PREPARED_CACHE_ENTRIES = 10_000  # prepared statements kept per node (LRU); evicted ones re-prepare
 SCHEMA_AGREEMENT_TIMEOUT_S = 10.0  # a DDL waits this long for every live node to have its schema
+# TRUNCATE answers Truncate_error after this long without every node: under cqlsh's (and the
+# driver's) 10 s request timeout, so the client hears why rather than timing out itself
+TRUNCATE_AGREEMENT_TIMEOUT_S = 8.0
 NO_KEYSPACE = "No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename"
 
 
@@ -280,9 +283,9 @@ class Processor:
         if alive < nodes:
             raise Unavailable(ConsistencyLevel.ALL, nodes, alive)
         await self.backend.schema_change(ddl.truncate_table({"keyspace": table.keyspace, "name": table.name}))
-        if not await self.backend.wait_schema_agreement(SCHEMA_AGREEMENT_TIMEOUT_S):
+        if not await self.backend.wait_schema_agreement(TRUNCATE_AGREEMENT_TIMEOUT_S):
             raise TruncateError(f"Truncation of {table.keyspace}.{table.name} did not reach every "
-                                f"node within {SCHEMA_AGREEMENT_TIMEOUT_S:g} s; it applies on each "
+                                f"node within {TRUNCATE_AGREEMENT_TIMEOUT_S:g} s; it applies on each "
                                 "as it catches up with the schema")
         return Void()
 
