@@ -488,6 +488,14 @@ def test_aggregates_count_every_row_once_across_internal_pages(paged_node, monke
     """COUNT(*) reads in internal pages; one ending on a partition's last row (every row of
     a table without clustering columns does) must not bring that row back."""
     monkeypatch.setattr(select, "INTERNAL_PAGE_ROWS", 3)
+    whole = paged_node.rows("SELECT COUNT(*), COUNT(v), MIN(v), MAX(v), SUM(v), AVG(v), k FROM flat")
+    assert whole[0][:6] == (8, 8, 0, 2, 7, 0)  # v = k % 3 for k = 0..7
+    # aggregates hold a page at a time: no row limit on what they read, as in Cassandra
+    monkeypatch.setattr(select, "MAX_UNPAGED_ROWS", 5)
+    assert paged_node.rows("SELECT COUNT(*), COUNT(v), MIN(v), MAX(v), SUM(v), AVG(v), k FROM flat") == whole
+    with pytest.raises(InvalidRequest, match="more than 5 rows"):  # GROUP BY still keeps them all
+        paged_node.rows("SELECT k, COUNT(*) FROM flat GROUP BY k")
+    monkeypatch.setattr(select, "MAX_UNPAGED_ROWS", 1_000_000)
     assert paged_node.rows("SELECT COUNT(*) FROM flat") == [(8,)]
     assert paged_node.rows("SELECT COUNT(*) FROM flat WHERE k IN (0, 1, 2, 3, 4)") == [(5,)]
     assert paged_node.rows("SELECT COUNT(*) FROM pg") == [(19,)]  # k = 0 counts once: its static row

@@ -414,36 +414,66 @@ def _cell_value(o: Output, row: RowView, now_s: int):
     raise AssertionError(o.kind)
 
 
-def _aggregate(outputs: list[Output], rows: list[RowView], now_s: int) -> list[bytes | None]:
-    out = []
-    for o in outputs:
-        if o.kind == "column":
-            out.append(rows[0].values.get(o.column.name) if rows else None)
-            continue
-        if o.arg == "count":
-            n = len(rows) if o.column is None else sum(1 for r in rows if r.values.get(o.column.name) is not None)
-            out.append(T.serialize(T.BIGINT, n))
-            continue
-        t = o.column.type
-        vals = [T.deserialize(t, r.values[o.column.name]) for r in rows if r.values.get(o.column.name) is not None]
-        if o.arg in ("min", "max"):
-            raws = [r.values[o.column.name] for r in rows if r.values.get(o.column.name) is not None]
-            if not raws:
-                out.append(None)
+class _Aggregates:
+    """The aggregates of a SELECT, fed rows a page at a time (`add`), so a COUNT over any
+    number of rows holds one page of them, as in Cassandra; `values()` gives the result
+    row. A plain column among them takes its value from the first row."""
+
+    def __init__(self, outputs: list[Output]) -> None:
+        self.outputs = outputs
+        self.first: RowView | None = None
+        self.counts = [0] * len(outputs)  # rows (COUNT(*)) or non-null values seen
+        self.best: list[bytes | None] = [None] * len(outputs)  # MIN / MAX so far (raw)
+        self.totals: list = [0] * len(outputs)  # SUM / AVG so far (deserialized)
+
+    def add(self, rows: list[RowView]) -> None:
+        if rows and self.first is None:
+            self.first = rows[0]
+        for i, o in enumerate(self.outputs):
+            if o.kind == "column":
                 continue
-            best = raws[0]
-            for raw in raws[1:]:
-                c = T.compare(t, raw, best)
-                if (c < 0) if o.arg == "min" else (c > 0):
-                    best = raw
-            out.append(best)
-        elif o.arg == "sum":
-            out.append(T.serialize(t, sum(vals) if vals else 0))
-        else:  # avg: integer types truncate, as in Cassandra
-            total = sum(vals) if vals else 0
-            avg = (total / len(vals) if isinstance(total, float) else (int(total / len(vals)) if vals else 0))
-            out.append(T.serialize(t, avg))
-    return out
+            if o.column is None:  # COUNT(*)
+                self.counts[i] += len(rows)
+                continue
+            name, t = o.column.name, o.column.type
+            raws = [raw for r in rows if (raw := r.values.get(name)) is not None]
+            self.counts[i] += len(raws)
+            if o.arg in ("min", "max"):
+                best = self.best[i]
+                for raw in raws:
+                    if best is None:
+                        best = raw
+                        continue
+                    c = T.compare(t, raw, best)
+                    if (c < 0) if o.arg == "min" else (c > 0):
+                        best = raw
+                self.best[i] = best
+            elif o.arg in ("sum", "avg"):
+                for raw in raws:
+                    self.totals[i] += T.deserialize(t, raw)
+
+    def values(self) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for i, o in enumerate(self.outputs):
+            if o.kind == "column":
+                out.append(self.first.values.get(o.column.name) if self.first is not None else None)
+            elif o.arg == "count":
+                out.append(T.serialize(T.BIGINT, self.counts[i]))
+            elif o.arg in ("min", "max"):
+                out.append(self.best[i])
+            elif o.arg == "sum":
+                out.append(T.serialize(o.column.type, self.totals[i]))
+            else:  # avg: integer types truncate, as in Cassandra
+                total, n = self.totals[i], self.counts[i]
+                avg = total / n if isinstance(total, float) else (int(total / n) if n else 0)
+                out.append(T.serialize(o.column.type, avg))
+        return out
+
+
+def _aggregate(outputs: list[Output], rows: list[RowView], now_s: int) -> list[bytes | None]:
+    aggregates = _Aggregates(outputs)
+    aggregates.add(rows)
+    return aggregates.values()
 
 
 def _json_row(outputs: list[Output], values: list[bytes | None]) -> bytes:
@@ -548,8 +578,9 @@ async def execute(stmt: ast.Select, table, terms: TermContext, backend, cl, para
     if p.group_width:
         return await _grouped(p, backend, cl, now_s, specs)
     if p.aggregate:  # LIMIT counts result rows, so it does not cut what is aggregated
-        rows = await _all_rows(replace(p, limit=None), backend, cl, now_s)
-        values = _aggregate(p.outputs, rows, now_s)
+        aggregates = _Aggregates(p.outputs)
+        await _each_page(replace(p, limit=None), backend, cl, now_s, aggregates.add)
+        values = aggregates.values()
         return Rows(_result_specs(p, specs), [[_json_row(p.outputs, values)] if p.json else values])
     page_size = params.page_size if params.page_size and params.page_size > 0 else None
     if p.ordered and p.r.single_partitions and len(p.r.partition_keys()) > 1:
@@ -609,14 +640,25 @@ def _result_specs(p: Plan, specs: list[ColumnSpec]) -> list[ColumnSpec]:
     return specs
 
 
-async def _all_rows(p: Plan, backend, cl, now_s: int) -> list[RowView]:
+async def _each_page(p: Plan, backend, cl, now_s: int, consume) -> None:
+    """Every row the plan selects, handed to `consume` an internal page at a time."""
     pos = PagePosition()
-    rows: list[RowView] = []
     while True:
         pager = Pager(p, backend, cl, pos, INTERNAL_PAGE_ROWS, now_s)
         await (pager.single_partitions() if p.r.single_partitions else pager.token_range())
-        rows.extend(pager.rows)
+        consume(pager.rows)
+        if not pager.more:
+            return
+
+
+async def _all_rows(p: Plan, backend, cl, now_s: int) -> list[RowView]:
+    """Every row the plan selects, in memory (GROUP BY, ORDER BY across partitions): at most
+    MAX_UNPAGED_ROWS of them."""
+    rows: list[RowView] = []
+
+    def keep(page: list[RowView]) -> None:
+        rows.extend(page)
         if len(rows) > MAX_UNPAGED_ROWS:
             raise InvalidRequest(f"aggregation over more than {MAX_UNPAGED_ROWS} rows is not supported")
-        if not pager.more:
-            return rows
+    await _each_page(p, backend, cl, now_s, keep)
+    return rows
