@@ -5,6 +5,10 @@ CLI uses. Each cluster is torn down (SIGKILL if need be) when its tests finish."
 from __future__ import annotations
 
 import pytest
+from cassandra import ConsistencyLevel
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import WhiteListRoundRobinPolicy
+from cassandra.query import SimpleStatement, tuple_factory
 
 from agora.runtime.cluster import LocalCluster, parse_dc_layout, wait_until
 
@@ -53,3 +57,30 @@ def ensure_all_up(cluster: LocalCluster) -> None:
         cluster.start(stopped)
     else:
         cluster.wait_up()
+
+
+class PinnedSession:
+    """A driver session (protocol v5, tuples) that sends every request to node `node` (1..)
+    of the cluster on `subnet`, closed on exit."""
+
+    def __init__(self, subnet: str, node: int = 1):
+        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([f"{subnet}.{node}"]),
+                                   row_factory=tuple_factory, request_timeout=20)
+        self.cluster = Cluster([f"{subnet}.{node}"], protocol_version=5,
+                               execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+        self.session = self.cluster.connect()
+
+    def run(self, text: str, params=(), cl=ConsistencyLevel.QUORUM):
+        return list(self.session.execute(SimpleStatement(text, consistency_level=cl), params))
+
+    def __enter__(self) -> "PinnedSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cluster.shutdown()
+
+
+def node_status(cluster: LocalCluster, name: str) -> dict:
+    """A node's admin `status` (gossip view, stats, tombstones, batchlog)."""
+    with cluster.client(name) as admin:
+        return admin.call("status", {})

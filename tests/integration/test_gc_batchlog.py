@@ -18,14 +18,13 @@ import time
 import pytest
 import yaml
 from cassandra import ConsistencyLevel, Unavailable
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.cluster import NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.policies import WhiteListRoundRobinPolicy
-from cassandra.query import BatchStatement, BatchType, SimpleStatement, tuple_factory
+from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
 from agora.runtime.cluster import wait_until
 
-from .conftest import ensure_all_up, make_cluster
+from .conftest import PinnedSession, ensure_all_up, make_cluster, node_status
 
 SUBNET = "127.0.32"
 WIDE_SUBNET = "127.0.33"
@@ -39,35 +38,15 @@ def cluster(tmp_path_factory):
     c.down(kill=True)
 
 
-class Session:
+def Session(node: int = 1, subnet: str = SUBNET) -> PinnedSession:
     """A driver session pinned to one node (`node` 1..3), closed on exit."""
-
-    def __init__(self, node: int = 1, subnet: str = SUBNET):
-        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([f"{subnet}.{node}"]),
-                                   row_factory=tuple_factory, request_timeout=20)
-        self.cluster = Cluster([f"{subnet}.{node}"], protocol_version=5,
-                               execution_profiles={EXEC_PROFILE_DEFAULT: profile})
-        self.session = self.cluster.connect()
-
-    def run(self, text: str, params=(), cl=ConsistencyLevel.QUORUM):
-        return list(self.session.execute(SimpleStatement(text, consistency_level=cl), params))
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.cluster.shutdown()
-
-
-def status(cluster, name: str) -> dict:
-    with cluster.client(name) as admin:
-        return admin.call("status", {})
+    return PinnedSession(subnet, node)
 
 
 def wait_seen_down(cluster, down: str) -> None:
     address = cluster.node(down).address
     def seen() -> bool:
-        return all(any(n["address"] == address and not n["up"] for n in status(cluster, name)["nodes"])
+        return all(any(n["address"] == address and not n["up"] for n in node_status(cluster, name)["nodes"])
                    for name in ("node1", "node2", "node3") if name != down)
     wait_until(seen, 30, f"{down} marked down")
 
@@ -120,7 +99,7 @@ def test_a_logged_batch_whose_coordinator_dies_after_the_batchlog_write_is_appli
             wait_until(applied, 40, "the batchlog replay")  # 2 x write_request_timeout + a round
         for name in ("node2", "node3"):
             assert [inspect(cluster, name, "batch", k) for k in range(8)] == [[{"k": k, "v": f"b{k}"}] for k in range(8)]
-            wait_until(lambda name=name: status(cluster, name)["batchlog"]["entries"] == 0, 20,
+            wait_until(lambda name=name: node_status(cluster, name)["batchlog"]["entries"] == 0, 20,
                        f"{name}'s batchlog to be empty")
     finally:
         cluster.stop("node1", kill=True)
@@ -136,9 +115,9 @@ def test_a_logged_batch_leaves_no_batchlog_behind(cluster):
             batch.add(SimpleStatement("INSERT INTO gc.batch (k, v) VALUES (%s, 'ok')"), (k,))
         s.session.execute(batch)
         assert len(s.run("SELECT k FROM gc.batch WHERE k IN (100, 101, 102, 103, 104)")) == 5
-    assert status(cluster, "node3")["batchlog"]["logged_batches"] == 1
+    assert node_status(cluster, "node3")["batchlog"]["logged_batches"] == 1
     for name in ("node1", "node2", "node3"):
-        wait_until(lambda name=name: status(cluster, name)["batchlog"]["entries"] == 0, 10,
+        wait_until(lambda name=name: node_status(cluster, name)["batchlog"]["entries"] == 0, 10,
                    f"{name}'s batchlog to be empty")
 
 
@@ -151,7 +130,7 @@ def test_a_delete_missed_within_gc_grace_does_not_come_back(cluster):
         wait_seen_down(cluster, "node3")
         s.run("DELETE FROM gc.long WHERE k = 1")
     cluster.start(["node3"])
-    assert status(cluster, "node3")["tombstones"]["state"] == "serving"
+    assert node_status(cluster, "node3")["tombstones"]["state"] == "serving"
     assert inspect(cluster, "node3", "long", 1) == [{"k": 1, "v": "deleted"}]  # it missed the delete
     with Session(3) as s:
         assert s.run("SELECT v FROM gc.long WHERE k = 1", cl=ConsistencyLevel.ALL) == []
@@ -171,12 +150,12 @@ def test_a_delete_purged_while_a_replica_was_down_does_not_come_back(cluster):
         def purged(name=name) -> bool:
             with cluster.client(name) as admin:
                 admin.call("compact", {})
-            return status(cluster, name)["tombstones"]["purge_horizon_s"] > 0
+            return node_status(cluster, name)["tombstones"]["purge_horizon_s"] > 0
         wait_until(purged, 20, f"{name} to purge the tombstone")
     cluster.start(["node3"])
-    wait_until(lambda: status(cluster, "node3")["tombstones"]["state"] == "rebuilding", 20,
+    wait_until(lambda: node_status(cluster, "node3")["tombstones"]["state"] == "rebuilding", 20,
                "node3 to find its data may hold zombies")
-    assert status(cluster, "node3")["tombstones"]["needs_repair"]
+    assert node_status(cluster, "node3")["tombstones"]["needs_repair"]
     assert inspect(cluster, "node3", "short", 1) == []  # its stale copy is gone
     for node in (1, 2, 3):
         with Session(node) as s:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import pytest
 from cassandra import ConsistencyLevel, Unavailable
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.cluster import NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.policies import WhiteListRoundRobinPolicy
-from cassandra.query import SimpleStatement, tuple_factory
 
 from agora.runtime.cluster import wait_until
 
-from .conftest import make_cluster, wait_schema_agreement
+from .conftest import PinnedSession, make_cluster, node_status, wait_schema_agreement
 
 SUBNET = "127.0.34"
 PARTITIONS = 20_000
@@ -29,29 +27,9 @@ def cluster(tmp_path_factory):
     c.down(kill=True)
 
 
-class Session:
+def Session(node: int = 1) -> PinnedSession:
     """A driver session pinned to one node (`node` 1..3), closed on exit."""
-
-    def __init__(self, node: int = 1):
-        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([f"{SUBNET}.{node}"]),
-                                   row_factory=tuple_factory, request_timeout=20)
-        self.cluster = Cluster([f"{SUBNET}.{node}"], protocol_version=5,
-                               execution_profiles={EXEC_PROFILE_DEFAULT: profile})
-        self.session = self.cluster.connect()
-
-    def run(self, text: str, params=(), cl=ConsistencyLevel.QUORUM):
-        return list(self.session.execute(SimpleStatement(text, consistency_level=cl), params))
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.cluster.shutdown()
-
-
-def status(cluster, name: str) -> dict:
-    with cluster.client(name) as admin:
-        return admin.call("status", {})
+    return PinnedSession(SUBNET, node)
 
 
 def on_disk(cluster, name: str, k: int) -> list:
@@ -69,12 +47,12 @@ def test_a_big_table_is_truncated_by_one_schema_change_and_compaction_frees_the_
         execute_concurrent_with_args(s.session, insert, [(k, "old") for k in range(PARTITIONS)],
                                      concurrency=64, raise_on_first_error=True)
         assert s.run("SELECT count(*) FROM tr.kv", cl=ConsistencyLevel.ALL) == [(PARTITIONS,)]
-        applied = {n: status(cluster, n)["stats"]["replica"]["mutations"] for n in NODES}
+        applied = {n: node_status(cluster, n)["stats"]["replica"]["mutations"] for n in NODES}
 
         s.run("TRUNCATE tr.kv")
 
         # no partition deletions went out: the truncation travelled with the schema
-        assert all(status(cluster, n)["stats"]["replica"]["mutations"] - applied[n] < 100 for n in NODES)
+        assert all(node_status(cluster, n)["stats"]["replica"]["mutations"] - applied[n] < 100 for n in NODES)
     for node in (1, 2, 3):  # every node answers at once, at every level
         with Session(node) as s:
             for cl in (ConsistencyLevel.ONE, ConsistencyLevel.ALL):
@@ -104,7 +82,7 @@ def test_a_truncation_survives_kill_9_and_needs_every_node_up(cluster):
     cluster.stop("node3", kill=True)
 
     def seen_down() -> bool:
-        return all(any(n["address"] == f"{SUBNET}.3" and not n["up"] for n in status(cluster, name)["nodes"])
+        return all(any(n["address"] == f"{SUBNET}.3" and not n["up"] for n in node_status(cluster, name)["nodes"])
                    for name in ("node1", "node2"))
     wait_until(seen_down, 30, "node3 marked down")
     with Session(1) as s:

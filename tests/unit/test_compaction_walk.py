@@ -205,12 +205,13 @@ def _random_write(rng: random.Random, ts: int) -> Partition:
     return Partition(T, KEY, deletion=Deletion(ts, 100))
 
 
-@pytest.mark.parametrize("seed", range(16))
-def test_what_clients_see_never_changes_under_walks_and_concurrent_writes(engine, seed):
-    """Random histories (writes in any timestamp order first, then newer ones landing between
-    the pass's storage operations): after each pass the client's view is that of the same
-    writes never compacted, and after two quiet passes nothing purgeable is left."""
-    rng = random.Random(seed)
+def _histories(engine, rng: random.Random, truncated_at: int | None = None):
+    """A random history: writes in any timestamp order (1..100), then four passes, writes
+    landing between the storage operations of the first two. Under a truncation, those
+    writes fall on both sides of it and hold no partition deletion (a newer one would hide
+    what only the truncation removes, so a walk that failed to would not show). Yields,
+    after each pass, (the pass's hook, what the engine holds, what the same writes never
+    compacted hold)."""
     reference = MemoryEngine()
 
     def write(p: Partition) -> None:
@@ -224,16 +225,25 @@ def test_what_clients_see_never_changes_under_walks_and_concurrent_writes(engine
     def concurrent(eff, chunk, _):
         if rng.random() < 0.4:
             clock[0] += 1
-            write(_random_write(rng, clock[0]))
+            if truncated_at is None:
+                write(_random_write(rng, clock[0]))
+            elif (p := _random_write(rng, clock[0] if rng.random() < 0.7 else rng.randint(100, truncated_at))).deletion is None:
+                write(p)
 
-    now_s = NOW_MS // 1000
     for hook in (concurrent, concurrent, None, None):
-        run_pass(engine, hook)
-        want = reference.read(ReadCommand(T, KEY))
-        got = read(engine)
+        run_pass(engine, hook, truncated_at=truncated_at)
+        yield hook, read(engine), reference.read(ReadCommand(T, KEY))
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_what_clients_see_never_changes_under_walks_and_concurrent_writes(engine, seed):
+    """Random histories (writes in any timestamp order first, then newer ones landing between
+    the pass's storage operations): after each pass the client's view is that of the same
+    writes never compacted, and after two quiet passes nothing purgeable is left."""
+    now_s = NOW_MS // 1000
+    for hook, got, want in _histories(engine, random.Random(seed)):
         assert reconcile.live_view(got or Partition(T, KEY), now_s) == \
             reconcile.live_view(want or Partition(T, KEY), now_s), (seed, hook)
-    got = read(engine)
     assert got is None or compact_partition(got, now_s, now_s - GRACE_S) == (None, 0)
 
 
@@ -243,34 +253,15 @@ def test_a_truncated_wide_partition_leaves_the_disk_and_what_clients_see_never_c
     ones on both sides of it): after each pass the client's view, truncation applied, is
     that of the same writes never compacted; after two quiet passes nothing the truncation
     covers is stored, and nothing purgeable is left."""
-    rng = random.Random(1000 + seed)
-    reference = MemoryEngine()
     truncated = 150
-
-    def write(p: Partition) -> None:
-        engine.apply([p])
-        reference.apply([p])
-
-    for _ in range(rng.randint(3, 8)):
-        write(_random_write(rng, rng.randint(1, 100)))
-    clock = [200]
-
-    def concurrent(eff, chunk, _):
-        if rng.random() < 0.4:
-            clock[0] += 1
-            p = _random_write(rng, clock[0] if rng.random() < 0.7 else rng.randint(100, truncated))
-            if p.deletion is None:  # without newer partition deletions, what only the truncation
-                write(p)            # removes stays in sight: a walk that failed to would show
+    now_s = NOW_MS // 1000
 
     def seen(p: Partition | None) -> Partition:
         left = None if p is None else reconcile.drop_truncated(p, truncated)
         return reconcile.live_view(left or Partition(T, KEY), now_s)
 
-    now_s = NOW_MS // 1000
-    for hook in (concurrent, concurrent, None, None):
-        run_pass(engine, hook, truncated_at=truncated)
-        assert seen(read(engine)) == seen(reference.read(ReadCommand(T, KEY))), (seed, hook)
-    got = read(engine)
+    for hook, got, want in _histories(engine, random.Random(1000 + seed), truncated):
+        assert seen(got) == seen(want), (seed, hook)
     assert got is None or reconcile.drop_truncated(got, truncated) == got
     assert got is None or compact_partition(got, now_s, now_s - GRACE_S) == (None, 0)
     if isinstance(engine, RocksEngine):  # no stored row holds what the truncation covers, shadowed or not

@@ -54,6 +54,8 @@ class RepairHost(Protocol):
 
     def ring_replicas(self, table_id: bytes) -> tuple: ...
 
+    def truncated_at(self, table_id: bytes) -> int | None: ...
+
 
 class AntiEntropy:
     def __init__(self, node: RepairHost, repair_interval_ms: int, sync_writes: bool) -> None:
@@ -64,12 +66,12 @@ class AntiEntropy:
         self.sessions: OrderedDict[int, RepairSession] = OrderedDict()
         self._scheduled: int | None = None  # the session the schedule started last
         self.runner = SessionRunner(node)
-        self.validator = Validator(self._knows_table, self._new_op, self._truncated_at)
+        self.validator = Validator(self._knows_table, self._new_op, node.truncated_at)
         self.receiver = StreamReceiver(self._knows_table, self._new_op, sync_writes)
         self.sender = StreamSender(self._knows_table, node.is_alive, self._new_op, node.next_req_id,
                                    self.receiver.pushed_by,
                                    lambda: bool(getattr(node, "needs_repair", False)),
-                                   self._truncated_at)
+                                   node.truncated_at)
 
     def _new_op(self) -> int:
         self._next_op += 1
@@ -77,9 +79,6 @@ class AntiEntropy:
 
     def _knows_table(self, table_id: bytes) -> bool:
         return self.node.schema.schema.table_by_id(table_id) is not None
-
-    def _truncated_at(self, table_id: bytes) -> int | None:
-        return self.node.schema.schema.truncated_at(table_id)
 
     # ---- inputs routed by Node --------------------------------------------------------
 
