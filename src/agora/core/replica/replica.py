@@ -102,10 +102,8 @@ class Replica:
         if done.error is not None:
             return [Send(source, ReadRsp(req.req_id, None, None, done.error))]
         part = done.partition
-        if part is not None:
-            truncated = self.truncated_at(part.table_id)
-            if truncated is not None:
-                part = reconcile.drop_truncated(part, truncated)
+        if part is not None and (truncated := self.truncated_at(part.table_id)) is not None:
+            part = reconcile.drop_truncated(part, truncated)
         if part is not None:
             part = reconcile.expire(part, now_ms // 1000)
         if req.digest_only:
