@@ -892,7 +892,11 @@ def test_paging_through_the_driver_returns_exactly_the_unpaged_rows(session):
                   "SELECT k, a, b FROM paged WHERE v = 2 ALLOW FILTERING",
                   "SELECT k, a, b FROM paged PER PARTITION LIMIT 2",
                   "SELECT k, v FROM paged_flat",  # no clustering columns: a row ends its partition
-                  "SELECT k, v FROM paged_flat WHERE k IN (0, 2, 3, 5)"):
+                  "SELECT k, v FROM paged_flat WHERE k IN (0, 2, 3, 5)",
+                  # GROUP BY: a page holds fetch_size groups
+                  "SELECT k, a, COUNT(*), MAX(b), SUM(v) FROM paged GROUP BY k, a",
+                  "SELECT k, COUNT(*) FROM paged GROUP BY k",
+                  "SELECT k, COUNT(*) FROM paged_flat GROUP BY k"):
         whole = rows(session, SimpleStatement(query, fetch_size=None))
         assert len(whole) > 3, query
         for fetch_size in (1, 3):
@@ -900,6 +904,9 @@ def test_paging_through_the_driver_returns_exactly_the_unpaged_rows(session):
             paged = list(itertools.islice(session.execute(SimpleStatement(query, fetch_size=fetch_size)),
                                           len(whole) + 5))
             assert paged == whole, (query, fetch_size)
+        if "GROUP BY" in query:
+            first = session.execute(SimpleStatement(query, fetch_size=2))
+            assert len(first.current_rows) == 2 and first.has_more_pages, query
     # a partition with only static data is a row only when whole partitions are selected
     assert rows(session, "SELECT k, a, st FROM paged WHERE k = 0") == [(0, None, 0)]
     assert rows(session, "SELECT k, a, st FROM paged WHERE k = 0 AND a = 0") == []

@@ -11,6 +11,7 @@ import datetime
 import itertools
 import json
 import math
+import random
 from decimal import Decimal
 
 import pytest
@@ -456,6 +457,16 @@ PAGED_QUERIES = [
     "SELECT k FROM flat WHERE v = 1 ALLOW FILTERING",
     "SELECT k, v FROM flat LIMIT 4",
     "SELECT DISTINCT k FROM flat",
+    # GROUP BY: the page size counts groups, and a page ends after a complete group
+    "SELECT k, COUNT(*) FROM pg GROUP BY k",
+    "SELECT k, a, COUNT(*), MIN(b), MAX(b) FROM pg GROUP BY k, a",
+    "SELECT k, a, b FROM pg GROUP BY k, a",
+    "SELECT k, a, COUNT(*) FROM pg WHERE k IN (0, 2, 3) GROUP BY k, a",
+    "SELECT k, a, SUM(b) FROM pg WHERE k = 3 GROUP BY k, a ORDER BY a DESC",
+    "SELECT k, a, COUNT(*) FROM pg WHERE b >= 1 GROUP BY k, a ALLOW FILTERING",
+    "SELECT k, a, COUNT(*) FROM pg GROUP BY k, a LIMIT 4",
+    "SELECT k, COUNT(*), MAX(v) FROM flat GROUP BY k",
+    "SELECT JSON k, COUNT(*) FROM pg GROUP BY k",
 ]
 
 
@@ -484,6 +495,36 @@ def test_paging_returns_exactly_the_unpaged_rows(paged_node, query, page_size):
     assert paged_node.rows(query, page_size=page_size) == whole
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_group_by_equals_grouping_the_rows_at_any_page_and_internal_page_size(monkeypatch, seed):
+    """GROUP BY, paged or not and whatever its internal page size, gives what grouping the
+    plain SELECT's rows gives: groups straddling internal pages and client pages are counted
+    once, and no group is split or lost at a page's end."""
+    rnd = random.Random(seed)
+    node = Node()
+    node("CREATE TABLE g (k int, a int, b int, v int, PRIMARY KEY (k, a, b))")
+    for k in range(rnd.randint(1, 6)):
+        for a, b in itertools.product(range(rnd.randint(0, 4)), range(rnd.randint(1, 4))):
+            if rnd.random() < 0.8:
+                node(f"INSERT INTO g (k, a, b, v) VALUES ({k}, {a}, {b}, {rnd.randint(-9, 9)})")
+    plain = node.rows("SELECT k, a, b, v FROM g")
+    for width, where in ((1, ""), (2, ""), (2, " WHERE k IN (0, 2, 3)"), (1, " WHERE k = 1")):
+        keep = plain if not where else [r for r in plain if r[0] in ((0, 2, 3) if "IN" in where else (1,))]
+        expected: dict = {}
+        for k, a, b, v in keep:
+            n, lo, hi, total = expected.get((k, a)[:width], (0, v, v, 0))
+            expected[(k, a)[:width]] = (n + 1, min(lo, v), max(hi, v), total + v)
+        expected_rows = [key + agg for key, agg in expected.items()]
+        names = "k, a" if width == 2 else "k"
+        query = f"SELECT {names}, COUNT(*), MIN(v), MAX(v), SUM(v) FROM g{where} GROUP BY {names}"
+        for internal in (1, 2, 3, 5000):
+            monkeypatch.setattr(select, "INTERNAL_PAGE_ROWS", internal)
+            for page_size in (None, 1, 2, 3):
+                assert node.rows(query, page_size=page_size) == expected_rows, (query, internal, page_size)
+            limit = rnd.randint(1, 5)
+            assert node.rows(f"{query} LIMIT {limit}", page_size=2) == expected_rows[:limit]
+
+
 def test_aggregates_count_every_row_once_across_internal_pages(paged_node, monkeypatch):
     """COUNT(*) reads in internal pages; one ending on a partition's last row (every row of
     a table without clustering columns does) must not bring that row back."""
@@ -493,8 +534,13 @@ def test_aggregates_count_every_row_once_across_internal_pages(paged_node, monke
     # aggregates hold a page at a time: no row limit on what they read, as in Cassandra
     monkeypatch.setattr(select, "MAX_UNPAGED_ROWS", 5)
     assert paged_node.rows("SELECT COUNT(*), COUNT(v), MIN(v), MAX(v), SUM(v), AVG(v), k FROM flat") == whole
-    with pytest.raises(InvalidRequest, match="more than 5 rows"):  # GROUP BY still keeps them all
+    # GROUP BY too: 19 rows in 4 groups, each group's rows read across internal pages
+    grouped = [(0, 1), (1, 3), (2, 6), (3, 9)]
+    assert sorted(paged_node.rows("SELECT k, COUNT(*) FROM pg GROUP BY k")) == grouped
+    assert sorted(paged_node.rows("SELECT k, COUNT(*) FROM pg GROUP BY k", page_size=1)) == grouped
+    with pytest.raises(InvalidRequest, match="more than 5 rows"):  # 8 groups: an unpaged result too big
         paged_node.rows("SELECT k, COUNT(*) FROM flat GROUP BY k")
+    assert len(paged_node.rows("SELECT k, COUNT(*) FROM flat GROUP BY k", page_size=5)) == 8
     monkeypatch.setattr(select, "MAX_UNPAGED_ROWS", 1_000_000)
     assert paged_node.rows("SELECT COUNT(*) FROM flat") == [(8,)]
     assert paged_node.rows("SELECT COUNT(*) FROM flat WHERE k IN (0, 1, 2, 3, 4)") == [(5,)]

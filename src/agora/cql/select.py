@@ -470,12 +470,6 @@ class _Aggregates:
         return out
 
 
-def _aggregate(outputs: list[Output], rows: list[RowView], now_s: int) -> list[bytes | None]:
-    aggregates = _Aggregates(outputs)
-    aggregates.add(rows)
-    return aggregates.values()
-
-
 def _json_row(outputs: list[Output], values: list[bytes | None]) -> bytes:
     """One SELECT JSON row: an object of the selected columns, rendered per CQL type as
     Cassandra's AbstractType.toJSONString does."""
@@ -576,13 +570,13 @@ async def execute(stmt: ast.Select, table, terms: TermContext, backend, cl, para
     if p.r.empty:
         return Rows(_result_specs(p, specs))
     if p.group_width:
-        return await _grouped(p, backend, cl, now_s, specs)
+        return await _grouped(p, backend, cl, now_s, specs, _page_size(params), params.paging_state)
     if p.aggregate:  # LIMIT counts result rows, so it does not cut what is aggregated
         aggregates = _Aggregates(p.outputs)
         await _each_page(replace(p, limit=None), backend, cl, now_s, aggregates.add)
         values = aggregates.values()
         return Rows(_result_specs(p, specs), [[_json_row(p.outputs, values)] if p.json else values])
-    page_size = params.page_size if params.page_size and params.page_size > 0 else None
+    page_size = _page_size(params)
     if p.ordered and p.r.single_partitions and len(p.r.partition_keys()) > 1:
         return await _merged_in_order(p, backend, cl, now_s, page_size, specs)
     pos = PagePosition.decode(params.paging_state)
@@ -597,25 +591,88 @@ async def execute(stmt: ast.Select, table, terms: TermContext, backend, cl, para
     return Rows(_result_specs(p, specs), out, pos.encode() if pager.more else None)
 
 
-async def _grouped(p: Plan, backend, cl, now_s: int, specs) -> Rows:
+def _page_size(params) -> int | None:
+    return params.page_size if params.page_size and params.page_size > 0 else None
+
+
+async def _grouped(p: Plan, backend, cl, now_s: int, specs, page_size: int | None,
+                   paging_state: bytes | None) -> Rows:
     """GROUP BY: rows sharing the grouped key columns (they come consecutively) make one
-    result row — aggregated, or the group's first row without aggregates. LIMIT counts groups.
-    All groups go in one page."""
+    result row: aggregated, or the group's first row without aggregates. As in Cassandra,
+    LIMIT and the page size count groups, and rows are read an internal page at a time, so a
+    query holds one group's aggregates and one internal page of rows, whatever the table's
+    size. A group is complete when the next group's first row (or the end) is read; a page
+    ends after its last complete group, and its paging state points just after that group's
+    last row, so the rows read past it are read again by the next page (a page of n groups
+    first reads n + 1 rows, then twice as many each time, up to INTERNAL_PAGE_ROWS)."""
     n_pk = len(p.table.partition_key_columns)
     ck_names = [c.name for c in p.table.clustering_columns][:p.group_width - n_pk]
-    groups: list[tuple[tuple, list[RowView]]] = []
-    for row in await _all_rows(replace(p, limit=None), backend, cl, now_s):
-        key = (row.key, tuple(row.values.get(name) for name in ck_names))
-        if groups and groups[-1][0] == key:
-            groups[-1][1].append(row)
+    clustered = bool(p.table.clustering_columns)
+    start = PagePosition.decode(paging_state)
+    emitted = start.returned  # groups returned by the pages before this one
+    want = p.limit - emitted if p.limit is not None else None
+    if page_size is not None:
+        want = page_size if want is None else min(want, page_size)
+    cap = MAX_UNPAGED_ROWS if want is None else want
+    index_of = {key: i for i, key in enumerate(p.r.partition_keys())} if p.r.single_partitions else {}
+    out: list = []
+    group = None  # the group read so far: its key, first row, aggregates, last row
+    unfed: list[RowView] = []  # rows of the current group not yet fed to its aggregates
+    resume: PagePosition | None = None
+
+    def close_group() -> None:
+        nonlocal group, resume
+        key, first, aggregates, last = group
+        if aggregates is not None:
+            aggregates.add(unfed)
+            values = aggregates.values()
         else:
-            groups.append((key, [row]))
-    out = []
-    for _, members in groups[:p.limit]:
-        values = _aggregate(p.outputs, members, now_s) if p.aggregate else \
-            [_cell_value(o, members[0], now_s) for o in p.outputs]
+            values = [_cell_value(o, first, now_s) for o in p.outputs]
+        unfed.clear()
         out.append([_json_row(p.outputs, values)] if p.json else values)
-    return Rows(_result_specs(p, specs), out)
+        # just after the group's last row: the partition's end unless it has clustering rows
+        ckey = last.ckey if clustered and not last.static_only else None
+        if p.r.single_partitions:
+            i = index_of[last.key]
+            resume = PagePosition(i if ckey is not None else i + 1, None, last.key, ckey)
+        else:
+            resume = PagePosition(0, token_for_key(last.key), last.key, ckey)
+        group = None
+
+    pos = replace(start, returned=0)
+    inner = replace(p, limit=None)
+    full = False
+    fetch = max(1, min(INTERNAL_PAGE_ROWS, cap + 1))  # rows per read: doubles while groups span reads
+    while not full:
+        pager = Pager(inner, backend, cl, pos, fetch, now_s)
+        fetch = min(INTERNAL_PAGE_ROWS, fetch * 2)
+        await (pager.single_partitions() if p.r.single_partitions else pager.token_range())
+        for row in pager.rows:
+            key = (row.key, tuple(row.values.get(name) for name in ck_names))
+            if group is not None and group[0] != key:
+                close_group()
+                if len(out) >= cap:
+                    full = True
+                    break
+            if group is None:
+                group = [key, row, _Aggregates(p.outputs) if p.aggregate else None, row]
+            group[3] = row
+            if p.aggregate:
+                unfed.append(row)
+        else:
+            if group is not None and p.aggregate:  # the page's rows of it, fed before the next page
+                group[2].add(unfed)
+                unfed.clear()
+            if not pager.more:
+                break
+    if not full and group is not None:
+        close_group()
+    state = None
+    if full and want is None:
+        raise InvalidRequest(f"Unpaged SELECT returns more than {MAX_UNPAGED_ROWS} rows; use paging or LIMIT")
+    if full and page_size is not None and (p.limit is None or emitted + len(out) < p.limit):
+        state = replace(resume, returned=emitted + len(out)).encode()
+    return Rows(_result_specs(p, specs), out, state)
 
 
 async def _merged_in_order(p: Plan, backend, cl, now_s: int, page_size: int | None, specs) -> Rows:
@@ -652,13 +709,13 @@ async def _each_page(p: Plan, backend, cl, now_s: int, consume) -> None:
 
 
 async def _all_rows(p: Plan, backend, cl, now_s: int) -> list[RowView]:
-    """Every row the plan selects, in memory (GROUP BY, ORDER BY across partitions): at most
+    """Every row the plan selects, in memory (ORDER BY across partitions): at most
     MAX_UNPAGED_ROWS of them."""
     rows: list[RowView] = []
 
     def keep(page: list[RowView]) -> None:
         rows.extend(page)
         if len(rows) > MAX_UNPAGED_ROWS:
-            raise InvalidRequest(f"aggregation over more than {MAX_UNPAGED_ROWS} rows is not supported")
+            raise InvalidRequest(f"ORDER BY across partitions over more than {MAX_UNPAGED_ROWS} rows is not supported")
     await _each_page(p, backend, cl, now_s, keep)
     return rows
