@@ -798,3 +798,39 @@ def test_every_statement_class_is_frozen():
     with pytest.raises(AttributeError):
         s.table = "u"  # type: ignore[misc]
     assert all(getattr(cls, "__dataclass_params__").frozen for cls in ast.ANY_STATEMENT)
+
+
+def test_the_cached_grammar_is_the_compiled_automaton(tmp_path):
+    """Nodes load Lark's cached grammar instead of compiling it: the cached tables, written
+    and then read back, must be the same automaton as a fresh compile (states renumbered)."""
+    from pathlib import Path
+
+    from agora.cql import parse_lalr, parser
+    grammar = Path(parser.__file__).with_name("grammar.lark").read_text()
+    fresh = parse_lalr.compile_grammar(grammar, "start", parser._Rules(), cache=False)
+    cache = str(tmp_path / "grammar.cache")
+    for _ in range(2):  # the first writes the file, the second loads it
+        loaded = parse_lalr.compile_grammar(grammar, "start", parser._Rules(), cache=cache)
+        assert Path(cache).stat().st_size > 0
+        mapping, todo = {fresh.start: loaded.start}, [fresh.start]
+        while todo:
+            state = todo.pop()
+            other = mapping[state]
+            mine, theirs = fresh.actions[state], loaded.actions[other]
+            assert mine.keys() == theirs.keys()
+            assert fresh.gotos[state].keys() == loaded.gotos[other].keys()
+            pairs = [(fresh.gotos[state][r], loaded.gotos[other][r]) for r in fresh.gotos[state]]
+            for terminal, (shift, reduction) in mine.items():
+                if shift is None:  # a reduction: the same rule, as long
+                    assert theirs[terminal][0] is None
+                    assert reduction[:2] == theirs[terminal][1][:2]
+                else:
+                    assert theirs[terminal][0] is not None
+                    pairs.append((shift, theirs[terminal][0]))
+            for a, b in pairs:
+                if a not in mapping:
+                    mapping[a] = b
+                    todo.append(a)
+                assert mapping[a] == b, "two states of the fresh table map to one loaded state's successor"
+        assert len(mapping) == len(set(mapping.values())) == len(fresh.actions) == len(loaded.actions)
+        assert mapping[fresh.end] == loaded.end

@@ -56,11 +56,18 @@ class Tables:
     end: int
 
 
-def compile_grammar(grammar: str, start: str, rules: object) -> Tables:
+def compile_grammar(grammar: str, start: str, rules: object, cache: bool | str = True) -> Tables:
     """Tables for `grammar`, with callbacks bound to methods of `rules` named after each
-    rule or its `-> alias`."""
+    rule or its `-> alias`.
+
+    With `cache`, Lark keeps the compiled grammar in a file (True: in the temporary
+    directory, named by a hash of the grammar, the options and Lark's version; or the path
+    given), so a process started later loads it (20 ms) instead of compiling it (130 ms).
+    A file written for another grammar or version, or one it cannot read, is compiled
+    again and rewritten. The loaded table numbers its states differently from a fresh
+    compile; it is the same automaton (tests/unit/test_cql_parser.py)."""
     lark = Lark(grammar, parser="lalr", lexer=_NoLexer, start=start, strict=True,
-                maybe_placeholders=True)
+                maybe_placeholders=True, cache=cache)
     table = lark.parser.parser.parser.parse_table
     reductions = {rule: _reduction(rule, rules) for rule in lark.rules}
     actions: dict[int, dict[str, Action]] = {}
