@@ -110,7 +110,12 @@ class StorageScan:
     bounds allow is cut after a row (`StorageScanDone.cut_ckey`), so one answer stays
     bounded whatever a partition holds; `start_ckey` resumes inside partition start_key
     after that row (its header comes again). A partition sharing its token with another is
-    never cut (a resume inside it could not tell which of them came before)."""
+    never cut (a resume inside it could not tell which of them came before).
+
+    `truncated_at` (the table's `Schema.truncated_at`, for a scan whose reader drops what
+    the truncation covers with `reconcile.drop_truncated`): the engine may return a stored
+    row the truncation covers entirely as a stand-in that drop_truncated drops, without
+    decoding it. The answer is otherwise the same: the same rows, bounds and positions."""
 
     op_id: int
     table_id: bytes
@@ -121,6 +126,7 @@ class StorageScan:
     max_bytes: int = 0
     split: bool = False
     start_ckey: bytes | None = None
+    truncated_at: int | None = None
 
     def token_range(self) -> tuple[Token, Token]:
         """(exclusive start, inclusive end) to hand `StorageEngine.scan_pieces`."""

@@ -31,7 +31,7 @@ def complete(engine, eff):
     if isinstance(eff, StorageScan):
         piece_bytes = max(1, eff.max_bytes // PIECES_PER_BYTE_BOUND) if eff.max_bytes else 0
         return eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(),
-                                              eff.max_rows, piece_bytes))
+                                              eff.max_rows, piece_bytes, eff.truncated_at))
     if isinstance(eff, StorageReplace):
         return StorageReplaceDone(eff.op_id, engine.replace(eff.pairs, eff.sync))
     if isinstance(eff, BatchlogStore):

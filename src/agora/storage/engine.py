@@ -74,7 +74,7 @@ class StorageEngine(abc.ABC):
 
     def scan_pieces(self, table_id: bytes, start_token: int, end_token: int,
                     resume: tuple[bytes, bytes | None] | None = None, piece_rows: int = 1_000,
-                    piece_bytes: int = 0) -> Iterator[ScanPiece]:
+                    piece_bytes: int = 0, truncated_at: int | None = None) -> Iterator[ScanPiece]:
         """`scan`, as `agora.core.effects.ScanPiece`s of at most `piece_rows` rows and about
         `piece_bytes` bytes (0: no byte bound) each, so a caller can stop inside a partition
         without the rest of it being read. `resume` = (key, ckey): partition `key` (of the
@@ -82,7 +82,7 @@ class StorageEngine(abc.ABC):
         nothing); other partitions of that token come as always. A piece holds more than
         `piece_bytes` only when one row alone does. This version cuts whole partitions from
         `scan` (right for an in-memory engine); an engine on disk reads only the pieces
-        taken."""
+        taken. `truncated_at`: see `StorageScan` (this version returns rows as stored)."""
         ahead = self.scan(table_id, start_token, end_token)
         nxt = next(ahead, None)
         prev_token = None

@@ -72,7 +72,7 @@ from agora.core.plain import (
     row_to_plain,
 )
 from agora.core.ring.partitioner import token_for_key
-from agora.core.types import MAX_TOKEN, Partition, ReadCommand, ReadPage, Row
+from agora.core.types import MAX_TOKEN, Cell, Partition, ReadCommand, ReadPage, Row
 from agora.storage import keys
 from agora.storage.engine import StorageEngine, coalesce, token_segments
 
@@ -119,6 +119,19 @@ def _header_from_bytes(raw: bytes | None, p: Partition) -> None:
 
 def _row_from_bytes(raw: bytes) -> Row:
     return row_from_plain(_unpack(raw))
+
+
+def _row_unless_truncated(raw: bytes, truncated_at: int) -> Row:
+    """The stored row, or, if a truncation at `truncated_at` covers all of it (its marker,
+    deletion and every cell written at or before it), a stand-in: a bare row marker at the
+    row's newest timestamp. A scan of a truncated table that compaction has not walked yet
+    so steps over such rows without building them. The stand-in is shadowed by exactly the
+    tombstones that shadow the whole row, so pieces keep the same rows and cut at the same
+    places, and the reader's `reconcile.drop_truncated` drops it as it would the row."""
+    plain = _unpack(raw)
+    if _is_stored_row(plain) and (newest := _newest_at_or_before(plain, truncated_at)) is not None:
+        return Row(tuple(plain[0]), Cell(newest, b""))
+    return row_from_plain(plain)
 
 
 def _options(cache: Cache) -> Options:
@@ -331,21 +344,24 @@ class RocksEngine(StorageEngine):
 
     def scan_pieces(self, table_id: bytes, start_token: int, end_token: int,
                     resume: tuple[bytes, bytes | None] | None = None, piece_rows: int = 1_000,
-                    piece_bytes: int = 0) -> Iterator[ScanPiece]:
+                    piece_bytes: int = 0, truncated_at: int | None = None) -> Iterator[ScanPiece]:
         for lo, hi in token_segments(start_token, end_token):
             if lo < hi:
                 yield from self._scan_segment(table_id, lo, hi, resume if lo == start_token else None,
-                                              piece_rows, piece_bytes)
+                                              piece_rows, piece_bytes, truncated_at)
 
     def _scan_segment(self, table_id: bytes, lo: int, hi: int, resume: tuple[bytes, bytes | None] | None,
-                      piece_rows: int, piece_bytes: int) -> Iterator[ScanPiece]:
+                      piece_rows: int, piece_bytes: int, truncated_at: int | None = None) -> Iterator[ScanPiece]:
         """Pieces of the partitions with lo < token <= hi (lo < hi, no wrap). Every piece of
         a partition carries its deletion and range tombstones (so each is canonical on its
         own); the first one its static row, and none holds more than `piece_bytes` of rows
         unless one row alone does. Resuming inside a partition seeks to the row after the
         resume point when the scan meets that partition, and resuming after one (ckey None)
         seeks past it: what either skips is not read. Other partitions of the token are read
-        as always (`StorageScan.collect` orders them)."""
+        as always (`StorageScan.collect` orders them). With `truncated_at`, a row the truncation
+        covers entirely comes as a stand-in (`_row_unless_truncated`)."""
+        decode = _row_from_bytes if truncated_at is None else \
+            (lambda raw: _row_unless_truncated(raw, truncated_at))
         end = keys.token_position(table_id, hi + 1) if hi < MAX_TOKEN \
             else keys.table_end(table_id)
         bounds = ReadOptions()
@@ -390,7 +406,7 @@ class RocksEngine(StorageEngine):
                         piece, size = Partition(table_id, piece.key, piece.deletion,
                                                 list(piece.range_tombstones)), 0
                     last = key[plen + 1:]
-                    piece.rows[last] = _row_from_bytes(raw)
+                    piece.rows[last] = decode(raw)
                 size += len(key) + len(raw)
         if piece is not None and (done := _piece(token, piece, True, alone is not False, size,
                                                  last)) is not None:
@@ -573,6 +589,22 @@ def _supersedes(row: Row, raw: bytes | None) -> bool:
         if cell is None or cell.ts <= flat[j + 2]:
             return False
     return True
+
+
+def _newest_at_or_before(stored: list, ts: int) -> int | None:
+    """The newest timestamp of the stored row (marker, deletion, cells) if it is <= ts;
+    None if it is not, or for anything malformed, which the decoder then reports."""
+    _clustering, marker, deletion, flat = stored
+    stamps = [flat[j] for j in range(2, len(flat), 6)]
+    for part in (marker, deletion):
+        if part is not None:
+            if type(part) is not list or not part:
+                return None
+            stamps.append(part[0])
+    if not stamps or not all(type(t) is int for t in stamps):
+        return None
+    newest = max(stamps)
+    return newest if newest <= ts else None
 
 
 def _is_stored_row(obj: object) -> bool:

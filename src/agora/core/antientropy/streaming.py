@@ -139,7 +139,8 @@ class StreamSender:
         self._by_op[push.op_id] = push
         end = push.req.ranges[push.range_index][1]
         return StorageScan(push.op_id, push.req.table_id, push.cursor[0], push.cursor[1], end,
-                           STREAM_CHUNK_ROWS, STREAM_CHUNK_BYTES, True, push.cursor[2])
+                           STREAM_CHUNK_ROWS, STREAM_CHUNK_BYTES, True, push.cursor[2],
+                           self.truncated_at(push.req.table_id))
 
     def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
         push = self._by_op.pop(done.op_id)

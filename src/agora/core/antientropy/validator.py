@@ -89,7 +89,7 @@ class Validator:
         self._by_op[job.op_id] = job
         return StorageScan(job.op_id, job.req.table_id, job.cursor[0], job.cursor[1],
                            job.req.end_token, VALIDATION_CHUNK_ROWS, VALIDATION_CHUNK_BYTES, True,
-                           job.cursor[2])
+                           job.cursor[2], self.truncated_at(job.req.table_id))
 
     def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
         job = self._by_op.pop(done.op_id)

@@ -119,7 +119,8 @@ class Replica:
         self._pending[op] = (source, req)
         self.stats["range_reads"] += 1
         return [StorageScan(op, cmd.table_id, cmd.start_token, cmd.start_key, cmd.end_token,
-                            RANGE_RSP_MAX_ROWS, RANGE_RSP_MAX_BYTES, True, cmd.start_ckey)]
+                            RANGE_RSP_MAX_ROWS, RANGE_RSP_MAX_BYTES, True, cmd.start_ckey,
+                            self.truncated_at(cmd.table_id))]
 
     def on_scan_done(self, done: StorageScanDone, now_ms: int) -> list:
         source, req = self._pending.pop(done.op_id)
