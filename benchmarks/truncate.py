@@ -2,7 +2,7 @@
 cassandra-driver: how long the statement takes, how long each node's compaction walk takes
 to free the data, and what a full count costs before and after that walk.
 
-    python benchmarks/truncate.py [--partitions 0,50000,200000] [--value-size 100]
+    python benchmarks/truncate.py [--partitions 0,50000,200000] [--value-size 100] [--no-walks]
 
 Owns nothing the node uses. For each size, a fresh table `(k int PRIMARY KEY, v blob)` is
 loaded with that many one-row partitions (prepared INSERT at QUORUM, 128 in flight), then
@@ -42,9 +42,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--partitions", default="0,50000,200000", help="comma-separated table sizes")
     ap.add_argument("--value-size", type=int, default=100)
+    ap.add_argument("--no-walks", action="store_true",
+                    help="nodes with tombstone_gc_interval 0, so no compaction walk runs: the count "
+                         "is timed twice over the stored, truncated rows, with nothing else running")
     args = ap.parse_args()
     sizes = [int(n) for n in args.partitions.split(",")]
-    with Agora() as agora:
+    with Agora(overrides={"tombstone_gc_interval": 0} if args.no_walks else None) as agora:
         client = Cluster(agora.hosts, protocol_version=5)
         session = client.connect()
         session.execute("CREATE KEYSPACE tr WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
@@ -64,6 +67,13 @@ def main() -> None:
             truncate = time.perf_counter() - t0
             count, before = _count(session)
             assert count == 0, f"{count} rows left after TRUNCATE"
+            if args.no_walks:
+                count, again = _count(session)
+                assert count == 0, f"{count} rows left after TRUNCATE"
+                print(f"{n:,} partitions (loaded in {loaded:.1f} s): TRUNCATE {truncate * 1000:.0f} ms; "
+                      f"count(*) over the truncated rows, no walk running: {before:.2f} s, {again:.2f} s",
+                      flush=True)
+                continue
             walks = []
             for name in sorted(agora.pids()):
                 with agora.cluster.client(name) as admin:

@@ -333,3 +333,57 @@ def test_a_replica_error_fails_the_scan_at_once():
     assert (reply.result.received, reply.result.required, reply.result.failures,
             reply.result.data_present) == (1, 2, {"b": 0}, True)
     assert coord.in_flight == 0
+
+
+def test_partitions_every_replica_answers_alike_are_neither_merged_nor_repaired(monkeypatch):
+    """The usual round: both replicas hold the same. Their versions go to the answer as they
+    came, with no merge and no repair; a partition they differ on is merged and repaired."""
+    from agora.core import reconcile
+    merges = []
+    real = reconcile.merge_many
+    monkeypatch.setattr(reconcile, "merge_many", lambda versions: merges.append(len(versions)) or real(versions))
+    coord = RangeReadCoordinator(FakePlacement(), read_timeout_ms=5_000)
+    keys = _by_position([bytes([i]) for i in range(6)])
+    now = 1_000_000
+    effects = coord.start(1, RangeCommand(TID, MIN_TOKEN, None, MAX_TOKEN), ConsistencyLevel.QUORUM, now)
+    req = [e for e in effects if isinstance(e, Send)][0].message.req_id
+    alike = tuple(_live(k) for k in keys)
+    assert coord.on_response("a", RangeReadRsp(req, alike), now) == []
+    effects = coord.on_response("b", RangeReadRsp(req, tuple(_live(k) for k in keys)), now)
+    [reply] = [e for e in effects if isinstance(e, Reply)]
+    assert not [e for e in effects if isinstance(e, Send)] and merges == []
+    assert [p.key for p in reply.result] == keys
+    # b holds a newer write of keys[2] and lacks keys[4]: those two are merged and repaired
+    effects = coord.start(2, RangeCommand(TID, MIN_TOKEN, None, MAX_TOKEN), ConsistencyLevel.QUORUM, now)
+    req = [e for e in effects if isinstance(e, Send)][0].message.req_id
+    coord.on_response("a", RangeReadRsp(req, alike), now)
+    b = tuple(_live(k, 30) if k == keys[2] else _live(k) for k in keys if k != keys[4])
+    effects = coord.on_response("b", RangeReadRsp(req, b), now)
+    repairs = {e.target: e.message for e in effects if isinstance(e, Send)}
+    assert sorted(merges) == [1, 2]
+    assert {node: [p.key for p in m.partitions] for node, m in repairs.items()} == \
+        {"a": [keys[2]], "b": [keys[4]]}
+    assert coord.on_repair_ack("a", MutationRsp(repairs["a"].req_id), now) == []
+    [reply] = [e for e in coord.on_repair_ack("b", MutationRsp(repairs["b"].req_id), now)
+               if isinstance(e, Reply)]
+    assert [p.key for p in reply.result] == keys
+    assert reply.result[2].rows[b""].cells[("v", b"")].ts == 30
+
+
+def test_a_replica_sends_whole_partitions_of_its_scan_without_a_canonical_copy(monkeypatch):
+    """A scan's partitions are canonical: a range read of whole partitions sends them on
+    (expired cells turned to tombstones all the same); one with a column list cuts them."""
+    from agora.core import reconcile
+    sliced = []
+    real = reconcile.slice_partition
+    monkeypatch.setattr(reconcile, "slice_partition", lambda p, cmd: sliced.append(p.key) or real(p, cmd))
+    ttl = Partition(TID, b"t", rows={b"": Row((), None, cells={("v", b""): Cell(10, b"x", 5, 990),
+                                                               ("w", b""): Cell(10, b"y")})})
+    scanned = [(1, _part(b"a", 2)), (2, ttl)]
+    rsp = _replica_answer(0, scanned, exhausted=True)
+    assert sliced == [] and rsp.partitions[0] == scanned[0][1]
+    assert rsp.partitions[1].rows[b""].cells[("v", b"")].value is None  # expired at 995 s < now
+    replica = Replica(lambda t: t == TID, sync_writes=False)
+    [scan] = replica.on_range_read("coord", RangeReadReq(9, RangeCommand(TID, 0, None, 100, None, ("w",))))
+    [send] = replica.on_scan_done(StorageScanDone(scan.op_id, tuple(scanned), True), 1_000_000)
+    assert sliced == [b"a", b"t"] and ("v", b"") not in send.message.partitions[1].rows[b""].cells

@@ -205,3 +205,18 @@ def test_a_scan_given_the_truncation_answers_as_one_that_is_not(engine, seed):
         assert stand_ins > stored_rows // 10
     else:  # the in-memory engine has nothing to save: it returns the rows as stored
         assert stand_ins == 0
+
+
+def test_rocks_pieces_without_a_header_come_as_read(tmp_path, monkeypatch):
+    """Without a partition deletion, range tombstone or static row nothing shadows a stored
+    row, and each is canonical as stored: such pieces are not rebuilt in canonical form."""
+    from agora.storage import rocks
+    engine = RocksEngine(str(tmp_path / "db"))
+    plain = Partition(TID, b"plain", rows=_partition(b"x", 3).rows)
+    engine.apply([plain, _partition(b"headed", 3)])
+    rebuilt = []
+    real = rocks.reconcile.canonical
+    monkeypatch.setattr(rocks.reconcile, "canonical", lambda p: rebuilt.append(p.key) or real(p))
+    pieces = {piece.key: piece for _, piece, *_ in engine.scan_pieces(TID, MIN_TOKEN, MAX_TOKEN)}
+    assert rebuilt == [b"headed"]
+    assert pieces[b"plain"] == plain and pieces[b"headed"] == real(_partition(b"headed", 3))

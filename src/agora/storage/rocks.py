@@ -595,16 +595,19 @@ def _newest_at_or_before(stored: list, ts: int) -> int | None:
     """The newest timestamp of the stored row (marker, deletion, cells) if it is <= ts;
     None if it is not, or for anything malformed, which the decoder then reports."""
     _clustering, marker, deletion, flat = stored
-    stamps = [flat[j] for j in range(2, len(flat), 6)]
+    stamps = flat[2::6]
     for part in (marker, deletion):
         if part is not None:
             if type(part) is not list or not part:
                 return None
             stamps.append(part[0])
-    if not stamps or not all(type(t) is int for t in stamps):
+    if not stamps or set(map(type, stamps)) != _INT_ONLY:
         return None
     newest = max(stamps)
     return newest if newest <= ts else None
+
+
+_INT_ONLY = {int}
 
 
 def _is_stored_row(obj: object) -> bool:
@@ -624,7 +627,11 @@ def _put_if_changed(batch: WriteBatch, key: bytes, old: bytes | None,
 
 def _piece(token: int, p: Partition, complete: bool, alone: bool, size: int,
            last: bytes | None) -> ScanPiece | None:
-    """The piece in canonical form, or None if nothing is left of it."""
+    """The piece in canonical form, or None if nothing is left of it. Without a partition
+    deletion, range tombstone or static row, nothing shadows its rows and each is canonical
+    as stored (as `_read` relies on): the piece is canonical as read."""
+    if p.deletion is None and not p.range_tombstones and p.static is None:
+        return (token, p, complete, alone, size, last) if p.rows else None
     if reconcile.is_empty(p):
         return None
     p = reconcile.canonical(p)

@@ -279,14 +279,28 @@ class RangeReadCoordinator:
                 order[part.key] = at
                 held[node][part.key] = part
                 versions.setdefault(part.key, []).append(part)
-        scan.merged = [reconcile.merge_many(versions[key]) for key in sorted(versions, key=order.get)]
-        return self._repair(scan, held, now_ms)
+        # A partition every replica answered alike (the usual case) is the answer as it came:
+        # nothing to merge (live_view honours shadowing in any input) and nothing to repair.
+        answered = len(held)
+        scan.merged, agreed = [], set()
+        for key in sorted(versions, key=order.get):
+            alike = versions[key]
+            first = alike[0]
+            if len(alike) == answered and all(other == first for other in alike[1:]):
+                scan.merged.append(first)
+                agreed.add(key)
+            else:
+                scan.merged.append(reconcile.merge_many(alike))
+        return self._repair(scan, held, agreed, now_ms)
 
-    def _repair(self, scan: _Scan, held: dict[NodeId, dict[bytes, Partition]], now_ms: int) -> list:
-        """Send each replica what it lacked of the merged answer; wait for the acks."""
+    def _repair(self, scan: _Scan, held: dict[NodeId, dict[bytes, Partition]], agreed: set[bytes],
+                now_ms: int) -> list:
+        """Send each replica what it lacked of the merged answer (none of the partitions in
+        `agreed`, which every replica holds alike); wait for the acks."""
         repairs: dict[NodeId, tuple[Partition, ...]] = {}
         for node in sorted(held):
-            diffs = [d for m in scan.merged if (d := reconcile.repair_for(m, held[node].get(m.key)))]
+            diffs = [d for m in scan.merged
+                     if m.key not in agreed and (d := reconcile.repair_for(m, held[node].get(m.key)))]
             if diffs:
                 repairs[node] = tuple(diffs)
         if not repairs:

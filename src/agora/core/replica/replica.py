@@ -134,12 +134,17 @@ class Replica:
         last = None
         final = len(done.partitions) - 1
         truncated = self.truncated_at(cmd.table_id)
+        # the scan's partitions are canonical, and expiring keeps them so: only a slice or a
+        # column list needs slice_partition's canonical copy
+        cut = cmd.slices is not None or cmd.columns is not None
         for i, (token, stored) in enumerate(done.partitions):
             last = (token, stored.key, done.cut_ckey if i == final else None)
             if truncated is not None and (stored := reconcile.drop_truncated(stored, truncated)) is None:
                 continue
-            read = ReadCommand(cmd.table_id, stored.key, cmd.slices, cmd.columns)
-            part = reconcile.slice_partition(reconcile.expire(stored, now_s), read)
+            part = reconcile.expire(stored, now_s)
+            if cut:
+                part = reconcile.slice_partition(part, ReadCommand(cmd.table_id, stored.key, cmd.slices,
+                                                                   cmd.columns))
             if reconcile.is_empty(part):
                 continue
             found.append(part)
