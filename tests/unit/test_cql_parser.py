@@ -807,7 +807,7 @@ def test_the_cached_grammar_is_the_compiled_automaton(tmp_path):
 
     from agora.cql import parse_lalr, parser
     grammar = Path(parser.__file__).with_name("grammar.lark").read_text()
-    fresh = parse_lalr.compile_grammar(grammar, "start", parser._Rules(), cache=False)
+    fresh = parse_lalr.compile_grammar(grammar, "start", parser._Rules())
     cache = str(tmp_path / "grammar.cache")
     for _ in range(2):  # the first writes the file, the second loads it
         loaded = parse_lalr.compile_grammar(grammar, "start", parser._Rules(), cache=cache)
@@ -834,3 +834,27 @@ def test_the_cached_grammar_is_the_compiled_automaton(tmp_path):
                 assert mapping[a] == b, "two states of the fresh table map to one loaded state's successor"
         assert len(mapping) == len(set(mapping.values())) == len(fresh.actions) == len(loaded.actions)
         assert mapping[fresh.end] == loaded.end
+
+
+def test_the_grammar_cache_is_kept_where_only_this_user_can_write(tmp_path, monkeypatch):
+    """Lark's cache is a pickle, which runs code when loaded: it lives in the user's own
+    cache directory (made 0700), never in the shared temporary directory, and is not used at
+    all if that directory is writable by others."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from agora.cql import parse_lalr
+    temp, cache = tmp_path / "tmp", tmp_path / "cache"
+    temp.mkdir()
+    env = dict(os.environ, TMPDIR=str(temp), XDG_CACHE_HOME=str(cache))
+    subprocess.run([sys.executable, "-c", "import agora.cql.parser"], env=env, check=True, timeout=60)
+    assert list(temp.iterdir()) == []  # Lark's default would have put its pickle here
+    [kept] = list((cache / "agora").iterdir())
+    assert kept.name.startswith("cql-grammar-") and kept.stat().st_size > 0
+    assert stat.S_IMODE((cache / "agora").stat().st_mode) == 0o700
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert parse_lalr.private_cache_path("g", "cql").startswith(str(cache / "agora") + os.sep)
+    (cache / "agora").chmod(0o777)  # another user could plant a file: no cache at all
+    assert parse_lalr.private_cache_path("g", "cql") is None

@@ -14,11 +14,16 @@ strict=True refuses any grammar with a shift/reduce or reduce/reduce conflict.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
+import stat
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import lark
 from lark import Lark
 from lark.lexer import Lexer
 
@@ -56,18 +61,37 @@ class Tables:
     end: int
 
 
-def compile_grammar(grammar: str, start: str, rules: object, cache: bool | str = True) -> Tables:
+def private_cache_path(grammar: str, name: str) -> str | None:
+    """Where to keep Lark's compiled form of `grammar`: a file in this user's own cache
+    directory ($XDG_CACHE_HOME/agora, else ~/.cache/agora), named by a hash of the grammar,
+    Lark's version and Python's, or None (no cache) if that directory cannot be made or is
+    not this user's alone. Lark's cache is a pickle, and loading a pickle runs whatever it
+    says: it must never come from a place another user can write, such as the shared
+    temporary directory Lark would use by default."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "agora")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.stat(folder)
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & 0o022 or not stat.S_ISDIR(st.st_mode):
+        return None
+    key = hashlib.sha256("\0".join((grammar, lark.__version__, sys.version)).encode()).hexdigest()[:32]
+    return os.path.join(folder, f"{name}-grammar-{key}.lark")
+
+
+def compile_grammar(grammar: str, start: str, rules: object, cache: str | None = None) -> Tables:
     """Tables for `grammar`, with callbacks bound to methods of `rules` named after each
     rule or its `-> alias`.
 
-    With `cache`, Lark keeps the compiled grammar in a file (True: in the temporary
-    directory, named by a hash of the grammar, the options and Lark's version; or the path
-    given), so a process started later loads it (20 ms) instead of compiling it (130 ms).
-    A file written for another grammar or version, or one it cannot read, is compiled
-    again and rewritten. The loaded table numbers its states differently from a fresh
-    compile; it is the same automaton (tests/unit/test_cql_parser.py)."""
+    With `cache` (a path, from `private_cache_path`), Lark keeps the compiled grammar in that
+    file, so a process started later loads it (20 ms) instead of compiling it (130 ms). A
+    file written for another grammar or version, or one it cannot read, is compiled again
+    and rewritten. The loaded table numbers its states differently from a fresh compile; it
+    is the same automaton (tests/unit/test_cql_parser.py)."""
     lark = Lark(grammar, parser="lalr", lexer=_NoLexer, start=start, strict=True,
-                maybe_placeholders=True, cache=cache)
+                maybe_placeholders=True, cache=cache or False)
     table = lark.parser.parser.parser.parse_table
     reductions = {rule: _reduction(rule, rules) for rule in lark.rules}
     actions: dict[int, dict[str, Action]] = {}

@@ -27,7 +27,7 @@ from agora.core.errors import CqlSyntaxError, InvalidRequest
 from agora.cql.ast import BindMarker, Statement
 from agora.cql.parse_ddl import DescribeRules, SchemaRules
 from agora.cql.parse_dml import ModificationRules, SelectRules
-from agora.cql.parse_lalr import END, ParseFailure, compile_grammar, run
+from agora.cql.parse_lalr import END, ParseFailure, compile_grammar, private_cache_path, run
 from agora.cql.parse_lexer import PUNCTUATION, position, tokens
 from agora.cql.parse_terms import TermRules
 
@@ -74,8 +74,8 @@ class _Rules(TermRules, SelectRules, ModificationRules, SchemaRules, DescribeRul
         return statement
 
 
-_TABLES = compile_grammar(Path(__file__).with_name("grammar.lark").read_text(), "start",
-                          _Rules())
+_GRAMMAR = Path(__file__).with_name("grammar.lark").read_text()
+_TABLES = compile_grammar(_GRAMMAR, "start", _Rules(), private_cache_path(_GRAMMAR, "cql"))
 
 
 def parse(text: str) -> Statement:
