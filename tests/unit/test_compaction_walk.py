@@ -274,6 +274,23 @@ def test_a_truncated_wide_partition_leaves_the_disk_and_what_clients_see_never_c
                     == Partition(T, KEY, rows={b"r": row}), row
 
 
+def test_a_walk_of_a_truncated_table_does_not_build_the_rows_the_truncation_covers(tmp_path, monkeypatch):
+    """On RocksDB the walk's scan and its compare-and-set read the rows a truncation covers
+    entirely as stand-ins (StorageScan/StorageReplace.truncated_at): none is built, and
+    they leave the disk all the same; a row written after the truncation is built and kept."""
+    from agora.storage import rocks
+    engine = RocksEngine(str(tmp_path / "db"))
+    engine.apply([Partition(T, KEY, rows={ck(i): Row((ck(i),), Cell(10 + i, b""), None, {("v", b""): Cell(10 + i, b"x")})
+                                         for i in range(200)})])
+    engine.apply([Partition(T, KEY, rows={ck(500): live(900)})])
+    built = []
+    real = rocks.row_from_plain
+    monkeypatch.setattr(rocks, "row_from_plain", lambda plain: built.append(plain[0]) or real(plain))
+    run_pass(engine, truncated_at=500)
+    assert built and all(clustering == [] for clustering in built)  # live() rows: clustering ()
+    assert sorted(read(engine).rows) == [ck(500)]
+
+
 def test_a_table_truncated_during_a_pass_is_walked_again_after_it():
     engine = MemoryEngine()
     other = b"\x33" * 16

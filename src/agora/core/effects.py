@@ -386,11 +386,14 @@ class StorageReplace:
     rewrite spans, still equals `expected`
     (canonical, as a StorageScan returned it), store `new` in its place; an empty `new`
     deletes what it spans. A partition written to since it was read is left alone. Report
-    StorageReplaceDone(op_id, replaced)."""
+    StorageReplaceDone(op_id, replaced). `truncated_at`: the one the scan that read
+    `expected` was given (`StorageScan.truncated_at`), so the stored rows are read back
+    the same way for the comparison."""
 
     op_id: int
     pairs: tuple[Rewrite, ...]
     sync: bool = False
+    truncated_at: int | None = None
 
 
 @fast_init

@@ -135,14 +135,16 @@ class StorageEngine(abc.ABC):
     # ---- tombstone compaction (agora.core.tombstones) --------------------------------------
 
     @abc.abstractmethod
-    def replace(self, pairs: Sequence[Rewrite], sync: bool = False) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None) -> int:
         """Compare-and-set rewrite, per partition or fragment (`agora.core.effects.Rewrite`),
         in one atomic batch: where the stored partition (whole, canonical), or its header and
         the rows the rewrite spans, still equals `expected`, store `new` instead -- rows and
         tombstones `new` lacks are deleted, an empty `new` deletes what it spans. Partitions
         written to since `expected` was read are left alone (the next compaction pass sees
         them again). Returns how many were replaced. This is the one write that removes data,
-        so it runs under the same read-modify-write discipline as `apply`."""
+        so it runs under the same read-modify-write discipline as `apply`. `truncated_at`:
+        the scan's (`StorageScan.truncated_at`), for an engine that may have returned stand-ins
+        for the rows it covers: it reads the stored rows back the same way to compare them."""
 
     # ---- the batchlog (agora.core.batchlog): opaque entries by batch id, apart from data --
 

@@ -158,7 +158,7 @@ class MemoryEngine(StorageEngine):
 
     # ---- tombstone compaction -------------------------------------------------------------
 
-    def replace(self, pairs: Sequence[Rewrite], sync: bool = False) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None) -> int:
         assert not self._closed, "engine closed"
         replaced = 0
         for rw in pairs:

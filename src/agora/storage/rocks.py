@@ -427,7 +427,9 @@ class RocksEngine(StorageEngine):
 
     # ---- tombstone compaction -------------------------------------------------------------
 
-    def replace(self, pairs: Sequence[Rewrite], sync: bool = False) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None) -> int:
+        decode = _row_from_bytes if truncated_at is None else \
+            (lambda raw: _row_unless_truncated(raw, truncated_at))  # as the scan read them
         replaced = 0
         with self._write_lock:  # nothing may merge into a partition between our read and write
             batch = WriteBatch(raw_mode=True)
@@ -441,9 +443,13 @@ class RocksEngine(StorageEngine):
                     if key == prefix + keys.KIND_HEADER:
                         _header_from_bytes(raw, stored)
                     else:
-                        stored.rows[key[len(prefix) + 1:]] = _row_from_bytes(raw)
-                if reconcile.canonical(stored) != expected:
-                    continue  # written to since it was read: the next pass decides
+                        stored.rows[key[len(prefix) + 1:]] = decode(raw)
+                # without a header each stored row is canonical as stored, and so is the whole
+                if stored.deletion is None and not stored.range_tombstones and stored.static is None:
+                    if stored != expected:
+                        continue  # written to since it was read: the next pass decides
+                elif reconcile.canonical(stored) != expected:
+                    continue
                 fresh = reconcile.canonical(rw.new)
                 wanted = {prefix + keys.KIND_HEADER: _header_to_bytes(fresh)}
                 row_prefix = prefix + keys.KIND_ROW

@@ -208,6 +208,7 @@ class TombstoneCompaction:
         self._walk: list | None = None
         self._walk_pairs = 0  # the pairs of the replace in flight if a fragment is among them, else 0
         self._op: int | None = None  # the one storage operation in flight
+        self._scanned_truncation: int | None = None  # the truncation the chunk's scan was given
         self._exhausted = False  # the chunk being rewritten was the table's last
         self._next_op = -1
         self._started_ms: int | None = None
@@ -289,8 +290,12 @@ class TombstoneCompaction:
 
     def _scan(self) -> list:
         token, key, ckey = self._cursor
+        # a truncated table's scan may return the rows the truncation covers as stand-ins,
+        # which drop_truncated drops like the rows (StorageScan.truncated_at); the replace
+        # then reads the stored rows back the same way
+        self._scanned_truncation = self.truncated_at(self._table)
         return [StorageScan(self._new_op(), self._table, token, key, MAX_TOKEN, GC_CHUNK_ROWS, GC_CHUNK_BYTES,
-                            split=True, start_ckey=ckey)]
+                            split=True, start_ckey=ckey, truncated_at=self._scanned_truncation)]
 
     def gc_before_s(self, gc_grace_s: int, now_s: int) -> int:
         """Tombstones with ldt_s below this may go: older than gc_grace, and older than
@@ -349,7 +354,7 @@ class TombstoneCompaction:
             out.append(PersistMeta(PURGE_HORIZON_META_KEY, str(horizon).encode()))
         self._exhausted = done.exhausted
         if pairs:
-            out.append(StorageReplace(self._new_op(), tuple(pairs)))
+            out.append(StorageReplace(self._new_op(), tuple(pairs), truncated_at=self._scanned_truncation))
             return out
         return out + self._advance()
 
