@@ -291,6 +291,56 @@ def test_a_walk_of_a_truncated_table_does_not_build_the_rows_the_truncation_cove
     assert sorted(read(engine).rows) == [ck(500)]
 
 
+def _truncated_partitions(engine, count: int) -> list[bytes]:
+    keys = [f"k{i}".encode() for i in range(count)]
+    engine.apply([Partition(T, k, rows={b"": Row((), Cell(10, b""), None, {("v", b""): Cell(10, b"x")})})
+                  for k in keys])
+    return keys
+
+
+def test_a_chunk_of_truncated_partitions_goes_in_one_range_deletion(tmp_path):
+    """A chunk whose partitions the truncation covers entirely goes at once: one range
+    deletion, checked under the write lock, and no per-key tombstone."""
+    engine = RocksEngine(str(tmp_path / "db"))
+    _truncated_partitions(engine, 30)
+    replaces = []
+    run_pass(engine, before_effect=lambda eff, chunk, comp: replaces.append(eff)
+             if isinstance(eff, StorageReplace) else None, truncated_at=500)
+    assert replaces and all(eff.all_truncated for eff in replaces)
+    assert list(engine.scan(T, -2**63, 2**63 - 1)) == []
+    assert engine._db.property_int_value("rocksdb.num-deletes-active-mem-table") == 0
+
+
+NEWER_ROW = Row((), Cell(900, b""), None, {("v", b""): Cell(900, b"new")})
+
+
+@pytest.mark.parametrize("written, kept", [
+    (Partition(T, b"k7", rows={b"": NEWER_ROW}), True),  # a row after the truncation
+    (Partition(T, b"k7", Deletion(900, 1)), True),  # a partition deletion after it
+    (Partition(T, b"k7", static=Row((), None, None, {("s", b""): Cell(900, b"st")})), True),  # a static row
+    (Partition(T, b"k7", rows={b"": live(20)}), False),  # a row before it: covered, goes too
+])
+def test_what_is_written_into_a_truncated_chunk_during_its_walk_decides_how_it_goes(tmp_path, written, kept):
+    """Written between the chunk's scan and its rewrite, anything the truncation does not
+    cover fails the range check, and the chunk goes pair by pair: the written partition
+    stays, with what was written. A covered write does not stop the range deletion."""
+    engine = RocksEngine(str(tmp_path / "db"))
+    _truncated_partitions(engine, 30)
+
+    def write_during(eff, chunk, comp):
+        if isinstance(eff, StorageReplace):
+            assert eff.all_truncated
+            engine.apply([written])
+    run_pass(engine, before_effect=write_during, truncated_at=500)
+    left = {p.key: reconcile.drop_truncated(p, 500) for _, p in engine.scan(T, -2**63, 2**63 - 1)}
+    if kept:
+        assert list(left) == [b"k7"] and left[b"k7"] == written
+        assert engine._db.property_int_value("rocksdb.num-deletes-active-mem-table") > 0
+    else:
+        assert left == {}
+        assert engine._db.property_int_value("rocksdb.num-deletes-active-mem-table") == 0
+
+
 def test_a_table_truncated_during_a_pass_is_walked_again_after_it():
     engine = MemoryEngine()
     other = b"\x33" * 16

@@ -388,12 +388,19 @@ class StorageReplace:
     deletes what it spans. A partition written to since it was read is left alone. Report
     StorageReplaceDone(op_id, replaced). `truncated_at`: the one the scan that read
     `expected` was given (`StorageScan.truncated_at`), so the stored rows are read back
-    the same way for the comparison."""
+    the same way for the comparison.
+
+    `all_truncated`: every pair deletes a whole partition that `truncated_at` covers
+    entirely, and they are every partition the scan returned. An engine may then, under its
+    write lock, check that everything it stores from the first of them to the last (in its
+    own order) still is covered, and if so delete it all at once (one range deletion); if
+    not, it does the pairs one by one. Either way only what the truncation covers goes."""
 
     op_id: int
     pairs: tuple[Rewrite, ...]
     sync: bool = False
     truncated_at: int | None = None
+    all_truncated: bool = False
 
 
 @fast_init

@@ -33,7 +33,8 @@ def complete(engine, eff):
         return eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(),
                                               eff.max_rows, piece_bytes, eff.truncated_at))
     if isinstance(eff, StorageReplace):
-        return StorageReplaceDone(eff.op_id, engine.replace(eff.pairs, eff.sync, eff.truncated_at))
+        return StorageReplaceDone(eff.op_id, engine.replace(eff.pairs, eff.sync, eff.truncated_at,
+                                                                 eff.all_truncated))
     if isinstance(eff, BatchlogStore):
         engine.batchlog_put(eff.batch_id, eff.entry, eff.sync)
         return BatchlogDone(eff.op_id)

@@ -135,7 +135,8 @@ class StorageEngine(abc.ABC):
     # ---- tombstone compaction (agora.core.tombstones) --------------------------------------
 
     @abc.abstractmethod
-    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None,
+                all_truncated: bool = False) -> int:
         """Compare-and-set rewrite, per partition or fragment (`agora.core.effects.Rewrite`),
         in one atomic batch: where the stored partition (whole, canonical), or its header and
         the rows the rewrite spans, still equals `expected`, store `new` instead -- rows and
@@ -144,7 +145,8 @@ class StorageEngine(abc.ABC):
         them again). Returns how many were replaced. This is the one write that removes data,
         so it runs under the same read-modify-write discipline as `apply`. `truncated_at`:
         the scan's (`StorageScan.truncated_at`), for an engine that may have returned stand-ins
-        for the rows it covers: it reads the stored rows back the same way to compare them."""
+        for the rows it covers: it reads the stored rows back the same way to compare them.
+        `all_truncated`: see `StorageReplace` (an engine may ignore it: the pairs do the same)."""
 
     # ---- the batchlog (agora.core.batchlog): opaque entries by batch id, apart from data --
 

@@ -158,7 +158,8 @@ class MemoryEngine(StorageEngine):
 
     # ---- tombstone compaction -------------------------------------------------------------
 
-    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None,
+                all_truncated: bool = False) -> int:
         assert not self._closed, "engine closed"
         replaced = 0
         for rw in pairs:

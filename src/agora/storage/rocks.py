@@ -427,12 +427,23 @@ class RocksEngine(StorageEngine):
 
     # ---- tombstone compaction -------------------------------------------------------------
 
-    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None) -> int:
+    def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None,
+                all_truncated: bool = False) -> int:
         decode = _row_from_bytes if truncated_at is None else \
             (lambda raw: _row_unless_truncated(raw, truncated_at))  # as the scan read them
         replaced = 0
         with self._write_lock:  # nothing may merge into a partition between our read and write
             batch = WriteBatch(raw_mode=True)
+            if all_truncated and truncated_at is not None and pairs:
+                prefixes = [keys.partition_prefix(rw.expected.table_id, token_for_key(rw.expected.key),
+                                                  rw.expected.key) for rw in pairs]
+                lo, hi = min(prefixes), max(prefixes) + _ROWS_END
+                if self._all_truncated(lo, hi, truncated_at):
+                    batch.delete_range(lo, hi)
+                    self._db.write(batch, self._write_async)
+                    if sync:
+                        self.sync()
+                    return len(pairs)
             for rw in pairs:
                 expected = rw.expected
                 prefix = keys.partition_prefix(expected.table_id, token_for_key(expected.key),
@@ -463,6 +474,24 @@ class RocksEngine(StorageEngine):
         if sync:
             self.sync()
         return replaced
+
+    def _all_truncated(self, lo: bytes, hi: bytes, truncated_at: int) -> bool:
+        """Whether everything stored from key lo (inclusive) to hi (exclusive), headers and
+        rows, was written at or before `truncated_at` (what `replace` may then delete at
+        once): read now, under the write lock."""
+        bounds = ReadOptions()
+        bounds.set_iterate_upper_bound(hi)
+        for key, raw in self._db.items(from_key=lo, read_opt=bounds):
+            _, _, plen = keys.parse_partition(key)
+            plain = _unpack(raw)
+            kind = key[plen:plen + 1]
+            if kind == keys.KIND_HEADER:
+                if not _header_written_at_or_before(plain, truncated_at):
+                    return False
+            elif kind != keys.KIND_ROW or not _is_stored_row(plain) \
+                    or _newest_at_or_before(plain, truncated_at) is None:
+                return False
+        return True
 
     def _partition_items(self, prefix: bytes, after: bytes | None = None,
                          up_to: bytes | None = None) -> dict[bytes, bytes]:
@@ -614,6 +643,28 @@ def _newest_at_or_before(stored: list, ts: int) -> int | None:
 
 
 _INT_ONLY = {int}
+
+
+def _header_written_at_or_before(stored: object, ts: int) -> bool:
+    """Whether every timestamp of a stored partition header (its deletion, range tombstones
+    and static row) is <= ts; False for anything malformed."""
+    if type(stored) is not list or len(stored) != 3:
+        return False
+    deletion, rts, static = stored
+    stamps = []
+    if deletion is not None:
+        if type(deletion) is not list or not deletion:
+            return False
+        stamps.append(deletion[0])
+    if type(rts) is not list:
+        return False
+    for rt in rts:
+        if type(rt) is not list or len(rt) != 6:
+            return False
+        stamps.append(rt[4])
+    if static is not None and not (_is_stored_row(static) and _newest_at_or_before(static, ts) is not None):
+        return False
+    return set(map(type, stamps)) <= _INT_ONLY and all(t <= ts for t in stamps)
 
 
 def _is_stored_row(obj: object) -> bool:

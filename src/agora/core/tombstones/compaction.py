@@ -318,12 +318,18 @@ class TombstoneCompaction:
         _, resumed_key, resumed_after = self._cursor
         walked = False
         truncated_at = self.truncated_at(self._table)
+        gone = 0  # whole partitions the scanned truncation leaves nothing of
         for i, (_, stored) in enumerate(done.partitions):
             after = resumed_after if i == 0 and resumed_after is not None and stored.key == resumed_key else None
             up_to = done.cut_ckey if i == len(done.partitions) - 1 else None
             # what is left once TRUNCATE's part is gone: the walk and the purge work on that
-            base = stored if truncated_at is None else \
-                reconcile.drop_truncated(stored, truncated_at) or Partition(stored.table_id, stored.key)
+            base = stored if truncated_at is None else reconcile.drop_truncated(stored, truncated_at)
+            if base is None:
+                base = Partition(stored.table_id, stored.key)
+                scanned = self._scanned_truncation
+                if after is None and up_to is None and scanned is not None and (
+                        scanned == truncated_at or reconcile.drop_truncated(stored, scanned) is None):
+                    gone += 1
             purge_header = up_to is None and (after is None or self._walk_clean(base))
             if up_to is not None and after is None:  # the first fragment: a walk begins
                 self._walk = [base.key, (base.deletion, base.range_tombstones), True]
@@ -354,7 +360,10 @@ class TombstoneCompaction:
             out.append(PersistMeta(PURGE_HORIZON_META_KEY, str(horizon).encode()))
         self._exhausted = done.exhausted
         if pairs:
-            out.append(StorageReplace(self._new_op(), tuple(pairs), truncated_at=self._scanned_truncation))
+            # a chunk of whole partitions, all truncated: one range deletion can free it
+            whole = gone == len(done.partitions) == len(pairs)
+            out.append(StorageReplace(self._new_op(), tuple(pairs), truncated_at=self._scanned_truncation,
+                                      all_truncated=whole))
             return out
         return out + self._advance()
 
