@@ -440,10 +440,7 @@ class RocksEngine(StorageEngine):
                 lo, hi = min(prefixes), max(prefixes) + _ROWS_END
                 if self._all_truncated(lo, hi, truncated_at):
                     batch.delete_range(lo, hi)
-                    self._db.write(batch, self._write_async)
-                    if sync:
-                        self.sync()
-                    return len(pairs)
+                    replaced, pairs = len(pairs), ()  # every pair at once
             for rw in pairs:
                 expected = rw.expected
                 prefix = keys.partition_prefix(expected.table_id, token_for_key(expected.key),
