@@ -41,7 +41,11 @@ live in `HINTS_COLUMN_FAMILY`, opaque keys and values in key order, with apply()
 `replace` (tombstone compaction) is a compare-and-set under the same write lock as `apply`:
 it re-reads the partition, or the header and the rows of the fragment it spans, and only if
 that still equals what the compaction pass read does it write the purged version, deleting
-the keys that version no longer has.
+the keys that version no longer has. A chunk of whole partitions that a truncation covers
+entirely (`all_truncated`) goes in one range deletion instead, if every key stored from the
+chunk's first partition to its last still is covered when re-read under the lock. Scans and
+replaces told a truncation (`truncated_at`) read a row it covers entirely as a stand-in, a
+bare marker at the row's newest timestamp (`_row_unless_truncated`), without decoding it.
 """
 
 from __future__ import annotations

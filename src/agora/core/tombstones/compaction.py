@@ -33,9 +33,13 @@ A truncated table's data (TRUNCATE, `Schema.truncated_at`) leaves with the pass 
 fragment is rewritten without what the truncation covers (`reconcile.drop_truncated`),
 tombstones included, whatever their gc_grace. That never needs a clean walk nor raises
 the purge horizon: the truncation itself is kept for good and every replica drops what it
-covers from what it reads, so nothing it covers can come back. A node that learns of a
-truncation walks that table at once (`compact_soon`) rather than at the next pass, once its
-first pass would have been due (purge guards known by then).
+covers from what it reads, so nothing it covers can come back. The chunk's scan and its
+replace are told the truncation, so an engine may hand over the rows it covers entirely as
+stand-ins instead of decoding them; a chunk of whole partitions it covers entirely is
+flagged (`StorageReplace.all_truncated`), so an engine may free it in one range deletion
+after checking, under its write lock, that all it stores there still is covered. A node
+that learns of a truncation walks that table at once (`compact_soon`) rather than at the
+next pass, once its first pass would have been due (purge guards known by then).
 
 Does not know: how storage lays partitions out (the engine does the replace), or when a
 repair has run (the downtime check and the repair code decide that).
