@@ -67,12 +67,12 @@ def main() -> None:
             truncate = time.perf_counter() - t0
             count, before = _count(session)
             assert count == 0, f"{count} rows left after TRUNCATE"
+            head = f"{n:,} partitions (loaded in {loaded:.1f} s): TRUNCATE {truncate * 1000:.0f} ms; "
             if args.no_walks:
                 count, again = _count(session)
                 assert count == 0, f"{count} rows left after TRUNCATE"
-                print(f"{n:,} partitions (loaded in {loaded:.1f} s): TRUNCATE {truncate * 1000:.0f} ms; "
-                      f"count(*) over the truncated rows, no walk running: {before:.2f} s, {again:.2f} s",
-                      flush=True)
+                print(f"{head}count(*) over the truncated rows, no walk running: {before:.2f} s, "
+                      f"{again:.2f} s", flush=True)
                 continue
             walks = []
             for name in sorted(agora.pids()):
@@ -82,8 +82,7 @@ def main() -> None:
                     walks.append(time.perf_counter() - t0)
             count, after = _count(session)
             assert count == 0, f"{count} rows after the walks"
-            print(f"{n:,} partitions (loaded in {loaded:.1f} s): TRUNCATE {truncate * 1000:.0f} ms; "
-                  f"count(*) {before:.2f} s before the walks, {after:.2f} s after; "
+            print(f"{head}count(*) {before:.2f} s before the walks, {after:.2f} s after; "
                   f"compact on each node {', '.join(f'{w:.1f}' for w in walks)} s", flush=True)
         client.shutdown()
 

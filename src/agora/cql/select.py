@@ -249,6 +249,13 @@ def _after(slices, last: bytes, reverse: bool):
     return tuple(out)
 
 
+def _resume_ckey(table, row: RowView) -> bytes | None:
+    """The clustering key a page that ends on `row` resumes after; None when `row` ends its
+    partition: a row of a table without clustering columns, or a static-only row (its ckey
+    b"", which as a bound would mean the whole partition)."""
+    return None if row.static_only or not table.clustering_columns else row.ckey
+
+
 class Pager:
     """Fetches rows for one page, honouring limits, starting from a PagePosition."""
 
@@ -274,10 +281,8 @@ class Pager:
             self.rows.append(row)
             self.pos.in_partition += 1
             self.pos.returned += 1
-            # A row of a table without clustering columns, or a static-only row, is its
-            # partition's last (its ckey b"", which as a bound would mean the whole partition)
             self.pos.key = key
-            self.pos.ckey = None if row.static_only or not p.table.clustering_columns else row.ckey
+            self.pos.ckey = _resume_ckey(p.table, row)
             if p.limit is not None and self.pos.returned >= p.limit:
                 self.more = False
                 return True
@@ -607,7 +612,6 @@ async def _grouped(p: Plan, backend, cl, now_s: int, specs, page_size: int | Non
     first reads n + 1 rows, then twice as many each time, up to INTERNAL_PAGE_ROWS)."""
     n_pk = len(p.table.partition_key_columns)
     ck_names = [c.name for c in p.table.clustering_columns][:p.group_width - n_pk]
-    clustered = bool(p.table.clustering_columns)
     start = PagePosition.decode(paging_state)
     emitted = start.returned  # groups returned by the pages before this one
     want = p.limit - emitted if p.limit is not None else None
@@ -630,8 +634,7 @@ async def _grouped(p: Plan, backend, cl, now_s: int, specs, page_size: int | Non
             values = [_cell_value(o, first, now_s) for o in p.outputs]
         unfed.clear()
         out.append([_json_row(p.outputs, values)] if p.json else values)
-        # just after the group's last row: the partition's end unless it has clustering rows
-        ckey = last.ckey if clustered and not last.static_only else None
+        ckey = _resume_ckey(p.table, last)  # just after the group's last row
         if p.r.single_partitions:
             i = index_of[last.key]
             resume = PagePosition(i if ckey is not None else i + 1, None, last.key, ckey)

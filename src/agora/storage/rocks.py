@@ -104,7 +104,7 @@ def _unpack(raw: bytes) -> object:
 
 
 def _header_to_bytes(p: Partition) -> bytes | None:
-    if p.deletion is None and not p.range_tombstones and p.static is None:
+    if _headerless(p):
         return None
     return _pack([deletion_to_plain(p.deletion),
                   [range_tombstone_to_plain(rt) for rt in p.range_tombstones],
@@ -123,6 +123,20 @@ def _header_from_bytes(raw: bytes | None, p: Partition) -> None:
 
 def _row_from_bytes(raw: bytes) -> Row:
     return row_from_plain(_unpack(raw))
+
+
+def _headerless(p: Partition) -> bool:
+    """No partition deletion, range tombstone or static row: nothing shadows p's rows, each
+    canonical as stored, and no header key is stored."""
+    return p.deletion is None and not p.range_tombstones and p.static is None
+
+
+def _row_decoder(truncated_at: int | None):
+    """How a scan (and replace's read-back of what it scanned) turns a stored row into a Row:
+    in full, or, given a truncation, with rows it covers entirely as stand-ins."""
+    if truncated_at is None:
+        return _row_from_bytes
+    return lambda raw: _row_unless_truncated(raw, truncated_at)
 
 
 def _row_unless_truncated(raw: bytes, truncated_at: int) -> Row:
@@ -364,8 +378,7 @@ class RocksEngine(StorageEngine):
         seeks past it: what either skips is not read. Other partitions of the token are read
         as always (`StorageScan.collect` orders them). With `truncated_at`, a row the truncation
         covers entirely comes as a stand-in (`_row_unless_truncated`)."""
-        decode = _row_from_bytes if truncated_at is None else \
-            (lambda raw: _row_unless_truncated(raw, truncated_at))
+        decode = _row_decoder(truncated_at)
         end = keys.token_position(table_id, hi + 1) if hi < MAX_TOKEN \
             else keys.table_end(table_id)
         bounds = ReadOptions()
@@ -433,8 +446,7 @@ class RocksEngine(StorageEngine):
 
     def replace(self, pairs: Sequence[Rewrite], sync: bool = False, truncated_at: int | None = None,
                 all_truncated: bool = False) -> int:
-        decode = _row_from_bytes if truncated_at is None else \
-            (lambda raw: _row_unless_truncated(raw, truncated_at))  # as the scan read them
+        decode = _row_decoder(truncated_at)  # as the scan read them
         replaced = 0
         with self._write_lock:  # nothing may merge into a partition between our read and write
             batch = WriteBatch(raw_mode=True)
@@ -457,7 +469,7 @@ class RocksEngine(StorageEngine):
                     else:
                         stored.rows[key[len(prefix) + 1:]] = decode(raw)
                 # without a header each stored row is canonical as stored, and so is the whole
-                if stored.deletion is None and not stored.range_tombstones and stored.static is None:
+                if _headerless(stored):
                     if stored != expected:
                         continue  # written to since it was read: the next pass decides
                 elif reconcile.canonical(stored) != expected:
@@ -688,7 +700,7 @@ def _piece(token: int, p: Partition, complete: bool, alone: bool, size: int,
     """The piece in canonical form, or None if nothing is left of it. Without a partition
     deletion, range tombstone or static row, nothing shadows its rows and each is canonical
     as stored (as `_read` relies on): the piece is canonical as read."""
-    if p.deletion is None and not p.range_tombstones and p.static is None:
+    if _headerless(p):
         return (token, p, complete, alone, size, last) if p.rows else None
     if reconcile.is_empty(p):
         return None
