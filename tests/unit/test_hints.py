@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from agora.core.config import config_from_dict, parse_size_bytes
+from agora.core.coordinator.write import TIMER as WRITE_TIMER
 from agora.core.coordinator.write import WriteCoordinator
 from agora.core.effects import HintIndex, HintScan, Reply, Send, SetTimer
 from agora.core.errors import ConfigError, Unavailable, WriteTimeout
@@ -175,14 +176,17 @@ def test_down_replicas_are_hinted_when_sent_and_silent_ones_at_the_timeout():
     assert wc.in_flight == 0
 
 
-def test_a_write_acked_by_every_sent_replica_is_forgotten_and_its_timer_cancelled():
-    wc = WriteCoordinator(_Placement({"n1", "n2", "n3"}), 2_000, _Hints())
+def test_a_write_acked_by_every_sent_replica_is_forgotten_and_its_deadline_passes_quietly():
+    hints = _Hints()
+    wc = WriteCoordinator(_Placement({"n1", "n2", "n3"}), 2_000, hints)
     effects = wc.start(1, [_part()], CL.QUORUM)
+    assert effects[-1] == SetTimer(WRITE_TIMER, 2_000)
     req_id = effects[0].message.req_id
     wc.on_response("n1", MutationRsp(req_id))
     assert wc.on_response("n2", MutationRsp(req_id)) == [Reply(1, None)]
-    assert [type(e).__name__ for e in wc.on_response("n3", MutationRsp(req_id))] == ["CancelTimer"]
+    assert wc.on_response("n3", MutationRsp(req_id)) == []
     assert wc.in_flight == 0
+    assert wc.on_timer(2_000) == [] and not hints.stored  # no reply, no hint, no timer left
 
 
 def test_any_counts_a_stored_hint_and_is_never_unavailable():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agora.core.coordinator.latency import CLOCK_RESOLUTION_MS
-from agora.core.coordinator.read import ReadCoordinator
+from agora.core.coordinator.read import SPECULATE_TIMER, ReadCoordinator
 from agora.core.effects import Send, SetTimer
 from agora.core.errors import ReadFailure
 from agora.core.messages import ReadRsp
@@ -67,9 +67,14 @@ def test_the_speculation_threshold_follows_what_reads_wait_for():
         wait = 50 if client % 66 == 0 else 5
         answer = rc.on_response("a2", ReadRsp(req_id, None, nothing), start + wait)
         assert answer and answer[0].client_id == client  # answered when the digest came
-    timers = rc.start(999, ReadCommand(TABLE, b"x"), CL.QUORUM, 100_000)
-    speculate = next(e for e in timers if isinstance(e, SetTimer) and e.timer_id[0] == "speculate")
-    assert speculate.delay_ms == 50 + CLOCK_RESOLUTION_MS  # the clock counts whole milliseconds
+    effects = rc.start(999, ReadCommand(TABLE, b"x"), CL.QUORUM, 100_000)
+    [(_due, _seq, key)] = rc.speculations._heap  # the earlier reads' entries are gone
+    assert key == 999 and _due == 100_000 + 50 + CLOCK_RESOLUTION_MS  # the clock counts whole ms
+    req_id = next(e for e in effects if isinstance(e, Send)).message.req_id
+    rc.on_response("a1", ReadRsp(req_id, None, None), 100_000)
+    assert rc.on_timer(SPECULATE_TIMER, 100_050) == [SetTimer(SPECULATE_TIMER, 1)]  # not yet
+    [ask] = rc.on_timer(SPECULATE_TIMER, 100_051)
+    assert ask.target == "a3" and not ask.message.digest_only
 
 
 def test_errors_that_leave_the_level_out_of_reach_fail_the_read_at_once():

@@ -242,7 +242,7 @@ class Node:
     def on_timer(self, timer_id, now_ms: int) -> list:
         kind = timer_id[0]
         if kind == "write":
-            return self.batchlog.after_writes(self.writes.on_timeout(timer_id[1], now_ms))
+            return self.batchlog.after_writes(self.writes.on_timer(now_ms))
         if kind == "tombstones":
             return self.tombstones.on_timer(timer_id, now_ms)
         if kind == "batchlog":

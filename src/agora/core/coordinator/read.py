@@ -8,7 +8,9 @@ asked for full data, the versions are merged, each stale replica that took part 
 difference, and only after those repairs are acknowledged does the client get its answer —
 which is what makes QUORUM reads monotonic. If enough answers have not arrived after the
 99th percentile of how long the table's reads wait for their level (agora.core.coordinator.
-latency), one more replica is asked for data (speculative retry).
+latency), one more replica is asked for data (speculative retry). Both deadlines of every
+read (that threshold and read_request_timeout) are kept under one timer each
+(agora.core.coordinator.deadlines).
 A replica that answers with an error (one back from a long downtime that may not serve yet,
 agora.core.tombstones) is replaced by the next candidate at once; when none is left and the
 replicas still asked cannot meet the level, or an error cuts a resolve short, the read fails
@@ -21,13 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agora.core import reconcile
+from agora.core.coordinator.deadlines import Deadlines
 from agora.core.coordinator.latency import LatencyWindow
 from agora.core.coordinator.placement import Placement
-from agora.core.effects import CancelTimer, Reply, Send, SetTimer
+from agora.core.effects import Reply, Send
 from agora.core.errors import InvalidRequest, ReadFailure, ReadTimeout, Unavailable
 from agora.core.messages import MutationReq, MutationRsp, ReadReq, ReadRsp
 from agora.core.quorum import Requirement, requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand, ReadPage
+
+
+TIMEOUT_TIMER = ("read",)  # the timers of every read's deadlines (agora.core.coordinator.deadlines)
+SPECULATE_TIMER = ("speculate",)
 
 
 @dataclass
@@ -58,6 +65,8 @@ class ReadCoordinator:
         self._by_req: dict[int, _Read] = {}
         self._by_client: dict[int, _Read] = {}
         self.latency: dict[bytes, LatencyWindow] = {}
+        self.timeouts = Deadlines(TIMEOUT_TIMER, self._by_client.__contains__)
+        self.speculations = Deadlines(SPECULATE_TIMER, self._collecting)
         self.stats = {"digest_mismatch": 0, "read_repairs": 0, "speculative_retries": 0}
 
     @property
@@ -89,9 +98,18 @@ class ReadCoordinator:
         window = self.latency.get(command.table_id)
         if window is None:
             window = self.latency[command.table_id] = LatencyWindow()
-        effects.append(SetTimer(("read", client_id), self.read_timeout_ms))
-        effects.append(SetTimer(("speculate", client_id), window.threshold_ms()))
+        timer = self.timeouts.add(client_id, now_ms, self.read_timeout_ms)
+        if timer is not None:
+            effects.append(timer)
+        timer = self.speculations.add(client_id, now_ms, window.threshold_ms())
+        if timer is not None:
+            effects.append(timer)
         return effects
+
+    def _collecting(self, client_id: int) -> bool:
+        """Whether the read is still collecting its first answers (speculation may help)."""
+        rd = self._by_client.get(client_id)
+        return rd is not None and rd.phase == "collect"
 
     def _initial_targets(self, rd: _Read) -> list[NodeId]:
         """The fewest best replicas that satisfy the level, data replica first."""
@@ -161,12 +179,24 @@ class ReadCoordinator:
         return []
 
     def on_timer(self, timer_id, now_ms: int) -> list:
-        kind, client_id = timer_id
-        rd = self._by_client.get(client_id)
-        if rd is None or rd.replied:
-            return []
-        if kind == "speculate":
-            return self._speculate(rd, now_ms)
+        """One of the two deadline timers: reads past their speculation threshold ask one
+        more replica, reads past read_request_timeout time out."""
+        deadlines = self.speculations if timer_id == SPECULATE_TIMER else self.timeouts
+        expired, timer = deadlines.fire(now_ms)
+        effects: list = []
+        for client_id in expired:
+            rd = self._by_client.get(client_id)
+            if rd is None or rd.replied:
+                continue
+            if deadlines is self.speculations:
+                effects.extend(self._speculate(rd, now_ms))
+            else:
+                effects.extend(self._timeout(rd))
+        if timer is not None:
+            effects.append(timer)
+        return effects
+
+    def _timeout(self, rd: _Read) -> list:
         responders = set(rd.data) | set(rd.digests)
         received = sum(rd.requirement.reached_by(list(responders), self.placement.dc_of).values())
         if rd.phase != "collect":
@@ -276,7 +306,4 @@ class ReadCoordinator:
         rd.replied = True
         self._by_req.pop(rd.req_id, None)
         self._by_client.pop(rd.client_id, None)
-        effects = [Reply(rd.client_id, result)]
-        effects.append(CancelTimer(("read", rd.client_id)))
-        effects.append(CancelTimer(("speculate", rd.client_id)))
-        return effects
+        return [Reply(rd.client_id, result)]

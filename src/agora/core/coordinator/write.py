@@ -3,7 +3,7 @@ client once the consistency level is met (Dynamo paper section 4.5, Cassandra's
 AbstractWriteResponseHandler).
 
 Owns: per-request write state — who was sent what, which acks count toward the level, the
-timeout. Deliberately does not know how messages travel or how storage works; it emits
+timeout (every write's deadline under one timer: agora.core.coordinator.deadlines). Deliberately does not know how messages travel or how storage works; it emits
 `Send`, `SetTimer` and `Reply` effects. Unavailable is decided before anything is sent.
 
 Hinted handoff (Cassandra's StorageProxy.sendToHintedReplicas and the expiry of write
@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from agora.core.coordinator.deadlines import Deadlines
 from agora.core.coordinator.placement import Placement
-from agora.core.effects import CancelTimer, Reply, Send, SetTimer
+from agora.core.effects import Reply, Send
 from agora.core.errors import InvalidRequest, Unavailable, WriteTimeout
 from agora.core.messages import MutationReq, MutationRsp
 from agora.core.quorum import Requirement, requirement
@@ -62,6 +63,9 @@ class _ClientWrite:
     replied: bool = False
 
 
+TIMER = ("write",)  # the one timer of every write's deadline (agora.core.coordinator.deadlines)
+
+
 class WriteCoordinator:
     def __init__(self, placement: Placement, write_timeout_ms: int, hints: Hinter | None = None):
         self.placement = placement
@@ -69,6 +73,7 @@ class WriteCoordinator:
         self.hints = hints
         self._by_req: dict[int, _ClientWrite] = {}
         self._by_client: dict[int, _ClientWrite] = {}
+        self.deadlines = Deadlines(TIMER, self._by_client.__contains__)
 
     @property
     def in_flight(self) -> int:
@@ -105,7 +110,9 @@ class WriteCoordinator:
             msg = MutationReq(req_id, (part,))
             effects.extend(Send(r, msg) for r in alive)
             effects.extend(self._hint_down(cw, req_id, now_ms))
-        effects.append(SetTimer(("write", client_id), self.write_timeout_ms))
+        timer = self.deadlines.add(client_id, now_ms, self.write_timeout_ms)
+        if timer is not None:
+            effects.append(timer)
         return effects
 
     def _hint_down(self, cw: _ClientWrite, req_id: int, now_ms: int) -> list:
@@ -143,7 +150,6 @@ class WriteCoordinator:
         effects = self._count(cw, pw, pw.requirement.bucket_of(source, self.placement.dc_of))
         if cw.unacked == 0 and cw.replied:
             self._forget(cw)
-            effects.append(CancelTimer(("write", cw.client_id)))
         return effects
 
     def _count(self, cw: _ClientWrite, pw: _PartitionWrite, bucket) -> list:
@@ -159,8 +165,17 @@ class WriteCoordinator:
         cw.replied = True
         if cw.unacked == 0:
             self._forget(cw)
-            return [Reply(cw.client_id, None), CancelTimer(("write", cw.client_id))]
         return [Reply(cw.client_id, None)]
+
+    def on_timer(self, now_ms: int) -> list:
+        """The deadlines' timer: every write whose write_request_timeout passed times out."""
+        expired, timer = self.deadlines.fire(now_ms)
+        effects: list = []
+        for client_id in expired:
+            effects.extend(self.on_timeout(client_id, now_ms))
+        if timer is not None:
+            effects.append(timer)
+        return effects
 
     def on_timeout(self, client_id: int, now_ms: int = 0) -> list:
         """write_request_timeout passed: answer WriteTimeout if not yet answered, and hint

@@ -1,0 +1,94 @@
+"""Deadlines under one timer fire exactly as a timer per request would."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agora.core.coordinator.deadlines import Deadlines
+from agora.core.effects import SetTimer
+
+TIMER = ("t",)
+
+# a step: add a key with a delay, end the oldest live key, end a random live key, or let time pass
+steps = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 50)),
+    st.tuples(st.just("end_oldest"), st.just(0)),
+    st.tuples(st.just("end_any"), st.integers(0, 1000)),
+    st.tuples(st.just("wait"), st.integers(0, 30)),
+), max_size=120)
+
+
+def _run(script, constant_delay: int | None):
+    live: dict[int, int] = {}  # key -> due
+    deadlines = Deadlines(TIMER, live.__contains__)
+    now, timer_at, next_key = 0, None, 1
+    fired, expected = [], []
+
+    def arm(timer):
+        nonlocal timer_at
+        if timer is not None:
+            assert timer.timer_id == TIMER and timer.delay_ms >= 0
+            timer_at = now + timer.delay_ms
+
+    def advance(until):
+        nonlocal now, timer_at
+        while timer_at is not None and timer_at <= until:
+            now, timer_at = timer_at, None
+            keys, timer = deadlines.fire(now)
+            for key in keys:
+                fired.append((key, now))
+                del live[key]  # the coordinator ends a request that timed out
+            arm(timer)
+        now = until
+        for key, due in list(live.items()):  # what a timer per key would have fired by now
+            assert due > now, f"key {key} due at {due} still waits at {now}"
+
+    for kind, arg in script:
+        if kind == "add":
+            delay = constant_delay if constant_delay is not None else arg
+            live[next_key] = now + delay
+            expected.append((next_key, now + delay))
+            arm(deadlines.add(next_key, now, delay))
+            next_key += 1
+        elif kind in ("end_oldest", "end_any") and live:
+            key = min(live) if kind == "end_oldest" else sorted(live)[arg % len(live)]
+            del live[key]
+            expected = [(k, d) for k, d in expected if k != key]
+        elif kind == "wait":
+            advance(now + arg)
+    advance(now + 1_000)
+    assert not live
+    assert sorted(fired, key=lambda f: (f[1], f[0])) == fired  # earliest first
+    assert sorted(fired) == sorted(expected)
+    return deadlines
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps)
+def test_each_live_key_fires_at_its_due_time_with_varying_delays(script):
+    _run(script, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps)
+def test_each_live_key_fires_at_its_due_time_with_one_delay(script):
+    _run(script, 20)
+
+
+def test_ended_requests_do_not_pile_up_and_need_no_timer_of_their_own():
+    """A request that ends costs no timer: one arming for a stream of short requests, and
+    the heap keeps about what is in flight."""
+    live: set[int] = set()
+    deadlines = Deadlines(TIMER, live.__contains__)
+    timers = []
+    for key in range(10_000):
+        live.add(key)
+        timer = deadlines.add(key, key, 2_000)
+        if timer is not None:
+            timers.append(timer)
+        live.discard(key - 3)  # three in flight at a time
+    assert timers == [SetTimer(TIMER, 2_000)]
+    assert len(deadlines) < 10
+    keys, timer = deadlines.fire(2_000)
+    assert keys == [] and timer == SetTimer(TIMER, 11_997 - 2_000)  # for the oldest live one
