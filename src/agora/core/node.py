@@ -20,7 +20,7 @@ import msgpack
 from dataclasses import dataclass
 
 from agora.core.antientropy.messages import REPAIR_MESSAGES
-from agora.core.antientropy.service import AntiEntropy
+from agora.core.antientropy.service import REPAIR_OP_BASE, AntiEntropy
 from agora.core.batchlog.service import MESSAGES as BATCHLOG_MESSAGES, Batchlog
 from agora.core.config import NodeConfig
 from agora.core.coordinator.range_read import RangeReadCoordinator
@@ -42,7 +42,7 @@ from agora.core.ring.strategies import strategy_from_options
 from agora.core.ring.token_ring import NodeInfo, TokenRing
 from agora.core.schema.agreement import SCHEMA_META_KEY, SchemaKeeper
 from agora.core.schema.model import Schema
-from agora.core.tombstones.keeper import MESSAGES as TOMBSTONE_MESSAGES, Tombstones
+from agora.core.tombstones.keeper import MESSAGES as TOMBSTONE_MESSAGES, TAKES_ALL, Tombstones
 from agora.core.plain import partition_size_bound
 from agora.core.types import ConsistencyLevel, NodeId, Partition, RangeCommand, ReadCommand, Token
 
@@ -199,9 +199,10 @@ class Node:
     # ---- inputs --------------------------------------------------------------------
 
     def on_message(self, source: NodeId, msg, now_ms: int) -> list:
-        refused = self.tombstones.refuse(source, msg)  # a replica back from a long downtime
-        if refused is not None:
-            return refused
+        if self.tombstones.downtime.state not in TAKES_ALL:  # a replica back from a long
+            refused = self.tombstones.refuse(source, msg)  # downtime may refuse requests
+            if refused is not None:
+                return refused
         route = _ROUTE_BY_TYPE.get(type(msg))
         if route is None:
             route = _route_of(msg)
@@ -265,7 +266,9 @@ class Node:
         kind = type(done)
         if kind is StoragePutDone or kind is StorageGetDone:  # the usual: a replica's own
             op_id = done.op_id  # (neither the batchlog's nor the hints' kinds of completion)
-            if not self.tombstones.owns_op(op_id) and not self.antientropy.owns_op(op_id):
+            # The replica numbers its operations 1, 2, ...; tombstone compaction's are
+            # negative and repair's start at REPAIR_OP_BASE.
+            if 0 < op_id < REPAIR_OP_BASE:
                 if kind is StoragePutDone:
                     return self.replica.on_put_done(done)
                 return self.replica.on_get_done(done, now_ms)

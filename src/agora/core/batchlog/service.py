@@ -30,6 +30,8 @@ class Batchlog:
                                                rng, cfg.debug_crash_after_batchlog)
         self.holder = BatchlogHolder(placement, placement.gc_grace_of, cfg.write_request_timeout,
                                      sync_writes=cfg.commitlog_sync == "batch")
+        # every write's answer passes here: the coordinator's method itself, not a call more
+        self.after_writes = self.coordinator.after_writes
 
     def start(self, now_ms: int) -> list:
         return self.holder.start(now_ms)
@@ -38,8 +40,6 @@ class Batchlog:
                      now_ms: int) -> list:
         return self.coordinator.start(client_id, partitions, cl, now_ms)
 
-    def after_writes(self, effects: list) -> list:
-        return self.coordinator.after_writes(effects)
 
     def on_message(self, source: NodeId, msg, now_ms: int) -> list:
         if isinstance(msg, BatchStoreReq):

@@ -214,7 +214,7 @@ class TombstoneCompaction:
         self._op: int | None = None  # the one storage operation in flight
         self._scanned_truncation: int | None = None  # the truncation the chunk's scan was given
         self._exhausted = False  # the chunk being rewritten was the table's last
-        self._next_op = -1
+        self._next_op = -1  # negative: never a replica's op id (Node.on_storage_done routes by range)
         self._started_ms: int | None = None
         self.running = False
         self._soon = False  # what runs is a walk of truncated tables only (compact_soon)

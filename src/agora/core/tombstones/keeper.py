@@ -25,6 +25,7 @@ from agora.core.tombstones.messages import PurgeHorizonReq, PurgeHorizonRsp
 from agora.core.types import NodeId
 
 MESSAGES = (PurgeHorizonReq, PurgeHorizonRsp)
+TAKES_ALL = (SERVING, GUARDED)  # downtime states that serve reads and take writes
 NOT_SERVING = "needs repair: this replica was down longer than gc_grace_seconds"
 
 
@@ -110,7 +111,7 @@ class Tombstones:
     def refuse(self, source: NodeId, msg) -> list | None:
         """The answer to a replica request this node must not serve now, else None."""
         d = self.downtime
-        if d.state in (SERVING, GUARDED):  # serves reads and takes writes: the usual case
+        if d.state in TAKES_ALL:  # serves reads and takes writes: the usual case
             return None
         if isinstance(msg, ReadReq) and not d.serves_reads:
             return [Send(source, ReadRsp(msg.req_id, None, None, NOT_SERVING))]
