@@ -16,7 +16,10 @@ import pytest
 
 from agora.core import rowmaps
 from agora.core.errors import Unavailable, WriteTimeout
+from agora.core.messages import ReadReq
 from agora.core.tombstones.downtime import GUARDED, REBUILDING, SERVING
+from agora.core.tombstones.keeper import NOT_SERVING
+from agora.core.types import ReadCommand
 from agora.sim import SimCluster
 from agora.sim.results import ConnectionLost
 
@@ -126,6 +129,11 @@ def test_a_replica_down_longer_than_gc_grace_does_not_resurrect_a_deleted_row():
     c.wait_until_up(30_000)
     assert c.local_rows(2, "ks", "kv", {"k": "z"}) == []  # dropped, not served
     assert c.node(2).needs_repair
+    # a coordinator that has not heard of the flag yet is refused, not served
+    n2 = c.node(2)
+    table_id = n2.schema.schema.table("ks", "kv").id.bytes
+    [answer] = n2.on_message(c.nodes[0], ReadReq(10**9, ReadCommand(table_id, b"z"), False), 0)
+    assert answer.target == c.nodes[0] and answer.message.error == NOT_SERVING
     for via in range(3):
         assert rows(c, via, "z", "QUORUM") == []
         assert rows(c, via, "z", "ONE") == []
