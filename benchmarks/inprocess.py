@@ -217,7 +217,8 @@ async def main(args) -> None:
     c0 = clients[0]
     for stream, text in enumerate((
             "CREATE KEYSPACE IF NOT EXISTS bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}",
-            "CREATE TABLE IF NOT EXISTS bench.kv (k bigint PRIMARY KEY, v blob)"), start=2):
+            "CREATE TABLE IF NOT EXISTS bench.kv (k bigint PRIMARY KEY, v blob)"
+            + (f" WITH speculative_retry = '{args.speculative_retry}'" if args.speculative_retry else "")), start=2):
         opcode, body = await c0.call(stream, F.Opcode.QUERY, _query(text))
         assert opcode == F.Opcode.RESULT, body
     await _wait_until(lambda: all(rt.node.schema.schema.table("bench", "kv") is not None for rt, _ in nodes),
@@ -287,6 +288,9 @@ if __name__ == "__main__":
     ap.add_argument("--callgrind", action="store_true",
                     help="under `valgrind --tool=callgrind --instr-atstart=no`: instructions of the "
                          "measured passes only, one dump per workload (repeatable, unlike CPU time)")
+    ap.add_argument("--speculative-retry", metavar="POLICY",
+                    help="the table's speculative_retry (default 99p); NONE makes read counts under "
+                         "callgrind repeatable: its slowness turns the latency threshold into noise")
     ap.add_argument("--profile", help="write cProfile stats of each workload to PROFILE.<workload>")
     ap.add_argument("--protocol", type=int, choices=(4, 5), default=4,
                     help="native protocol version; with 5 each request travels in its own segment, "

@@ -18,6 +18,7 @@ import pytest
 from agora.core import rowmaps
 from agora.core.errors import InvalidRequest, ReadTimeout, Unavailable, WriteTimeout
 from agora.core.limits import MAX_MUTATION_BYTES
+from agora.core.schema import ddl
 from agora.core.types import ConsistencyLevel as CL
 from agora.sim import SimCluster
 
@@ -151,6 +152,36 @@ def test_read_at_all_repairs_a_stale_replica_before_answering():
     c.crash(0)
     c.crash(1)
     assert value(c.wait(get(c, 2, "d", "ONE"))) == "after"
+
+
+def test_read_repair_none_answers_the_newest_version_and_leaves_the_stale_replica_stale():
+    """read_repair = 'NONE': the mismatch is still resolved (the read sees the newest
+    write), but the stale replica keeps its old copy; a table with the default repairs it."""
+    c = kv_cluster(5)
+    c.wait(c.create_table("ks", "norepair", [("k", "text"), ("v", "text")], ["k"],
+                          options={"read_repair": "NONE"}))
+    assert c.run_until(c.schema_agreed, 10_000)
+    for table in ("norepair", "kv"):
+        c.wait(c.insert(0, "ks", table, {"k": "d", "v": "before"}, "ALL"))
+        c.isolate(2)
+        c.wait(c.insert(0, "ks", table, {"k": "d", "v": "after"}, "QUORUM"))
+        c.heal()
+        c.run_for(200)
+        assert c.sees(0, 2)
+        mismatches = c.node(0).reads.stats["digest_mismatch"]
+        assert value(c.wait(c.select(0, "ks", table, {"k": "d"}, "ALL"))) == "after"
+        assert c.node(0).reads.stats["digest_mismatch"] == mismatches + 1
+        stale = value(c.local_rows(2, "ks", table, {"k": "d"}))
+        assert stale == ("before" if table == "norepair" else "after"), table
+    # ALTER TABLE ... WITH read_repair = 'NONE' takes effect on the next read
+    c.wait(c.schema_change(0, ddl.alter_table_with({"keyspace": "ks", "name": "kv",
+                                                    "options": {"read_repair": "NONE"}})))
+    assert c.run_until(c.schema_agreed, 10_000)
+    c.isolate(2)
+    c.wait(put(c, 0, "d", "latest", "QUORUM"))
+    c.heal()
+    c.run_for(200)
+    assert value(c.wait(get(c, 0, "d", "ALL"))) == "latest" and on_disk(c, 2, "d") == "after"
 
 
 def test_speculative_retry_does_not_wait_for_a_paused_replica():

@@ -1,9 +1,11 @@
 """A coordinator's view of a cluster built by hand (`agora.core.coordinator.placement.Placement`),
 shared by the coordinator unit tests: who is alive, which DC each node is in, request ids, and
-proximity (this node, then its DC, then the rest, by name), and truncations (`truncations`,
-table id -> timestamp)."""
+proximity (this node, then its DC, then the rest, by name), truncations (`truncations`,
+table id -> timestamp) and the read options every table shares (`speculation`, `read_repair`)."""
 
 from __future__ import annotations
+
+from agora.core.coordinator.speculation import DEFAULT
 
 
 class HandPlacement:
@@ -12,6 +14,7 @@ class HandPlacement:
         self.dcs = dcs
         self.alive = set(alive)
         self.truncations: dict[bytes, int] = {}
+        self.speculation, self.read_repair = DEFAULT, True
         self._req = 0
 
     def dc_of(self, node):
@@ -35,3 +38,6 @@ class HandPlacement:
 
     def truncated_at(self, table_id):
         return self.truncations.get(table_id)
+
+    def read_options(self, table_id):
+        return self.speculation, self.read_repair

@@ -387,3 +387,23 @@ def test_a_replica_sends_whole_partitions_of_its_scan_without_a_canonical_copy(m
     [scan] = replica.on_range_read("coord", RangeReadReq(9, RangeCommand(TID, 0, None, 100, None, ("w",))))
     [send] = replica.on_scan_done(StorageScanDone(scan.op_id, tuple(scanned), True), 1_000_000)
     assert sliced == [b"a", b"t"] and ("v", b"") not in send.message.partitions[1].rows[b""].cells
+
+
+def test_read_repair_none_merges_differing_partitions_and_repairs_nothing():
+    """A table with read_repair = 'NONE': where replicas differ the answer is still the
+    merged version, and no replica is sent a repair."""
+    placement = FakePlacement()
+    placement.read_repair = False
+    coord = RangeReadCoordinator(placement, read_timeout_ms=5_000)
+    keys = _by_position([bytes([i]) for i in range(4)])
+    now = 1_000_000
+    effects = coord.start(1, RangeCommand(TID, MIN_TOKEN, None, MAX_TOKEN), ConsistencyLevel.QUORUM, now)
+    req = [e for e in effects if isinstance(e, Send)][0].message.req_id
+    coord.on_response("a", RangeReadRsp(req, tuple(_live(k) for k in keys)), now)
+    b = tuple(_live(k, 30) if k == keys[2] else _live(k) for k in keys if k != keys[3])
+    effects = coord.on_response("b", RangeReadRsp(req, b), now)
+    assert not [e for e in effects if isinstance(e, Send)]
+    [reply] = [e for e in effects if isinstance(e, Reply)]
+    assert [p.key for p in reply.result] == keys
+    assert reply.result[2].rows[b""].cells[("v", b"")].ts == 30  # the newer version won
+    assert coord.stats["read_repairs"] == 0 and coord.in_flight == 0

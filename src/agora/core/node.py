@@ -25,6 +25,8 @@ from agora.core.batchlog.service import MESSAGES as BATCHLOG_MESSAGES, Batchlog
 from agora.core.config import NodeConfig
 from agora.core.coordinator.range_read import RangeReadCoordinator
 from agora.core.coordinator.read import ReadCoordinator
+from agora.core.coordinator.speculation import DEFAULT as DEFAULT_SPECULATION
+from agora.core.coordinator.speculation import Speculation, parse_speculative_retry
 from agora.core.coordinator.write import WriteCoordinator
 from agora.core.effects import (Event, PersistMeta, Reply, SetTimer, StorageGetDone,
                                 StoragePutDone, StorageScanDone)
@@ -97,6 +99,7 @@ class Node:
         self._next_req = 1
         self._last_ts_us = 0
         self._latency_score: dict[NodeId, float] = {}
+        self._read_options: dict[bytes, tuple] = {}  # table id -> (TableDef, read_options())
         self.load_bytes = 0
         # tombstone GC, purge guards, the downtime check (tombstones/); LOGGED batches (batchlog/)
         self.tombstones = Tombstones(self, meta or {}, now_s)
@@ -162,6 +165,23 @@ class Node:
     def truncated_at(self, table_id: bytes) -> int | None:
         """When TRUNCATE last emptied the table (µs), if ever (`Schema.truncated_at`)."""
         return self.schema.schema.truncated_at(table_id)
+
+    def read_options(self, table_id: bytes) -> tuple[Speculation, bool]:
+        """The table's speculative_retry policy and read_repair (Placement.read_options),
+        parsed once per table definition (a schema change makes a new one)."""
+        table = self.schema.schema.table_by_id(table_id)
+        cached = self._read_options.get(table_id)
+        if cached is not None and cached[0] is table:
+            return cached[1]
+        if table is None:
+            return DEFAULT_SPECULATION, True
+        try:
+            speculation = parse_speculative_retry(table.option("speculative_retry"))
+        except ValueError:  # a peer's schema with a value this version does not know
+            speculation = DEFAULT_SPECULATION
+        options = (speculation, table.option("read_repair") != "NONE")
+        self._read_options[table_id] = (table, options)
+        return options
 
     def _gc_grace_of(self, table_id: bytes) -> int | None:
         table = self.schema.schema.table_by_id(table_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from agora.core.coordinator.speculation import Speculation
 from agora.core.types import NodeId
 
 
@@ -38,3 +39,8 @@ class Placement(Protocol):
         """When TRUNCATE last emptied the table (µs), if ever: a coordinator drops what it
         covers from replicas' answers too, so a replica that has not heard of it yet (back
         from a restart before its schema pull) brings nothing back."""
+
+    def read_options(self, table_id: bytes) -> tuple[Speculation, bool]:
+        """The table's `speculative_retry` policy, and whether its reads repair the replicas
+        they find stale (`read_repair = 'BLOCKING'`, the default) or only answer with the
+        merged version (`'NONE'`)."""

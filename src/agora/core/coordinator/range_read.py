@@ -297,6 +297,8 @@ class RangeReadCoordinator:
                 now_ms: int) -> list:
         """Send each replica what it lacked of the merged answer (none of the partitions in
         `agreed`, which every replica holds alike); wait for the acks."""
+        if not self.placement.read_options(scan.command.table_id)[1]:  # read_repair = 'NONE'
+            return self._advance(scan, now_ms)
         repairs: dict[NodeId, tuple[Partition, ...]] = {}
         for node in sorted(held):
             diffs = [d for m in scan.merged

@@ -8,7 +8,11 @@ asked for full data, the versions are merged, each stale replica that took part 
 difference, and only after those repairs are acknowledged does the client get its answer —
 which is what makes QUORUM reads monotonic. If enough answers have not arrived after the
 99th percentile of how long the table's reads wait for their level (agora.core.coordinator.
-latency), one more replica is asked for data (speculative retry). Both deadlines of every
+latency), one more replica is asked for data (speculative retry; the table's
+`speculative_retry` option picks the wait, or none, or asks at once:
+agora.core.coordinator.speculation). With `read_repair = 'NONE'` a mismatch is still
+resolved and the merged version answered, but no replica is repaired (as in Cassandra, QUORUM
+reads are then not monotonic). Both deadlines of every
 read (that threshold and read_request_timeout) are kept under one timer each
 (agora.core.coordinator.deadlines).
 A replica that answers with an error (one back from a long downtime that may not serve yet,
@@ -26,6 +30,7 @@ from agora.core import reconcile
 from agora.core.coordinator.deadlines import Deadlines
 from agora.core.coordinator.latency import LatencyWindow
 from agora.core.coordinator.placement import Placement
+from agora.core.coordinator.speculation import ALWAYS
 from agora.core.effects import Reply, Send
 from agora.core.errors import InvalidRequest, ReadFailure, ReadTimeout, Unavailable
 from agora.core.messages import MutationReq, MutationRsp, ReadReq, ReadRsp
@@ -55,6 +60,7 @@ class _Read:
     failed: set = field(default_factory=set)  # nodes that answered with an error
     merged: Partition | None = None
     cut: bytes | None = None  # a page's end: the merged answer is complete up to this key
+    repair: bool = True  # the table's read_repair: send stale replicas what they lack
     replied: bool = False
 
 
@@ -90,20 +96,27 @@ class ReadCoordinator:
         except (Unavailable, InvalidRequest) as exc:
             return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
         rd = _Read(client_id, cl, command, alive, req, now_ms, p.next_req_id())
+        speculation, rd.repair = p.read_options(command.table_id)
         self._by_req[rd.req_id] = rd
         self._by_client[client_id] = rd
         effects = []
         for i, node in enumerate(self._initial_targets(rd)):
             effects.append(self._ask(rd, node, digest_only=i > 0))
-        window = self.latency.get(command.table_id)
-        if window is None:
-            window = self.latency[command.table_id] = LatencyWindow()
+        if speculation.kind == ALWAYS:  # one more replica for data, with the first ones
+            extra = self._ask_another(rd)
+            self.stats["speculative_retries"] += len(extra)
+            effects.extend(extra)
         timer = self.timeouts.add(client_id, now_ms, self.read_timeout_ms)
         if timer is not None:
             effects.append(timer)
-        timer = self.speculations.add(client_id, now_ms, window.threshold_ms())
-        if timer is not None:
-            effects.append(timer)
+        window = self.latency.get(command.table_id)
+        if window is None or window.percentile != speculation.percentile / 100:
+            window = self.latency[command.table_id] = LatencyWindow(speculation.percentile / 100)
+        delay = speculation.delay_ms(window)
+        if delay is not None:
+            timer = self.speculations.add(client_id, now_ms, delay)
+            if timer is not None:
+                effects.append(timer)
         return effects
 
     def _collecting(self, client_id: int) -> bool:
@@ -274,8 +287,8 @@ class ReadCoordinator:
             rd.cut = max(ends) if backwards else min(ends)
             if rd.merged is not None:
                 rd.merged = reconcile.rows_up_to(rd.merged, rd.cut, backwards)
-        if rd.merged is None:
-            return self._finish(rd, self._answer(rd, None, now_ms))
+        if rd.merged is None or not rd.repair:  # read_repair = 'NONE': answer, repair nothing
+            return self._finish(rd, self._answer(rd, rd.merged, now_ms))
         rd.phase = "repair"
         rd.req_id = self._rekey(rd)
         effects = []

@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 
 import msgpack
 
+from agora.core.coordinator.speculation import parse_speculative_retry
 from agora.core.errors import InvalidRequest, ProtocolError, SchemaError
 from agora.core.schema.types import (
     COUNTER, DURATION, RESERVED_TYPE_NAMES, CqlType, UserType, is_multicell, references,
@@ -266,6 +267,16 @@ def _chance(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
 
 
+def _speculation(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        parse_speculative_retry(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _str_map(v: Any) -> bool:
     return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str)
                                        for k, x in v.items())
@@ -290,9 +301,9 @@ TABLE_OPTIONS: dict[str, tuple[Any, Any]] = {
     "max_index_interval": (2048, _int_at_least(1)),
     "memtable_flush_period_in_ms": (0, _int_at_least(0)),
     "min_index_interval": (128, _int_at_least(1)),
-    "read_repair": ("BLOCKING", lambda v: v in ("BLOCKING", "NONE")),
+    "read_repair": ("BLOCKING", lambda v: v in ("BLOCKING", "NONE")),  # honoured by both read coordinators
     "read_repair_chance": (0.0, _chance),
-    "speculative_retry": ("99p", lambda v: isinstance(v, str)),
+    "speculative_retry": ("99p", _speculation),  # honoured: agora.core.coordinator.speculation
 }
 
 
@@ -304,6 +315,8 @@ def validate_table_options(options: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidRequest(f"Unknown property '{name}'")
         if not TABLE_OPTIONS[name][1](value):
             raise InvalidRequest(f"Invalid value for property '{name}': {value!r}")
+        if name == "speculative_retry":  # shown as Cassandra shows it: '99PERCENTILE' is '99p'
+            value = str(parse_speculative_retry(value))
         out[name] = dict(value) if isinstance(value, dict) else value
     return out
 
