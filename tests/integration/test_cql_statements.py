@@ -159,8 +159,11 @@ def test_create_table_shapes_options_and_metadata(session, metadata):
 
     session.execute("ALTER TABLE shapes ADD (w int, tags set<text>)")
     session.execute("ALTER TABLE shapes DROP v")
-    session.execute("ALTER TABLE shapes WITH comment = 'altered' AND gc_grace_seconds = 10")
+    session.execute("ALTER TABLE shapes WITH comment = 'altered' AND gc_grace_seconds = 10 "
+                    "AND speculative_retry = 'min(95PERCENTILE, 20ms)' AND read_repair = 'NONE'")
+    fails(session, InvalidRequest, "ALTER TABLE shapes WITH speculative_retry = 'fast'")
     t = metadata.keyspaces[KS].tables["shapes"]
+    assert (t.options["speculative_retry"], t.options["read_repair"]) == ("MIN(95p,20ms)", "NONE")
     assert sorted(t.columns) == ["a", "b", "c", "d", "s", "tags", "w"]
     assert (t.columns["tags"].cql_type, t.options["comment"], t.options["gc_grace_seconds"]) == \
         ("set<text>", "altered", 10)
