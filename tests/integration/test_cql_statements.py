@@ -160,7 +160,7 @@ def test_create_table_shapes_options_and_metadata(session, metadata):
     session.execute("ALTER TABLE shapes ADD (w int, tags set<text>)")
     session.execute("ALTER TABLE shapes DROP v")
     session.execute("ALTER TABLE shapes WITH comment = 'altered' AND gc_grace_seconds = 10 "
-                    "AND speculative_retry = 'min(95PERCENTILE, 20ms)' AND read_repair = 'NONE'")
+                    "AND speculative_retry = 'min(95PERCENTILE,20ms)' AND read_repair = 'none'")
     fails(session, InvalidRequest, "ALTER TABLE shapes WITH speculative_retry = 'fast'")
     t = metadata.keyspaces[KS].tables["shapes"]
     assert (t.options["speculative_retry"], t.options["read_repair"]) == ("MIN(95p,20ms)", "NONE")

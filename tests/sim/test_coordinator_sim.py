@@ -184,6 +184,71 @@ def test_read_repair_none_answers_the_newest_version_and_leaves_the_stale_replic
     assert value(c.wait(get(c, 0, "d", "ALL"))) == "latest" and on_disk(c, 2, "d") == "after"
 
 
+@pytest.mark.parametrize("policy", ["NONE", "ALWAYS", "99p"])
+def test_speculative_retry_set_on_the_table_decides_what_a_read_does_with_a_paused_replica(policy):
+    """The table's speculative_retry, set by CREATE TABLE: with NONE a QUORUM read waits for
+    the paused replica; with ALWAYS it asked a third replica at once; with the default
+    percentile it asks one when the threshold passes."""
+    c = kv_cluster(7)
+    c.wait(c.create_table("ks", "spec", [("k", "text"), ("v", "text")], ["k"],
+                          options={"speculative_retry": policy}))
+    assert c.run_until(c.schema_agreed, 10_000)
+    node = c.node(0)
+    c.wait(c.insert(1, "ks", "spec", {"k": "s", "v": "v"}, "ALL"))
+    tdef = node.schema.schema.table("ks", "spec")
+    replicas, _, _ = node.replicas_for(tdef.id.bytes, rowmaps.partition_key(tdef, {"k": "s"}))
+    victim = sorted(replicas, key=node.proximity)[1]  # the digest replica of a QUORUM read
+    c.pause(victim)
+    before = node.reads.stats["speculative_retries"]
+    r = c.select(0, "ks", "spec", {"k": "s"}, "QUORUM")
+    c.run_for(1_000)
+    retries = node.reads.stats["speculative_retries"] - before
+    if policy == "NONE":
+        assert not r.done and retries == 0
+        c.resume(victim)
+        assert value(c.wait(r)) == "v"
+    else:
+        assert r.done and value(r.result()) == "v" and retries == 1
+        if policy == "ALWAYS":
+            assert r.latency_ms < 10, r.latency_ms  # it did not wait for any threshold
+        c.resume(victim)
+
+
+def test_a_speculative_retry_this_version_cannot_read_means_the_default():
+    """A value stored by another version (from disk or a peer's schema) that this one cannot
+    parse does not break reads: they use the default policy."""
+    from agora.core.coordinator.speculation import DEFAULT
+    c = kv_cluster(8)
+    node = c.node(0)
+    tdef = node.schema.schema.table("ks", "kv")
+    tdef.options["speculative_retry"] = "FUTURE(99p)"  # as if stored so by a newer version
+    node._read_options.clear()
+    assert node.read_options(tdef.id.bytes) == (DEFAULT, True)
+    c.wait(put(c, 0, "k", "v", "QUORUM"))
+    assert value(c.wait(get(c, 0, "k", "QUORUM"))) == "v"
+
+
+@pytest.mark.parametrize("step_ms", [-10_000, 1_500])
+def test_a_wall_clock_step_moves_no_timeout(step_ms):
+    """Writes at ALL to a replica cut off time out write_request_timeout after they started,
+    by true time, whether they started before or after the coordinator's clock was stepped
+    back or forward (deadlines run on the driver's monotonic clock)."""
+    c = kv_cluster(3)
+    c.wait(put(c, 0, "t", "before", "ALL"))
+    c.network.partition([c.nodes[0]], [c.nodes[2]])
+    before = [put(c, 0, "t", "a", "ALL")]
+    c.run_for(300)
+    before.append(put(c, 0, "t", "b", "ALL"))
+    c.run_for(200)
+    c.set_clock(0, offset_ms=step_ms)
+    c.run_for(100)
+    after = put(c, 0, "t", "c", "ALL")
+    timeout = c.node(0).cfg.write_request_timeout
+    for fut in (*before, after):
+        assert isinstance(error_of(c, fut, 60_000), WriteTimeout)
+        assert timeout <= fut.latency_ms <= timeout + 5, (step_ms, fut.latency_ms)
+
+
 def test_speculative_retry_does_not_wait_for_a_paused_replica():
     c = kv_cluster(6)
     for i in range(5):

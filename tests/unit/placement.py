@@ -41,3 +41,6 @@ class HandPlacement:
 
     def read_options(self, table_id):
         return self.speculation, self.read_repair
+
+    def elapsed_ms(self, now_ms):
+        return now_ms

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agora.core.coordinator.deadlines import Deadlines
+from agora.core.coordinator.deadlines import COMPACT_FLOOR, STALE_ARMING_MS, Deadlines
 from agora.core.effects import SetTimer
 
 TIMER = ("t",)
@@ -19,7 +19,9 @@ steps = st.lists(st.one_of(
 ), max_size=120)
 
 
-def _run(script, constant_delay: int | None):
+def _run(script, constant_delay: int | None, early: int = 0):
+    """`early`: the clock read when a timer fires is that many ms behind the timer's time
+    (the wall clock and the timers' clock disagree a little); deadlines must not care."""
     live: dict[int, int] = {}  # key -> due
     deadlines = Deadlines(TIMER, live.__contains__)
     now, timer_at, next_key = 0, None, 1
@@ -33,12 +35,17 @@ def _run(script, constant_delay: int | None):
 
     def advance(until):
         nonlocal now, timer_at
+        fires = 0
         while timer_at is not None and timer_at <= until:
+            fires += 1
+            assert fires < 1_000, "the timer keeps firing without progress"
             now, timer_at = timer_at, None
-            keys, timer = deadlines.fire(now)
+            keys, timer = deadlines.fire(now - early)
             for key in keys:
                 fired.append((key, now))
                 del live[key]  # the coordinator ends a request that timed out
+            if timer is not None:
+                timer = SetTimer(timer.timer_id, max(0, timer.delay_ms - early))
             arm(timer)
         now = until
         for key, due in list(live.items()):  # what a timer per key would have fired by now
@@ -65,9 +72,9 @@ def _run(script, constant_delay: int | None):
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps)
-def test_each_live_key_fires_at_its_due_time_with_varying_delays(script):
-    _run(script, None)
+@given(steps, st.integers(0, 2))
+def test_each_live_key_fires_at_its_due_time_with_varying_delays(script, early):
+    _run(script, None, early)
 
 
 @settings(max_examples=200, deadline=None)
@@ -84,11 +91,41 @@ def test_ended_requests_do_not_pile_up_and_need_no_timer_of_their_own():
     timers = []
     for key in range(10_000):
         live.add(key)
-        timer = deadlines.add(key, key, 2_000)
+        timer = deadlines.add(key, key // 10, 2_000)  # 10 requests a millisecond
         if timer is not None:
             timers.append(timer)
         live.discard(key - 3)  # three in flight at a time
     assert timers == [SetTimer(TIMER, 2_000)]
     assert len(deadlines) < 10
     keys, timer = deadlines.fire(2_000)
-    assert keys == [] and timer == SetTimer(TIMER, 11_997 - 2_000)  # for the oldest live one
+    assert keys == [] and timer == SetTimer(TIMER, 999 + 2_000 - 2_000)  # for the oldest live one
+
+
+def test_a_stuck_request_at_the_head_does_not_let_the_heap_grow():
+    """One request that never ends holds the head: the heap is rebuilt without the ended
+    ones whenever it doubles, so it stays within twice what is in flight plus 64."""
+    live = {0}
+    deadlines = Deadlines(TIMER, live.__contains__)
+    deadlines.add(0, 0, 5_000)
+    biggest = 0
+    for key in range(1, 100_000):
+        live.add(key)
+        deadlines.add(key, key // 20, 5_000)
+        if key > 2:
+            live.discard(key - 2)  # two in flight besides the stuck one
+        biggest = max(biggest, len(deadlines))
+    assert 0 in live and deadlines._heap[0][2] == 0  # still stuck at the head
+    assert biggest <= 2 * 3 + COMPACT_FLOOR + 1
+
+
+def test_a_lost_arming_is_made_good_by_the_next_request():
+    """Should a firing be lost (its effects dropped), the next request re-arms the timer once
+    the armed time is long past, for the earliest entry."""
+    live = {1, 2}
+    deadlines = Deadlines(TIMER, live.__contains__)
+    assert deadlines.add(1, 0, 2_000) == SetTimer(TIMER, 2_000)
+    assert deadlines.add(2, 2_000 + STALE_ARMING_MS, 2_000) is None  # not yet long past
+    live.add(3)
+    assert deadlines.add(3, 2_001 + STALE_ARMING_MS, 2_000) == SetTimer(TIMER, 0)
+    keys, timer = deadlines.fire(2_001 + STALE_ARMING_MS)
+    assert keys == [1] and timer == SetTimer(TIMER, 2_000 - 1)

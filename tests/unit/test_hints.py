@@ -147,6 +147,9 @@ class _Placement:
         self._req += 1
         return self._req
 
+    def elapsed_ms(self, now_ms):
+        return now_ms
+
 
 class _Hints:
     def __init__(self, allowed=("n1", "n2", "n3")):

@@ -316,3 +316,17 @@ def test_digest_of_rows_only_partitions_is_the_piecewise_digest():
         assert r.digest(p) == h.digest()
     assert r.digest(one).hex() == "8f313251ab61ed3991b2cec55a21e814"
     assert r.digest(three).hex() == "2560e89d91730545076c52d9384f0198"
+
+
+def test_a_partition_with_any_header_part_is_digested_with_it():
+    """Only rows-only partitions take the one-call digest: one that differs from another by
+    its static row, its deletion or a range tombstone alone has another digest, the
+    piecewise one."""
+    rows = {b"c": Row((b"c",), Cell(6, b""), None, {("v", b""): Cell(7, b"v")})}
+    plain = part(rows=dict(rows))
+    for headed in (part(rows=dict(rows), static=row(s=Cell(5, b"s"))),
+                   part(rows=dict(rows), deletion=Deletion(1, 2)),
+                   part(rows=dict(rows), range_tombstones=[RangeTombstone(Bound(b"a"), Bound(b"b"), Deletion(3, 4))])):
+        h = r.digest_begin(headed)
+        r.digest_rows(h, headed)
+        assert r.digest(headed) == h.digest() != r.digest(plain)

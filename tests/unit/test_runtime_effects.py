@@ -71,3 +71,23 @@ def test_answers_too_big_for_a_frame_go_as_errors(tmp_path):
         assert runtime.oversized == 3
 
     asyncio.run(scenario())
+
+
+def test_deadlines_run_on_the_monotonic_clock(tmp_path, monkeypatch):
+    """The runtime gives its node the monotonic clock for request deadlines: a step of the
+    wall clock (time.time_ns) does not move it."""
+    import time
+
+    from agora.runtime import server
+
+    cfg = NodeConfig(cluster_name="mono", listen_address="127.0.77.3", storage_port=17393,
+                     native_transport_port=19393, seeds=["127.0.77.3"],
+                     data_directory=str(tmp_path / "n"))
+    runtime = NodeRuntime(cfg)
+    try:
+        before = runtime.node.elapsed_ms(server.now_ms())
+        monkeypatch.setattr(time, "time_ns", lambda: 0)  # the wall clock stepped to 1970
+        after = runtime.node.elapsed_ms(server.now_ms())
+        assert 0 <= after - before < 1_000
+    finally:
+        runtime.engine.close()

@@ -11,7 +11,8 @@ from agora.core.coordinator.speculation import DEFAULT, parse_speculative_retry
 from agora.core.effects import Send, SetTimer
 from agora.core.errors import InvalidRequest
 from agora.core.messages import ReadRsp
-from agora.core.schema.model import validate_table_options
+from agora.core.reconcile import digest
+from agora.core.schema.model import ddl_options, validate_table_options
 from agora.core.types import ConsistencyLevel as CL
 from agora.core.types import ReadCommand
 from tests.unit.placement import HandPlacement
@@ -21,21 +22,31 @@ TABLE = b"t" * 16
 
 @pytest.mark.parametrize("text,shown", [
     ("99p", "99p"), ("99PERCENTILE", "99p"), ("99.5p", "99.5p"), ("50.0percentile", "50p"),
-    ("50ms", "50ms"), ("0ms", "0ms"), ("none", "NONE"), ("ALWAYS", "ALWAYS"),
-    ("MIN(99p,50ms)", "MIN(99p,50ms)"), ("max(20ms, 95PERCENTILE)", "MAX(95p,20ms)"),
+    (".5p", "0.5p"), ("99.p", "99p"), ("50ms", "50ms"), ("0ms", "0ms"),
+    ("10.0ms", "10ms"), ("50.7ms", "50ms"),  # Cassandra 3 showed '10.0ms'; fractions are dropped
+    ("none", "NONE"), ("ALWAYS", "ALWAYS"),
+    ("MIN(99p,50ms)", "MIN(99p,50ms)"), ("max(20ms,95PERCENTILE)", "MAX(95p,20ms)"),
 ])
 def test_accepted_values_are_shown_as_cassandra_shows_them(text, shown):
     assert str(parse_speculative_retry(text)) == shown
-    assert validate_table_options({"speculative_retry": text}) == {"speculative_retry": shown}
+    assert ddl_options({"speculative_retry": text}) == {"speculative_retry": shown}
 
 
-@pytest.mark.parametrize("text", ["", "fast", "100p", "0p", "-5ms", "50 ms", "MIN(99p,95p)",
-                                  "MAX(10ms,20ms)", "MIN(99p)", "99"])
-def test_other_values_are_refused(text):
-    with pytest.raises(ValueError):
-        parse_speculative_retry(text)
+@pytest.mark.parametrize("text", ["", "fast", "100p", "0p", "-5ms", "50 ms", " 99p ", "MIN( 99p , 50ms )",
+                                  "MIN(99p,95p)", "MAX(10ms,20ms)", "MIN(99p)", "99", "1.2.3p",
+                                  "\u0669\u0669p",  # Arabic-Indic digits
+                                  "99.99999p", "0.00001p"])  # shown as 100p and 0p: refused
+def test_other_values_are_refused_by_ddl(text):
     with pytest.raises(InvalidRequest):
-        validate_table_options({"speculative_retry": text})
+        ddl_options({"speculative_retry": text})
+
+
+def test_stored_and_peer_values_are_kept_as_they_are():
+    """A schema from disk or from a peer (an older or newer version) is not checked against
+    this version's parser: a value it cannot read means the default policy at read time."""
+    for stored in ("99PERCENTILE", "FUTURE(99p)", "10.0ms"):
+        assert validate_table_options({"speculative_retry": stored}) == {"speculative_retry": stored}
+    assert ddl_options({"read_repair": "none"}) == {"read_repair": "NONE"}
 
 
 def test_the_default_is_the_99th_percentile():
@@ -93,15 +104,39 @@ def test_a_fixed_wait_asks_a_third_replica_for_data_at_that_wait():
     assert reply.client_id == 1 and rc.stats["speculative_retries"] == 1
 
 
-def test_always_asks_one_more_replica_for_data_with_the_first_ones():
+def test_always_asks_one_replica_more_with_the_first_ones():
+    """As Cassandra's AlwaysSpeculatingReadExecutor: one replica more than the level needs,
+    the closest two for data, the rest for digests."""
     rc, effects = _start("ALWAYS")
     sends = [e for e in effects if isinstance(e, Send)]
-    assert [(s.target, s.message.digest_only) for s in sends] == [("a1", False), ("a2", True), ("a3", False)]
+    assert [(s.target, s.message.digest_only) for s in sends] == [("a1", False), ("a2", False), ("a3", True)]
     assert [e.timer_id for e in effects if isinstance(e, SetTimer)] == [("read",)]
     req_id = sends[0].message.req_id
     assert rc.on_response("a1", ReadRsp(req_id, None, None), 1) == []
-    [reply] = rc.on_response("a3", ReadRsp(req_id, None, None), 2)  # two data answers: QUORUM
+    [reply] = rc.on_response("a3", ReadRsp(req_id, None, digest(None)), 2)  # a digest meets QUORUM
     assert reply.client_id == 1 and rc.stats["speculative_retries"] == 1
+
+
+def test_always_with_every_replica_asked_already_asks_none_more():
+    rc = ReadCoordinator(_Placement("ALWAYS"), read_timeout_ms=1_000)
+    sends = [e for e in rc.start(1, ReadCommand(TABLE, b"k"), CL.ALL, 0) if isinstance(e, Send)]
+    assert [(s.target, s.message.digest_only) for s in sends] == [("a1", False), ("a2", True), ("a3", True)]
+    assert rc.stats["speculative_retries"] == 0
+
+
+@pytest.mark.parametrize("policy", ["99p", "20ms", "ALWAYS"])
+def test_each_quorum_never_speculates(policy):
+    """As Cassandra (CASSANDRA-11980): EACH_QUORUM reads ask only what the level needs."""
+    placement = _Placement(policy)
+    placement.replicas_for = lambda table_id, key: (("a1", "a2", "a3", "b1", "b2", "b3"),
+                                                    {"us": 3, "eu": 3}, 6)
+    placement.dcs = {"a1": "us", "a2": "us", "a3": "us", "b1": "eu", "b2": "eu", "b3": "eu"}
+    placement.alive = set(placement.dcs)
+    rc = ReadCoordinator(placement, read_timeout_ms=1_000)
+    effects = rc.start(1, ReadCommand(TABLE, b"k"), CL.EACH_QUORUM, 0)
+    assert sorted(e.target for e in effects if isinstance(e, Send)) == ["a1", "a2", "b1", "b2"]
+    assert [e.timer_id for e in effects if isinstance(e, SetTimer)] == [("read",)]
+    assert rc.stats["speculative_retries"] == 0
 
 
 def test_the_window_follows_the_policy_percentile():

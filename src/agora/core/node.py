@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 
 import msgpack
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ class Node:
         self._last_ts_us = 0
         self._latency_score: dict[NodeId, float] = {}
         self._read_options: dict[bytes, tuple] = {}  # table id -> (TableDef, read_options())
+        # the driver's monotonic clock (ms), for deadlines; None: now_ms stands in (tests)
+        self.monotonic_ms: Callable[[], int] | None = None
         self.load_bytes = 0
         # tombstone GC, purge guards, the downtime check (tombstones/); LOGGED batches (batchlog/)
         self.tombstones = Tombstones(self, meta or {}, now_s)
@@ -166,6 +169,10 @@ class Node:
         """When TRUNCATE last emptied the table (µs), if ever (`Schema.truncated_at`)."""
         return self.schema.schema.truncated_at(table_id)
 
+    def elapsed_ms(self, now_ms: int) -> int:
+        """The clock request deadlines are measured on (Placement.elapsed_ms)."""
+        return now_ms if self.monotonic_ms is None else self.monotonic_ms()
+
     def read_options(self, table_id: bytes) -> tuple[Speculation, bool]:
         """The table's speculative_retry policy and read_repair (Placement.read_options),
         parsed once per table definition (a schema change makes a new one)."""
@@ -174,6 +181,7 @@ class Node:
         if cached is not None and cached[0] is table:
             return cached[1]
         if table is None:
+            self._read_options.pop(table_id, None)
             return DEFAULT_SPECULATION, True
         try:
             speculation = parse_speculative_retry(table.option("speculative_retry"))

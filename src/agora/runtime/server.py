@@ -50,12 +50,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
 class NodeRuntime:
     def __init__(self, cfg: NodeConfig):
         self.cfg = cfg
         self.engine = RocksEngine(cfg.data_directory, cfg.file_cache_size)
         meta = dict(self.engine.meta_items(""))
         self.node, persist = restore(cfg, meta, now_ms() // 1000, random.Random())
+        self.node.monotonic_ms = monotonic_ms  # deadlines: wall-clock steps move no timeout
         for item in persist:
             self.engine.put_meta(item.key, item.value)
         self.transport = Transport(cfg.local_id, cfg.listen_address, cfg.storage_port,

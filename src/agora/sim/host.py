@@ -184,6 +184,8 @@ class SimHost:
                 self.engine.put_meta(item.key, item.value)
             meta = dict(self.engine.meta_items(""))
         self.node, persist = restore(self.cfg, meta, self.clock_ms() // 1000, rng)
+        # deadlines run on true time, as the timers do; a stepped clock moves no timeout
+        self.node.monotonic_ms = lambda: self.cluster.scheduler.now_ms
         for item in persist:
             self.engine.put_meta(item.key, item.value)
         self.generation = self.node.identity.generation

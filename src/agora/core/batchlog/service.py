@@ -40,7 +40,6 @@ class Batchlog:
                      now_ms: int) -> list:
         return self.coordinator.start(client_id, partitions, cl, now_ms)
 
-
     def on_message(self, source: NodeId, msg, now_ms: int) -> list:
         if isinstance(msg, BatchStoreReq):
             return self.holder.on_store_req(source, msg, now_ms)

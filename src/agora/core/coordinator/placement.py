@@ -44,3 +44,9 @@ class Placement(Protocol):
         """The table's `speculative_retry` policy, and whether its reads repair the replicas
         they find stale (`read_repair = 'BLOCKING'`, the default) or only answer with the
         merged version (`'NONE'`)."""
+
+    def elapsed_ms(self, now_ms: int) -> int:
+        """The clock request deadlines are measured on: the driver's monotonic clock, which
+        moves at the real pace whatever is done to the wall clock, so a step of `now_ms` (an
+        NTP correction) moves no request's timeout, as with a runtime timer per request.
+        Where the driver gives none, `now_ms` itself."""

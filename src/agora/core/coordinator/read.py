@@ -99,22 +99,27 @@ class ReadCoordinator:
         speculation, rd.repair = p.read_options(command.table_id)
         self._by_req[rd.req_id] = rd
         self._by_client[client_id] = rd
-        effects = []
-        for i, node in enumerate(self._initial_targets(rd)):
-            effects.append(self._ask(rd, node, digest_only=i > 0))
-        if speculation.kind == ALWAYS:  # one more replica for data, with the first ones
-            extra = self._ask_another(rd)
-            self.stats["speculative_retries"] += len(extra)
-            effects.extend(extra)
-        timer = self.timeouts.add(client_id, now_ms, self.read_timeout_ms)
+        targets, data = self._initial_targets(rd), 1
+        # As Cassandra (CASSANDRA-11980), EACH_QUORUM never speculates.
+        speculates = cl != ConsistencyLevel.EACH_QUORUM
+        if speculation.kind == ALWAYS and speculates:
+            # one replica more than the level needs, with the first ones: as Cassandra's
+            # AlwaysSpeculatingReadExecutor, the closest two for data, the rest for digests
+            extra = next((n for n in alive if n not in targets), None)
+            if extra is not None:
+                targets, data = [*targets, extra], 2
+                self.stats["speculative_retries"] += 1
+        effects = [self._ask(rd, node, digest_only=i >= data) for i, node in enumerate(targets)]
+        elapsed = p.elapsed_ms(now_ms)
+        timer = self.timeouts.add(client_id, elapsed, self.read_timeout_ms)
         if timer is not None:
             effects.append(timer)
         window = self.latency.get(command.table_id)
         if window is None or window.percentile != speculation.percentile / 100:
             window = self.latency[command.table_id] = LatencyWindow(speculation.percentile / 100)
-        delay = speculation.delay_ms(window)
+        delay = speculation.delay_ms(window) if speculates else None
         if delay is not None:
-            timer = self.speculations.add(client_id, now_ms, delay)
+            timer = self.speculations.add(client_id, elapsed, delay)
             if timer is not None:
                 effects.append(timer)
         return effects
@@ -195,7 +200,7 @@ class ReadCoordinator:
         """One of the two deadline timers: reads past their speculation threshold ask one
         more replica, reads past read_request_timeout time out."""
         deadlines = self.speculations if timer_id == SPECULATE_TIMER else self.timeouts
-        expired, timer = deadlines.fire(now_ms)
+        expired, timer = deadlines.fire(self.placement.elapsed_ms(now_ms))
         effects: list = []
         for client_id in expired:
             rd = self._by_client.get(client_id)

@@ -23,9 +23,10 @@ from agora.core.coordinator.latency import LatencyWindow
 
 NONE, ALWAYS, PERCENTILE, FIXED, MIN, MAX = "NONE", "ALWAYS", "PERCENTILE", "FIXED", "MIN", "MAX"
 
-_PERCENTILE = re.compile(r"^(\d+(?:\.\d+)?)(?:P|PERCENTILE)$")
-_FIXED = re.compile(r"^(\d+)MS$")
-_HYBRID = re.compile(r"^(MIN|MAX)\((.+),(.+)\)$")
+# Cassandra 4's patterns (case-insensitive; no spaces; ASCII digits and dots)
+_PERCENTILE = re.compile(r"^([0-9.]+)(?:P|PERCENTILE)$", re.ASCII)
+_FIXED = re.compile(r"^([0-9.]+)MS$", re.ASCII)
+_HYBRID = re.compile(r"^(MIN|MAX)\((.+),(.+)\)$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,9 @@ DEFAULT = Speculation(PERCENTILE, 99.0)
 
 @lru_cache(maxsize=256)
 def parse_speculative_retry(text: str) -> Speculation:
-    """The policy `text` names; ValueError (with Cassandra's wording) if it names none."""
-    upper = text.strip().upper()
+    """The policy `text` names, as Cassandra 4 reads it; ValueError if it names none. A
+    fixed wait's fraction is dropped ('10.0ms', what Cassandra 3 showed, is 10 ms)."""
+    upper = text.upper()
     if upper == NONE:
         return Speculation(NONE)
     if upper == ALWAYS:
@@ -75,25 +77,42 @@ def parse_speculative_retry(text: str) -> Speculation:
         return single
     m = _HYBRID.match(upper)
     if m:
-        a, b = _single(m.group(2).strip()), _single(m.group(3).strip())
-        kinds = {a.kind if a else None, b.kind if b else None}
-        if kinds == {PERCENTILE, FIXED}:
-            pct = a if a.kind == PERCENTILE else b
-            fixed = b if pct is a else a
+        a, b = _single(m.group(2)), _single(m.group(3))
+        if a is not None and b is not None and {a.kind, b.kind} == {PERCENTILE, FIXED}:
+            pct, fixed = (a, b) if a.kind == PERCENTILE else (b, a)
             return Speculation(m.group(1), pct.percentile, fixed.ms)
     raise ValueError(f"Invalid value {text!r} for option 'speculative_retry': expected NONE, ALWAYS, "
                      "a percentile (99p), a wait (50ms), or MIN/MAX of a percentile and a wait")
 
 
+def normalized(text: str) -> str:
+    """`text` as Cassandra shows it ('99PERCENTILE' is '99p'); ValueError for a value that
+    names no policy, or whose shown form names none (a percentile that its four shown
+    decimals round to 100 or 0)."""
+    shown = str(parse_speculative_retry(text))
+    try:
+        parse_speculative_retry(shown)
+    except ValueError:
+        raise ValueError(f"Invalid value {text!r} for option 'speculative_retry': "
+                         f"its percentile rounds to {shown!r}") from None
+    return shown
+
+
 def _single(upper: str) -> Speculation | None:
     m = _PERCENTILE.match(upper)
     if m:
-        percentile = float(m.group(1))
+        try:
+            percentile = float(m.group(1))
+        except ValueError:
+            return None
         if not 0.0 < percentile < 100.0:
             raise ValueError(f"Invalid value {upper!r} for option 'speculative_retry': "
                              "the percentile must be strictly between 0 and 100")
         return Speculation(PERCENTILE, percentile)
     m = _FIXED.match(upper)
     if m:
-        return Speculation(FIXED, ms=int(m.group(1)))
+        try:
+            return Speculation(FIXED, ms=int(float(m.group(1))))
+        except ValueError:
+            return None
     return None

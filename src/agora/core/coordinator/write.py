@@ -3,8 +3,9 @@ client once the consistency level is met (Dynamo paper section 4.5, Cassandra's
 AbstractWriteResponseHandler).
 
 Owns: per-request write state — who was sent what, which acks count toward the level, the
-timeout (every write's deadline under one timer: agora.core.coordinator.deadlines). Deliberately does not know how messages travel or how storage works; it emits
-`Send`, `SetTimer` and `Reply` effects. Unavailable is decided before anything is sent.
+timeout (every write's deadline under one timer: agora.core.coordinator.deadlines).
+Deliberately does not know how messages travel or how storage works; it emits `Send`,
+`SetTimer` and `Reply` effects. Unavailable is decided before anything is sent.
 
 Hinted handoff (Cassandra's StorageProxy.sendToHintedReplicas and the expiry of write
 callbacks): a replica the failure detector holds down is not sent the mutation but hinted,
@@ -110,7 +111,7 @@ class WriteCoordinator:
             msg = MutationReq(req_id, (part,))
             effects.extend(Send(r, msg) for r in alive)
             effects.extend(self._hint_down(cw, req_id, now_ms))
-        timer = self.deadlines.add(client_id, now_ms, self.write_timeout_ms)
+        timer = self.deadlines.add(client_id, p.elapsed_ms(now_ms), self.write_timeout_ms)
         if timer is not None:
             effects.append(timer)
         return effects
@@ -169,7 +170,7 @@ class WriteCoordinator:
 
     def on_timer(self, now_ms: int) -> list:
         """The deadlines' timer: every write whose write_request_timeout passed times out."""
-        expired, timer = self.deadlines.fire(now_ms)
+        expired, timer = self.deadlines.fire(self.placement.elapsed_ms(now_ms))
         effects: list = []
         for client_id in expired:
             effects.extend(self.on_timeout(client_id, now_ms))

@@ -17,7 +17,7 @@ import uuid
 
 from agora.core.errors import AlreadyExists, ConfigurationError, InvalidRequest
 from agora.core.ring.strategies import strategy_from_options
-from agora.core.schema.model import KeyspaceDef, TableDef, identifier, replication_options
+from agora.core.schema.model import KeyspaceDef, TableDef, ddl_options, identifier, replication_options
 from agora.core.schema.types import COUNTER, parse_type, references
 
 
@@ -103,7 +103,7 @@ def create_table(args: dict):
     snapshot's data: no live table may have it. The drop truncated the old table (see
     drop_table), so the table starts empty on every node, whatever each has freed yet."""
     ks, name = _name(args, "keyspace"), _name(args, "name")
-    options = dict(args.get("options") or {})
+    options = ddl_options(args.get("options") or {})
     table_id = _table_id_option(options)
     types = {identifier(c): t for c, t in (args.get("columns") or [])}
     pk = [identifier(c) for c in args.get("partition_key") or []]
@@ -292,9 +292,11 @@ def alter_table_with(args: dict):
     if "id" in (args.get("options") or {}):
         raise InvalidRequest("Cannot alter table id.")
 
+    options = ddl_options(args.get("options") or {})
+
     def change(schema, ts):
         old = _table_or_fail(schema, ks, name)
-        return _replace_table(schema, old, old.columns, {**old.options, **dict(args.get("options") or {})}, ts)
+        return _replace_table(schema, old, old.columns, {**old.options, **options}, ts)
     return change
 
 

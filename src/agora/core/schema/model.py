@@ -36,7 +36,7 @@ from typing import Any, Generic, TypeVar
 
 import msgpack
 
-from agora.core.coordinator.speculation import parse_speculative_retry
+from agora.core.coordinator import speculation
 from agora.core.errors import InvalidRequest, ProtocolError, SchemaError
 from agora.core.schema.types import (
     COUNTER, DURATION, RESERVED_TYPE_NAMES, CqlType, UserType, is_multicell, references,
@@ -267,16 +267,6 @@ def _chance(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
 
 
-def _speculation(v: Any) -> bool:
-    if not isinstance(v, str):
-        return False
-    try:
-        parse_speculative_retry(v)
-    except ValueError:
-        return False
-    return True
-
-
 def _str_map(v: Any) -> bool:
     return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str)
                                        for k, x in v.items())
@@ -303,8 +293,26 @@ TABLE_OPTIONS: dict[str, tuple[Any, Any]] = {
     "min_index_interval": (128, _int_at_least(1)),
     "read_repair": ("BLOCKING", lambda v: v in ("BLOCKING", "NONE")),  # honoured by both read coordinators
     "read_repair_chance": (0.0, _chance),
-    "speculative_retry": ("99p", _speculation),  # honoured: agora.core.coordinator.speculation
+    # honoured (agora.core.coordinator.speculation); checked strictly only when set by DDL
+    # (ddl_options): a stored or a peer's value this version cannot read means the default
+    "speculative_retry": ("99p", lambda v: isinstance(v, str)),
 }
+
+
+def ddl_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Table options as CREATE or ALTER TABLE set them, in the form Cassandra stores them:
+    `speculative_retry` checked and shown as Cassandra shows it ('99PERCENTILE' is '99p'),
+    `read_repair` in capitals. Only new values go through this: a schema read from disk or
+    from a peer keeps its values as they are (validate_table_options)."""
+    out = dict(options)
+    if isinstance(out.get("speculative_retry"), str):
+        try:
+            out["speculative_retry"] = speculation.normalized(out["speculative_retry"])
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+    if isinstance(out.get("read_repair"), str):
+        out["read_repair"] = out["read_repair"].upper()
+    return out
 
 
 def validate_table_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,8 +323,6 @@ def validate_table_options(options: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidRequest(f"Unknown property '{name}'")
         if not TABLE_OPTIONS[name][1](value):
             raise InvalidRequest(f"Invalid value for property '{name}': {value!r}")
-        if name == "speculative_retry":  # shown as Cassandra shows it: '99PERCENTILE' is '99p'
-            value = str(parse_speculative_retry(value))
         out[name] = dict(value) if isinstance(value, dict) else value
     return out
 
