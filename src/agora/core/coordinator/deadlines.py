@@ -43,7 +43,7 @@ class Deadlines:
     def add(self, key: Hashable, now_ms: int, delay_ms: int) -> SetTimer | None:
         """Track `key` until now_ms + delay_ms; the timer to (re-)arm, if it must be."""
         heap = self._heap
-        # drop up to two ended requests from the head: the heap stays near what is in flight
+        # drop up to two ended requests from the head (where most of them end up)
         for _ in range(2):
             if heap and not self._is_live(heap[0][2]):
                 heapq.heappop(heap)
