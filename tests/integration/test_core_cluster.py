@@ -141,8 +141,9 @@ def test_g_speculative_retry_around_a_paused_replica(cluster3):
     makes the preferred peer a paused one at least once, so speculative retry must carry some
     reads — and no read may hang. Which peer node1 prefers follows the latency it measures
     (a paused peer keeps the score it had), so a phase goes on past its 20 reads, up to 100,
-    until a read has speculated: the preference can turn to the paused peer on a phase's
-    last read, and the next phase would then start on the other one."""
+    until some read (of this phase or the one before) has speculated: the preference can
+    turn to the paused peer on a phase's last read, and the next phase would then start on
+    the other one."""
     ensure_all_up(cluster3)
     before = _speculative_retries(cluster3, "node1")
     latencies = []

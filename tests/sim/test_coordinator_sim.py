@@ -221,11 +221,31 @@ def test_a_speculative_retry_this_version_cannot_read_means_the_default():
     c = kv_cluster(8)
     node = c.node(0)
     tdef = node.schema.schema.table("ks", "kv")
-    tdef.options["speculative_retry"] = "FUTURE(99p)"  # as if stored so by a newer version
-    node._read_options.clear()
-    assert node.read_options(tdef.id.bytes) == (DEFAULT, True)
+    for stored in ("FUTURE(99p)", "9" * 400 + "ms"):  # as if stored so by another version
+        tdef.options["speculative_retry"] = stored
+        node._read_options.clear()
+        assert node.read_options(tdef.id.bytes) == (DEFAULT, True)
     c.wait(put(c, 0, "k", "v", "QUORUM"))
     assert value(c.wait(get(c, 0, "k", "QUORUM"))) == "v"
+
+
+def test_a_wall_clock_step_does_not_enter_the_read_latencies():
+    """Reads in flight while the coordinator's clock steps forward an hour: the latencies
+    the speculation threshold and the replica scores are made of stay what the reads took
+    (they are measured on the driver's monotonic clock)."""
+    c = kv_cluster(9)
+    for i in range(8):
+        c.wait(put(c, 1, f"l{i}", "v", "ALL"))
+    node = c.node(0)
+    reads = [get(c, 0, f"l{i % 8}") for i in range(70)]
+    c.run_for(1)
+    c.set_clock(0, offset_ms=3_600_000)
+    for r in reads:
+        assert value(c.wait(r)) == "v"
+    [window] = node.reads.latency.values()
+    assert window._samples and max(window._samples) < 1_000
+    assert window.threshold_ms() < 1_000
+    assert max(node._latency_score.values()) < 1_000
 
 
 @pytest.mark.parametrize("step_ms", [-10_000, 1_500])

@@ -26,6 +26,7 @@ TABLE = b"t" * 16
     ("10.0ms", "10ms"), ("50.7ms", "50ms"),  # Cassandra 3 showed '10.0ms'; fractions are dropped
     ("none", "NONE"), ("ALWAYS", "ALWAYS"),
     ("MIN(99p,50ms)", "MIN(99p,50ms)"), ("max(20ms,95PERCENTILE)", "MAX(95p,20ms)"),
+    ("MIN(99p, 50ms)", "MIN(99p,50ms)"), ("max(20ms , 95PERCENTILE)", "MAX(95p,20ms)"),  # as Cassandra
 ])
 def test_accepted_values_are_shown_as_cassandra_shows_them(text, shown):
     assert str(parse_speculative_retry(text)) == shown
@@ -35,7 +36,8 @@ def test_accepted_values_are_shown_as_cassandra_shows_them(text, shown):
 @pytest.mark.parametrize("text", ["", "fast", "100p", "0p", "-5ms", "50 ms", " 99p ", "MIN( 99p , 50ms )",
                                   "MIN(99p,95p)", "MAX(10ms,20ms)", "MIN(99p)", "99", "1.2.3p",
                                   "\u0669\u0669p",  # Arabic-Indic digits
-                                  "99.99999p", "0.00001p"])  # shown as 100p and 0p: refused
+                                  "99.99999p", "0.00001p",  # shown as 100p and 0p: refused
+                                  "9" * 400 + "ms", "50ms\n"])
 def test_other_values_are_refused_by_ddl(text):
     with pytest.raises(InvalidRequest):
         ddl_options({"speculative_retry": text})

@@ -185,7 +185,7 @@ class Node:
             return DEFAULT_SPECULATION, True
         try:
             speculation = parse_speculative_retry(table.option("speculative_retry"))
-        except ValueError:  # a peer's schema with a value this version does not know
+        except Exception:  # a peer's or a stored value this version cannot read: the default
             speculation = DEFAULT_SPECULATION
         options = (speculation, table.option("read_repair") != "NONE")
         self._read_options[table_id] = (table, options)

@@ -49,7 +49,7 @@ class _Read:
     command: ReadCommand
     candidates: list[NodeId]  # live replicas that may serve, best first
     requirement: Requirement
-    start_ms: int
+    start_ms: int  # on the monotonic clock (Placement.elapsed_ms)
     req_id: int
     phase: str = "collect"  # collect -> resolve -> repair
     contacted: dict = field(default_factory=dict)  # node -> "data" | "digest"
@@ -95,7 +95,8 @@ class ReadCoordinator:
                 raise Unavailable(int(cl), req.total, sum(reached.values()))
         except (Unavailable, InvalidRequest) as exc:
             return [Reply(client_id, exc.with_traceback(None))]  # an answer: no frames kept
-        rd = _Read(client_id, cl, command, alive, req, now_ms, p.next_req_id())
+        elapsed = p.elapsed_ms(now_ms)  # latencies and deadlines: the monotonic clock
+        rd = _Read(client_id, cl, command, alive, req, elapsed, p.next_req_id())
         speculation, rd.repair = p.read_options(command.table_id)
         self._by_req[rd.req_id] = rd
         self._by_client[client_id] = rd
@@ -110,7 +111,6 @@ class ReadCoordinator:
                 targets, data = [*targets, extra], 2
                 self.stats["speculative_retries"] += 1
         effects = [self._ask(rd, node, digest_only=i >= data) for i, node in enumerate(targets)]
-        elapsed = p.elapsed_ms(now_ms)
         timer = self.timeouts.add(client_id, elapsed, self.read_timeout_ms)
         if timer is not None:
             effects.append(timer)
@@ -170,7 +170,7 @@ class ReadCoordinator:
             return self._finish(rd, ReadFailure(int(rd.cl), received, rd.requirement.total,
                                                 failures, bool(rd.data)))
         if rd.phase == "collect":
-            self.placement.observe_latency(source, now_ms - rd.start_ms)
+            self.placement.observe_latency(source, self.placement.elapsed_ms(now_ms) - rd.start_ms)
         if rsp.digest is not None and rsp.partition is None and rd.contacted[source] == "digest":
             rd.digests[source] = rsp.digest
         else:
@@ -229,7 +229,7 @@ class ReadCoordinator:
             return []
         for node in rd.contacted:  # slow replicas lose their place in the proximity order
             if node not in rd.data and node not in rd.digests:
-                self.placement.observe_latency(node, now_ms - rd.start_ms)
+                self.placement.observe_latency(node, self.placement.elapsed_ms(now_ms) - rd.start_ms)
         for node in rd.candidates:
             if node not in rd.contacted:
                 self.stats["speculative_retries"] += 1
@@ -257,7 +257,7 @@ class ReadCoordinator:
         # closest replica's (often this node's own) would pull it under most reads.
         window = self.latency.get(rd.command.table_id)
         if window is not None:
-            window.record(now_ms - rd.start_ms)
+            window.record(self.placement.elapsed_ms(now_ms) - rd.start_ms)
         answers = list(rd.data.values())
         # one answer alone agrees with itself: no digest to compute
         more = rd.more

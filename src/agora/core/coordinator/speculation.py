@@ -23,10 +23,11 @@ from agora.core.coordinator.latency import LatencyWindow
 
 NONE, ALWAYS, PERCENTILE, FIXED, MIN, MAX = "NONE", "ALWAYS", "PERCENTILE", "FIXED", "MIN", "MAX"
 
-# Cassandra 4's patterns (case-insensitive; no spaces; ASCII digits and dots)
-_PERCENTILE = re.compile(r"^([0-9.]+)(?:P|PERCENTILE)$", re.ASCII)
-_FIXED = re.compile(r"^([0-9.]+)MS$", re.ASCII)
-_HYBRID = re.compile(r"^(MIN|MAX)\((.+),(.+)\)$", re.ASCII)
+# Cassandra 4's patterns, matched on the upper-cased text (ASCII digits and dots; spaces
+# only around MIN/MAX's comma)
+_PERCENTILE = re.compile(r"([0-9.]+)(?:P|PERCENTILE)", re.ASCII)
+_FIXED = re.compile(r"([0-9.]+)MS", re.ASCII)
+_HYBRID = re.compile(r"(MIN|MAX)\(([0-9.]+[A-Z]+)\s*,\s*([0-9.]+[A-Z]+)\)", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def parse_speculative_retry(text: str) -> Speculation:
     single = _single(upper)
     if single is not None:
         return single
-    m = _HYBRID.match(upper)
+    m = _HYBRID.fullmatch(upper)
     if m:
         a, b = _single(m.group(2)), _single(m.group(3))
         if a is not None and b is not None and {a.kind, b.kind} == {PERCENTILE, FIXED}:
@@ -99,7 +100,7 @@ def normalized(text: str) -> str:
 
 
 def _single(upper: str) -> Speculation | None:
-    m = _PERCENTILE.match(upper)
+    m = _PERCENTILE.fullmatch(upper)
     if m:
         try:
             percentile = float(m.group(1))
@@ -109,10 +110,10 @@ def _single(upper: str) -> Speculation | None:
             raise ValueError(f"Invalid value {upper!r} for option 'speculative_retry': "
                              "the percentile must be strictly between 0 and 100")
         return Speculation(PERCENTILE, percentile)
-    m = _FIXED.match(upper)
+    m = _FIXED.fullmatch(upper)
     if m:
         try:
             return Speculation(FIXED, ms=int(float(m.group(1))))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, or too long for one
             return None
     return None
