@@ -311,6 +311,12 @@ def merge_many(partitions: Sequence[Partition]) -> Partition:
     return result
 
 
+def rows_only(p: Partition) -> bool:
+    """No partition deletion, range tombstone or static row: nothing shadows p's rows, so
+    each is canonical as stored (the usual partition)."""
+    return p.deletion is None and not p.range_tombstones and p.static is None
+
+
 def is_empty(p: Partition | None) -> bool:
     """True if `p` holds nothing at all: no data and no tombstones."""
     if p is None:
@@ -558,7 +564,7 @@ def digest(p: Partition | None) -> bytes:
     digests of canonical data (what storage returns), as Cassandra's digest reads do."""
     if is_empty(p):
         return _NOTHING_DIGEST
-    if p.deletion is None and not p.range_tombstones and p.static is None:
+    if rows_only(p):
         # The usual partition, rows only: the bytes digest_begin and digest_rows would feed,
         # hashed in one call.
         rows = p.rows

@@ -104,7 +104,7 @@ def _unpack(raw: bytes) -> object:
 
 
 def _header_to_bytes(p: Partition) -> bytes | None:
-    if _headerless(p):
+    if reconcile.rows_only(p):
         return None
     return _pack([deletion_to_plain(p.deletion),
                   [range_tombstone_to_plain(rt) for rt in p.range_tombstones],
@@ -123,12 +123,6 @@ def _header_from_bytes(raw: bytes | None, p: Partition) -> None:
 
 def _row_from_bytes(raw: bytes) -> Row:
     return row_from_plain(_unpack(raw))
-
-
-def _headerless(p: Partition) -> bool:
-    """No partition deletion, range tombstone or static row: nothing shadows p's rows, each
-    canonical as stored, and no header key is stored."""
-    return p.deletion is None and not p.range_tombstones and p.static is None
 
 
 def _row_decoder(truncated_at: int | None):
@@ -469,7 +463,7 @@ class RocksEngine(StorageEngine):
                     else:
                         stored.rows[key[len(prefix) + 1:]] = decode(raw)
                 # without a header each stored row is canonical as stored, and so is the whole
-                if _headerless(stored):
+                if reconcile.rows_only(stored):
                     if stored != expected:
                         continue  # written to since it was read: the next pass decides
                 elif reconcile.canonical(stored) != expected:
@@ -700,7 +694,7 @@ def _piece(token: int, p: Partition, complete: bool, alone: bool, size: int,
     """The piece in canonical form, or None if nothing is left of it. Without a partition
     deletion, range tombstone or static row, nothing shadows its rows and each is canonical
     as stored (as `_read` relies on): the piece is canonical as read."""
-    if _headerless(p):
+    if reconcile.rows_only(p):
         return (token, p, complete, alone, size, last) if p.rows else None
     if reconcile.is_empty(p):
         return None

@@ -169,8 +169,10 @@ class ReadCoordinator:
             received = sum(rd.requirement.reached_by(responders, self.placement.dc_of).values())
             return self._finish(rd, ReadFailure(int(rd.cl), received, rd.requirement.total,
                                                 failures, bool(rd.data)))
-        if rd.phase == "collect":
-            self.placement.observe_latency(source, self.placement.elapsed_ms(now_ms) - rd.start_ms)
+        collecting = rd.phase == "collect"
+        if collecting:  # how long this answer took, on the monotonic clock: read once
+            waited = self.placement.elapsed_ms(now_ms) - rd.start_ms
+            self.placement.observe_latency(source, waited)
         if rsp.digest is not None and rsp.partition is None and rd.contacted[source] == "digest":
             rd.digests[source] = rsp.digest
         else:
@@ -181,8 +183,8 @@ class ReadCoordinator:
             if rsp.more_after is not None:
                 rd.more[source] = rsp.more_after
         rd.waiting.discard(source)
-        if rd.phase == "collect":
-            return self._check_collect(rd, now_ms)
+        if collecting:
+            return self._check_collect(rd, now_ms, waited)
         if rd.phase == "resolve" and not rd.waiting:
             return self._resolve(rd, now_ms)
         return []
@@ -247,7 +249,7 @@ class ReadCoordinator:
                 return [self._ask(rd, node, digest_only=False)]
         return []
 
-    def _check_collect(self, rd: _Read, now_ms: int) -> list:
+    def _check_collect(self, rd: _Read, now_ms: int, waited: int) -> list:
         responders = list(rd.data) + list(rd.digests)
         got = rd.requirement.reached_by(responders, self.placement.dc_of)
         if not rd.data or not rd.requirement.satisfied(got):
@@ -257,7 +259,7 @@ class ReadCoordinator:
         # closest replica's (often this node's own) would pull it under most reads.
         window = self.latency.get(rd.command.table_id)
         if window is not None:
-            window.record(self.placement.elapsed_ms(now_ms) - rd.start_ms)
+            window.record(waited)
         answers = list(rd.data.values())
         # one answer alone agrees with itself: no digest to compute
         more = rd.more
