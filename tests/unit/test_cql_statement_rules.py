@@ -29,7 +29,6 @@ from agora.cql import select
 from agora.cql.processor import Processor
 from agora.cql.requests import BatchChild, BatchRequest, QueryParams, Session
 from agora.cql.results import Rows
-from agora.runtime.cql_backend import all_of
 from agora.storage.memory import MemoryEngine
 
 NOW_S = 1_700_000_000
@@ -83,9 +82,6 @@ class MemoryBackend:
             if not reconcile.is_empty(live):
                 out.append(live)
         return out
-
-    async def all_of(self, awaitables: list) -> list:
-        return await all_of(awaitables)
 
     async def schema_change(self, change) -> str:
         self.schema = change(self.schema, self.timestamp())

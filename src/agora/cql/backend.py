@@ -61,11 +61,6 @@ class Backend(Protocol):
         """Coordinate a token-range read; live views in ring order, at most
         command.limit_rows live rows (when set)."""
 
-    async def all_of(self, awaitables: list) -> list:
-        """Await these statement-layer coroutines at once; their results in order. On the
-        first failure the others are cancelled and that failure is raised; if
-        the caller is cancelled, so are they."""
-
     async def schema_change(self, change) -> str:
         """Apply `change(schema, ts) -> Schema` cluster-wide; returns the new schema version."""
 

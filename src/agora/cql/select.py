@@ -34,10 +34,6 @@ PAGING_STATE_VERSION = 1
 INTERNAL_PAGE_ROWS = 5_000  # aggregates and unpaged queries read in chunks of this many rows
 MAX_UNPAGED_ROWS = 1_000_000  # an unpaged SELECT past this is refused rather than exhausting memory
 FILTERING_MIN_FETCH_ROWS = 100  # with ALLOW FILTERING a scan fetches at least this many rows per round
-# An aggregate over a token range (COUNT(*) of a table) reads this many slices of the range at
-# once, as Cassandra's range reads query several ranges concurrently: the coordinator merges
-# one slice's answers while the replicas read the next.
-AGGREGATE_SCAN_SLICES = 4
 AGGREGATES = ("count", "min", "max", "sum", "avg")
 
 
@@ -263,10 +259,8 @@ def _resume_ckey(table, row: RowView) -> bytes | None:
 class Pager:
     """Fetches rows for one page, honouring limits, starting from a PagePosition."""
 
-    def __init__(self, p: Plan, backend, cl, pos: PagePosition, want: int | None, now_s: int,
-                 tokens: tuple[int, int] | None = None):
+    def __init__(self, p: Plan, backend, cl, pos: PagePosition, want: int | None, now_s: int):
         self.p, self.backend, self.cl, self.pos, self.want, self.now_s = p, backend, cl, pos, want, now_s
-        self.tokens = p.r.token_range() if tokens is None else tokens  # (start exclusive, end inclusive]
         self.rows: list[RowView] = []
         self.more = False
         # a partition with only static data is a row only when whole partitions are asked for
@@ -366,7 +360,7 @@ class Pager:
 
     async def token_range(self) -> None:
         p = self.p
-        start_token, end_token = self.tokens
+        start_token, end_token = p.r.token_range()
         start_key = None
         if self.pos.key is not None:
             start_token, start_key = self.pos.token, self.pos.key
@@ -462,23 +456,6 @@ class _Aggregates:
             elif o.arg in ("sum", "avg"):
                 for raw in raws:
                     self.totals[i] += T.deserialize(t, raw)
-
-    def join(self, later: "_Aggregates") -> None:
-        """Take in the aggregates of rows that come after this one's (the next token slice)."""
-        if self.first is None:
-            self.first = later.first
-        for i, o in enumerate(self.outputs):
-            self.counts[i] += later.counts[i]
-            if o.arg in ("min", "max") and later.best[i] is not None:
-                best = self.best[i]
-                if best is None:
-                    self.best[i] = later.best[i]
-                else:
-                    c = T.compare(o.column.type, later.best[i], best)
-                    if (c < 0) if o.arg == "min" else (c > 0):
-                        self.best[i] = later.best[i]
-            elif o.arg in ("sum", "avg"):
-                self.totals[i] += later.totals[i]
 
     def values(self) -> list[bytes | None]:
         out: list[bytes | None] = []
@@ -600,7 +577,9 @@ async def execute(stmt: ast.Select, table, terms: TermContext, backend, cl, para
     if p.group_width:
         return await _grouped(p, backend, cl, now_s, specs, _page_size(params), params.paging_state)
     if p.aggregate:  # LIMIT counts result rows, so it does not cut what is aggregated
-        values = (await _aggregate(replace(p, limit=None), backend, cl, now_s)).values()
+        aggregates = _Aggregates(p.outputs)
+        await _each_page(replace(p, limit=None), backend, cl, now_s, aggregates.add)
+        values = aggregates.values()
         return Rows(_result_specs(p, specs), [[_json_row(p.outputs, values)] if p.json else values])
     page_size = _page_size(params)
     if p.ordered and p.r.single_partitions and len(p.r.partition_keys()) > 1:
@@ -721,40 +700,11 @@ def _result_specs(p: Plan, specs: list[ColumnSpec]) -> list[ColumnSpec]:
     return specs
 
 
-async def _aggregate(p: Plan, backend, cl, now_s: int) -> "_Aggregates":
-    """The aggregates over every row the plan selects. Over a token range, its slices
-    (`token_slices`) are read at once, each into aggregates of its own, joined in ring order
-    (so a plain column among them still takes the first row's value); if one slice fails, the
-    others are cancelled and the failure is the answer (`Backend.all_of`)."""
-    slices = [None] if p.r.single_partitions else token_slices(*p.r.token_range(), AGGREGATE_SCAN_SLICES)
-    parts = [_Aggregates(p.outputs) for _ in slices]
-    if len(slices) == 1:
-        await _each_page(p, backend, cl, now_s, parts[0].add, slices[0])
-        return parts[0]
-    await backend.all_of([_each_page(p, backend, cl, now_s, part.add, tokens)
-                          for part, tokens in zip(parts, slices)])
-    for part in parts[1:]:
-        parts[0].join(part)
-    return parts[0]
-
-
-def token_slices(start: int, end: int, n: int) -> list[tuple[int, int] | None]:
-    """The token range (start, end] cut into at most `n` ranges of about equal width, in ring
-    order; [None] (read it as it is) when it is not a plain ascending range."""
-    if start >= end:
-        return [None]
-    n = min(n, end - start)
-    cuts = [start + (end - start) * i // n for i in range(n)] + [end]
-    return [(cuts[i], cuts[i + 1]) for i in range(n)]
-
-
-async def _each_page(p: Plan, backend, cl, now_s: int, consume,
-                     tokens: tuple[int, int] | None = None) -> None:
-    """Every row the plan selects (in the token range `tokens`, when given), handed to
-    `consume` an internal page at a time."""
+async def _each_page(p: Plan, backend, cl, now_s: int, consume) -> None:
+    """Every row the plan selects, handed to `consume` an internal page at a time."""
     pos = PagePosition()
     while True:
-        pager = Pager(p, backend, cl, pos, INTERNAL_PAGE_ROWS, now_s, tokens)
+        pager = Pager(p, backend, cl, pos, INTERNAL_PAGE_ROWS, now_s)
         await (pager.single_partitions() if p.r.single_partitions else pager.token_range())
         consume(pager.rows)
         if not pager.more:

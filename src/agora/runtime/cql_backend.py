@@ -42,9 +42,6 @@ class RuntimeBackend:
     async def read_range(self, command: RangeCommand, cl: ConsistencyLevel) -> list[Partition]:
         return await self.rt.read_range(command, cl)
 
-    async def all_of(self, awaitables: list) -> list:
-        return await all_of(awaitables)
-
     async def schema_change(self, change) -> str:
         return await self.rt.schema_change(change)
 
@@ -88,21 +85,3 @@ class RuntimeBackend:
             if node_id != node.local else node.schema.version,
             release_version=g.app_state(node_id, "RELEASE_VERSION") or RELEASE_VERSION,
             up=node.is_alive(node_id))
-
-
-async def all_of(awaitables: list) -> list:
-    """`Backend.all_of` with asyncio tasks (also the in-process test backends' version)."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        return await asyncio.gather(*tasks)
-    finally:  # a failure, or the caller ended (cancelled, or closed by its connection)
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-            task.add_done_callback(_seen)
-
-
-def _seen(task: asyncio.Future) -> None:
-    """Mark a task's failure as seen (all_of raises only the first)."""
-    if not task.cancelled():
-        task.exception()
