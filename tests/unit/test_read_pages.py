@@ -256,3 +256,31 @@ def test_deleted_rows_do_not_end_a_page_early_nor_hide_the_static_row(node, monk
     node("DELETE FROM wide WHERE k = 2 AND c = 6")
     assert node.rows("SELECT k, c, s FROM wide WHERE k = 2", page_size=2) == [(2, None, 9)]
     assert node.rows("SELECT c FROM wide WHERE k = 2 ORDER BY c DESC", page_size=2) == [(None,)]
+
+
+def test_a_page_of_a_scan_is_read_in_chunks_of_the_internal_page(node, monkeypatch):
+    """A scan's page bigger than INTERNAL_PAGE_ROWS is fetched in token-range reads of at most
+    that many rows, so no one read's work holds the node's event loop for a whole page; the
+    rows and the paging are those of one read."""
+    from agora.cql import select
+    node("CREATE TABLE flat (k int PRIMARY KEY, v int)")
+    for k in range(40):
+        node(f"INSERT INTO flat (k, v) VALUES ({k}, {k})")
+    whole = node.rows("SELECT k, v FROM flat")
+    assert sorted(whole) == [(k, k) for k in range(40)]
+    monkeypatch.setattr(select, "INTERNAL_PAGE_ROWS", 7)
+    limits = []
+    read_range = node.backend.read_range
+
+    async def recording(cmd, cl):
+        limits.append(cmd.limit_rows)
+        return await read_range(cmd, cl)
+
+    monkeypatch.setattr(node.backend, "read_range", recording)
+    for page_size in (None, 25, 7, 3):
+        limits.clear()
+        assert node.rows("SELECT k, v FROM flat", page_size=page_size) == whole
+        assert limits and max(limits) == min(7, page_size or 7), (page_size, limits)
+    limits.clear()
+    assert node.rows("SELECT k, v FROM flat LIMIT 30", page_size=25) == whole[:30]
+    assert max(limits) == 7

@@ -31,7 +31,10 @@ from agora.cql.terms import TermContext, int_value
 from agora.cql.where import Restrictions, analyze
 
 PAGING_STATE_VERSION = 1
-INTERNAL_PAGE_ROWS = 5_000  # aggregates and unpaged queries read in chunks of this many rows
+# Scans read in chunks of this many rows (aggregates, unpaged queries, and each page of a
+# paged one): the CQL layer's work on one chunk is one stretch of its node's event loop, and
+# other requests wait behind it (500 rows: a few milliseconds; a full scan is no slower).
+INTERNAL_PAGE_ROWS = 500
 MAX_UNPAGED_ROWS = 1_000_000  # an unpaged SELECT past this is refused rather than exhausting memory
 FILTERING_MIN_FETCH_ROWS = 100  # with ALLOW FILTERING a scan fetches at least this many rows per round
 AGGREGATES = ("count", "min", "max", "sum", "avg")
@@ -372,7 +375,7 @@ class Pager:
             if p.limit is not None:
                 left = p.limit - self.pos.returned
                 room = left if room is None else min(room, left)
-            fetch = max(room or INTERNAL_PAGE_ROWS, FILTERING_MIN_FETCH_ROWS if p.filters else 1)
+            fetch = max(min(room or INTERNAL_PAGE_ROWS, INTERNAL_PAGE_ROWS), FILTERING_MIN_FETCH_ROWS if p.filters else 1)
             cmd = RangeCommand(p.table.id.bytes, start_token, start_key, end_token, p.r.slices(), None,
                                fetch, p.per_partition_limit or 0)
             parts = await self.backend.read_range(cmd, self.cl)

@@ -37,9 +37,12 @@ from agora.core.types import NodeId, Partition, ReadCommand
 # range-read answer carries at most, about, before slicing: they bound the storage scan, the
 # memory and the frame one request costs a replica whatever the table holds, a partition
 # bigger than that being sent in several answers (Cassandra bounds range answers by the
-# command's limits and its page size; 1000 rows of typical size is well under 1 MiB, and
-# 4 MiB is a quarter of an internode frame).
-RANGE_RSP_MAX_ROWS = 1_000
+# command's limits and its page size; 4 MiB is a quarter of an internode frame). The row
+# bound also bounds how long one answer holds the replica's event loop, and its merge the
+# coordinator's, while other requests wait: about a millisecond or two for 100 rows. With
+# 1,000, point requests at 1,000/s beside a full scan saw a p99 of 100-150 ms instead of
+# 15-30 (BENCHMARKS.md, ninth round); the scan itself is no slower.
+RANGE_RSP_MAX_ROWS = 100
 RANGE_RSP_MAX_BYTES = 4 * 1024 * 1024
 # Stored bytes one page of a single-partition read (a read with a row limit) carries at most,
 # about: a page of big rows stops early and says where (ReadPage.more_after), so a page of
