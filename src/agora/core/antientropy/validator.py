@@ -31,9 +31,10 @@ from agora.core.types import NodeId, Token
 
 # Stored rows and bytes read per scan chunk (a partition counts its rows, at least 1; a
 # larger partition is read in pieces). Bound the memory a validation holds and how long one
-# chunk keeps the driver busy (about 1000 rows of typical size: < 1 MiB, tens of
-# milliseconds), as RANGE_RSP_MAX_ROWS and RANGE_RSP_MAX_BYTES do for range reads.
-VALIDATION_CHUNK_ROWS = 1_000
+# chunk keeps the driver busy while other requests wait (100 rows: a millisecond or two), as
+# RANGE_RSP_MAX_ROWS and RANGE_RSP_MAX_BYTES do for range reads. With 1,000, point requests
+# at 1,000/s beside a repair saw a p99 of 1.7 s instead of 86 ms (BENCHMARKS.md, ninth round).
+VALIDATION_CHUNK_ROWS = 100
 VALIDATION_CHUNK_BYTES = 4 * 1024 * 1024
 # Wait between two chunks of one validation, in milliseconds. 0 still yields the event loop
 # (a timer is a separate turn); raise it to throttle validation, as Cassandra throttles it
