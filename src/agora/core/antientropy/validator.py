@@ -33,7 +33,8 @@ from agora.core.types import NodeId, Token
 # larger partition is read in pieces). Bound the memory a validation holds and how long one
 # chunk keeps the driver busy while other requests wait (100 rows: a millisecond or two), as
 # RANGE_RSP_MAX_ROWS and RANGE_RSP_MAX_BYTES do for range reads. With 1,000, point requests
-# at 1,000/s beside a repair saw a p99 of 1.7 s instead of 86 ms (BENCHMARKS.md, ninth round).
+# at 1,000/s beside a repair saw a p99 of 1.4-3.4 s, with 100 of 86-143 ms (BENCHMARKS.md,
+# ninth round); the repair takes about 15 % longer.
 VALIDATION_CHUNK_ROWS = 100
 VALIDATION_CHUNK_BYTES = 4 * 1024 * 1024
 # Wait between two chunks of one validation, in milliseconds. 0 still yields the event loop

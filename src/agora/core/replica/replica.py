@@ -40,8 +40,8 @@ from agora.core.types import NodeId, Partition, ReadCommand
 # command's limits and its page size; 4 MiB is a quarter of an internode frame). The row
 # bound also bounds how long one answer holds the replica's event loop, and its merge the
 # coordinator's, while other requests wait: about a millisecond or two for 100 rows. With
-# 1,000, point requests at 1,000/s beside a full scan saw a p99 of 100-150 ms instead of
-# 15-30 (BENCHMARKS.md, ninth round); the scan itself is no slower.
+# 1,000, point requests at 1,000/s beside full scans saw a p99 of 87-128 ms, with 100 (and
+# select.INTERNAL_PAGE_ROWS 500) of 15-36 ms (BENCHMARKS.md, ninth round); scans are no slower.
 RANGE_RSP_MAX_ROWS = 100
 RANGE_RSP_MAX_BYTES = 4 * 1024 * 1024
 # Stored bytes one page of a single-partition read (a read with a row limit) carries at most,

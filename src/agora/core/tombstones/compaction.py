@@ -58,7 +58,8 @@ from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, NodeId, Partition, Row
 # Stored rows and bytes read per chunk (a bigger partition is walked in fragments): bound the
 # memory one chunk holds, how long its rewrite holds the engine's write lock, and how long
 # the chunk holds the event loop while other requests wait. With 500, point requests at
-# 1,000/s beside a pass saw a p99 of 1.8 s instead of 32 ms (BENCHMARKS.md, ninth round).
+# 1,000/s beside a pass on every node saw a p99 of 0.9-2.0 s, with 100 of 31-41 ms
+# (BENCHMARKS.md, ninth round); the pass takes about 25 % longer.
 GC_CHUNK_ROWS = 100
 GC_CHUNK_BYTES = 1 << 17
 # Pause between two chunks of a pass, in ms: the node serves other inputs in between.
