@@ -20,6 +20,7 @@ import msgpack
 
 from agora.core import reconcile
 from agora.core.errors import InvalidRequest
+from agora.core.replica.replica import live_row_count
 from agora.core.ring.partitioner import token_for_key
 from agora.core.schema import types as T
 from agora.core.types import Bound, RangeCommand, ReadCommand, Slice
@@ -270,6 +271,11 @@ class Pager:
         # (no clustering or regular column restrictions: Cassandra's queriesFullPartitions)
         self.static_rows = p.r.slices() is None and all(f.column.kind in ("partition_key", "static")
                                                          for f in p.filters)
+        # PER PARTITION LIMIT counts rows that pass the filters: a range read cut at it before
+        # a filter on clustering or regular columns ran would drop rows that pass (_take
+        # applies it then), as Cassandra filters first
+        self.range_per_partition_limit = 0 if any(f.column.kind in ("clustering", "regular")
+                                                  for f in p.filters) else p.per_partition_limit or 0
 
     def _take(self, rows: list[RowView], key: bytes, fresh_partition: bool) -> bool:
         """Add rows of one partition; True when the page is full."""
@@ -357,8 +363,8 @@ class Pager:
             produced = produced or bool(rows)
             if self._take(rows, key, fresh_partition=not resume and first):
                 return True
-            if last:
-                return False
+            if last or (p.per_partition_limit is not None and self.pos.in_partition >= p.per_partition_limit):
+                return False  # its end, or its PER PARTITION LIMIT: no more of it to read
             slices, first = _after(slices, more_after, p.reversed), False
 
     async def token_range(self) -> None:
@@ -377,12 +383,12 @@ class Pager:
                 room = left if room is None else min(room, left)
             fetch = max(min(room or INTERNAL_PAGE_ROWS, INTERNAL_PAGE_ROWS), FILTERING_MIN_FETCH_ROWS if p.filters else 1)
             cmd = RangeCommand(p.table.id.bytes, start_token, start_key, end_token, p.r.slices(), None,
-                               fetch, p.per_partition_limit or 0)
+                               fetch, self.range_per_partition_limit)
             parts = await self.backend.read_range(cmd, self.cl)
-            got = 0
+            got = 0  # live rows as the coordinator counts them against `fetch`, hidden ones too
             for part in parts:
                 rows = rows_of(p.table, part, static_only=self.static_rows)
-                got += len(rows) or 1
+                got += live_row_count(part, cmd.per_partition_limit)
                 self.pos.token = token_for_key(part.key)
                 if self._take(rows, part.key, fresh_partition=True):
                     return
