@@ -45,6 +45,9 @@ from agora.core.types import NodeId, Partition, Token
 
 # Stored rows and bytes read per chunk of a push: bound the memory a push holds (as
 # VALIDATION_CHUNK_ROWS and VALIDATION_CHUNK_BYTES; a bigger partition goes in pieces).
+# Unlike validation, 1,000 rows here did not delay requests beside a repair more than 100
+# (p99 39 and 38 ms; BENCHMARKS.md, ninth round): a push travels in STREAM_MESSAGE_MAX_BYTES
+# messages, each applied as it comes.
 STREAM_CHUNK_ROWS = 1_000
 STREAM_CHUNK_BYTES = 4 * 1024 * 1024
 # Partition bytes per RepairStreamData message, far under MAX_FRAME_BYTES so a chunk of wide
