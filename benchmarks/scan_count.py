@@ -26,15 +26,12 @@ from cassandra.cluster import Cluster  # noqa: E402
 from cassandra.concurrent import execute_concurrent_with_args  # noqa: E402
 from cassandra.query import SimpleStatement  # noqa: E402
 
+from agora.bench.stats import process_cpu_seconds  # noqa: E402
 from servers import Agora  # noqa: E402
 
 
 def _cpu_s(pids) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def _load(session, statement: str, params) -> None:
