@@ -16,7 +16,8 @@ few percent from run to run. `--profile` writes a cProfile of the measured phase
 counts per operation are exact; the times are inflated by the profiler).
 
 Owns nothing the node uses. Workloads: QUORUM writes of 100-byte values to `--keys` keys,
-then QUORUM reads of them, then a 50/50 mix (YCSB A's shape).
+then QUORUM reads of them, then a 50/50 mix (YCSB A's shape); `count` times `SELECT count(*)`
+over the loaded rows at ONE and at QUORUM (CPU per row: scans, merge, paging).
 """
 
 from __future__ import annotations
@@ -205,6 +206,39 @@ async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: i
     return t1.user - t0.user, t1.system - t0.system
 
 
+async def _count(client: Client, args, stats: list) -> None:
+    """`SELECT count(*)` over the loaded rows at ONE and at QUORUM, one at a time: CPU per row
+    counted (the replicas' scans, the coordinator's merge and the CQL layer's paging)."""
+    for name, cl in (("ONE", ONE), ("QUORUM", QUORUM)):
+        query = _query("SELECT count(*) FROM bench.kv", cl)
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        if args.callgrind:
+            os.system(f"callgrind_control --instr=on {os.getpid()} >/dev/null")
+        best = None
+        for _ in range(args.repeat):
+            t0, c0 = time.perf_counter(), os.times()
+            opcode, body = await client.call(3, F.Opcode.QUERY, query)
+            c1, wall = os.times(), time.perf_counter() - t0
+            assert opcode == F.Opcode.RESULT, body[4:200]
+            (count,) = struct.unpack(">q", body[-8:])  # one row, one bigint column: the last 8 bytes
+            if count != args.keys:
+                raise SystemExit(f"count(*) at {name} gave {count}, not {args.keys}")
+            cpu = (c1.user - c0.user) + (c1.system - c0.system)
+            if best is None or cpu < best[0]:
+                best = (cpu, wall)
+        if args.callgrind:
+            os.system(f"callgrind_control --dump=count-{name} {os.getpid()} >/dev/null")
+            os.system(f"callgrind_control --instr=off {os.getpid()} >/dev/null")
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(f"{args.profile}.count-{name}")
+        cpu, wall = best
+        print(f"  {name:6s} count(*)     {cpu / args.keys * 1e6:7.2f} µs CPU per row ({args.keys:,} rows "
+              f"in {wall:.2f} s)")
+
+
 def _with_stream(frame: bytes, stream: int) -> bytes:
     return frame[:2] + stream.to_bytes(2, "big") + frame[4:]
 
@@ -265,6 +299,8 @@ async def main(args) -> None:
         user, system = (x / args.ops * 1e6 for x in best)
         print(f"  QUORUM {name:12s} {user + system:7.1f} µs CPU per operation (user {user:.0f}, system "
               f"{system:.0f}; {args.ops / wall:,.0f} ops/s on one core; {counts})")
+    if "count" in args.workloads:
+        await _count(c0, args, stats)
     errors = sum(c.errors for c in clients)
     if errors:
         print(f"  {errors} error answers", file=sys.stderr)
@@ -283,7 +319,8 @@ if __name__ == "__main__":
                     help="requests in flight in all (fewer means fewer requests per event-loop pass, "
                          "and more CPU per request)")
     ap.add_argument("--workloads", default="write,read,mixed", type=lambda v: v.split(","),
-                    help="which of write, read, mixed (the 50/50 mix) to run (default all three)")
+                    help="which of write, read, mixed (the 50/50 mix) and count (SELECT count(*) over the "
+                         "--keys rows at ONE and QUORUM, CPU per row) to run (default the first three)")
     ap.add_argument("--repeat", type=int, default=3, help="passes per workload; the least CPU is printed")
     ap.add_argument("--callgrind", action="store_true",
                     help="under `valgrind --tool=callgrind --instr-atstart=no`: instructions of the "

@@ -458,6 +458,20 @@ def _live_row(row: Row | None, cover_ts: int | None, now_s: int,
               marker_counts: bool) -> Row | None:
     if row is None:
         return None
+    if row.deletion is None and cover_ts is None:
+        # The usual row: nothing covers it. If every cell is a live value (so no collection
+        # tombstone either) and its marker, if any, is live, it is its own view: rows are
+        # values, never changed in place.
+        marker = row.marker
+        if marker is None or (marker.value is not None and (not marker.ttl_s or now_s < marker.ldt_s)):
+            cells = row.cells
+            for c in cells.values():
+                if c.value is None or (c.ttl_s and now_s >= c.ldt_s):
+                    break
+            else:
+                if cells or (marker is not None and marker_counts):
+                    return row
+                return None
     if row.deletion is not None and (cover_ts is None or row.deletion.ts > cover_ts):
         cover_ts = row.deletion.ts
     deleted = _collection_deletions(row.cells)
@@ -471,6 +485,20 @@ def _live_row(row: Row | None, cover_ts: int | None, now_s: int,
     if not cells and (marker is None or not marker_counts):
         return None
     return Row(row.clustering, marker, None, cells)
+
+
+def live_row_total(p: Partition, now_s: int) -> int:
+    """How many clustering rows `live_view(p, now_s)` has, or 1 when it has none and has a
+    static row: what `replica.live_row_count` counts of that view, without building it."""
+    pdel_ts = None if p.deletion is None else p.deletion.ts
+    cover = _Cover(p.deletion, p.range_tombstones) if p.range_tombstones else None
+    n = 0
+    for ckey, row in p.rows.items():
+        if _live_row(row, pdel_ts if cover is None else cover.ts_for(ckey), now_s, True) is not None:
+            n += 1
+    if n == 0 and _live_row(p.static, pdel_ts, now_s, marker_counts=False) is not None:
+        return 1
+    return n
 
 
 def live_view(p: Partition, now_s: int) -> Partition:

@@ -65,15 +65,16 @@ def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> bool:
     (`TableDef.hides`), are not."""
     multi: dict[str, list] = {}
     dropped = table.dropped
+    multicell = table.multicell_by_name
     seen = False
     for (name, path), cell in cells_by_path.items():
-        col = table.column(name)
-        if col is None or cell.value is None:
+        is_multi = multicell.get(name)
+        if is_multi is None or cell.value is None:
             continue
         if dropped and table.hides(name, cell.ts):
             continue
         seen = True
-        if T.is_multicell(col.type):
+        if is_multi:
             multi.setdefault(name, []).append((path, cell))
         else:
             values[name] = cell.value

@@ -389,10 +389,12 @@ class Pager:
             for part in parts:
                 rows = rows_of(p.table, part, static_only=self.static_rows)
                 got += live_row_count(part, cmd.per_partition_limit)
-                self.pos.token = token_for_key(part.key)
                 if self._take(rows, part.key, fresh_partition=True):
+                    self.pos.token = token_for_key(part.key)
                     return
-                start_token, start_key = self.pos.token, part.key
+            if parts:  # where the next range read starts, and a page ending here resumes
+                start_key = parts[-1].key
+                self.pos.token = start_token = token_for_key(start_key)
             if not parts or got < fetch:
                 return
             last = parts[-1]  # the scan stopped at `fetch` rows, perhaps inside this partition

@@ -135,6 +135,7 @@ class _Scan:
     req_id: int = 0
     phase: str = "collect"  # collect -> (repair) -> next round
     answers: dict = field(default_factory=dict)  # node -> RangeReadRsp, this round
+    at: dict = field(default_factory=dict)  # node -> its answer's partitions' position keys
     waiting: set = field(default_factory=set)  # nodes whose answer or ack the phase needs
     merged: list = field(default_factory=list)  # this round's merged partitions, in order
     frontier: Position | None = None  # the round is exact up to here; None: to the end
@@ -215,7 +216,7 @@ class RangeReadCoordinator:
         ask = RangeCommand(cmd.table_id, scan.cursor[0], scan.cursor[1], piece.end_token,
                            cmd.slices, cmd.columns, remaining, cmd.per_partition_limit, scan.cursor[2])
         self._rekey(scan)
-        scan.phase, scan.answers, scan.waiting = "collect", {}, set(targets)
+        scan.phase, scan.answers, scan.at, scan.waiting = "collect", {}, {}, set(targets)
         scan.round_start_ms = now_ms
         self.stats["rounds"] += 1
         effects: list = [Send(node, RangeReadReq(scan.req_id, ask)) for node in targets]
@@ -230,29 +231,37 @@ class RangeReadCoordinator:
             failure = ReadFailure(int(scan.cl), len(scan.answers), scan.requirement.total,
                                   {source: 0}, bool(scan.answers))
             return self._finish(scan, failure)
-        if not self._plausible(scan, rsp):
+        at = self._plausible(scan, rsp)
+        if at is None:
             return []
         self.placement.observe_latency(source, now_ms - scan.round_start_ms)
         scan.answers[source] = rsp
+        scan.at[source] = at
         scan.waiting.discard(source)
         if scan.waiting:
             return []
         return self._resolve(scan, now_ms)
 
     @staticmethod
-    def _plausible(scan: _Scan, rsp: RangeReadRsp) -> bool:
-        """Whether an answer stays inside what was asked (so merging cannot mix tables and
-        every round makes progress); a peer's answer that does not is ignored, like an
-        error answer."""
+    def _plausible(scan: _Scan, rsp: RangeReadRsp) -> list[tuple] | None:
+        """The position keys of an answer's partitions, if it stays inside what was asked
+        (so merging cannot mix tables and every round makes progress); None for an answer
+        that does not, which is ignored like an error answer."""
         after, end = _position_key(scan.cursor), scan.pieces[scan.piece].end_token
         if rsp.more and not (after < _position_key((rsp.last_token, rsp.last_key, rsp.last_ckey))
                              and rsp.last_token <= end):
-            return False
+            return None
         if not rsp.more and rsp.last_ckey is not None:
-            return False
-        return all(p.table_id == scan.command.table_id
-                   and after < _position_key((token := token_for_key(p.key), p.key, None)) and token <= end
-                   for p in rsp.partitions)
+            return None
+        table_id = scan.command.table_id
+        at = []
+        for p in rsp.partitions:
+            token = token_for_key(p.key)
+            position = (token, False, p.key, True, b"")  # _position_key((token, p.key, None))
+            if p.table_id != table_id or not after < position or token > end:
+                return None
+            at.append(position)
+        return at
 
     def _resolve(self, scan: _Scan, now_ms: int) -> list:
         """Every target answered: merge what is exact (up to the frontier), repair."""
@@ -266,10 +275,9 @@ class RangeReadCoordinator:
         truncated = self.placement.truncated_at(scan.command.table_id)
         for node in sorted(scan.answers):
             held[node] = {}
-            for part in scan.answers[node].partitions:
+            for part, at in zip(scan.answers[node].partitions, scan.at[node]):
                 if truncated is not None and (part := reconcile.drop_truncated(part, truncated)) is None:
                     continue  # a replica that has not heard of the truncation yet
-                at = order.get(part.key) or _position_key((token_for_key(part.key), part.key, None))
                 if limit is not None and at > limit:
                     if frontier[1] != part.key or frontier[2] is None:
                         continue  # past where every answer is exact

@@ -151,7 +151,8 @@ class Replica:
             if reconcile.is_empty(part):
                 continue
             found.append(part)
-            live += live_row_count(reconcile.live_view(part, now_s), cmd.per_partition_limit)
+            n = reconcile.live_row_total(part, now_s)  # live_row_count of its live view
+            live += min(n, cmd.per_partition_limit) if cmd.per_partition_limit else n
             if cmd.limit_rows and live >= cmd.limit_rows:
                 more = more or i + 1 < len(done.partitions)
                 break

@@ -426,6 +426,12 @@ class TableDef:
     def column(self, name: str) -> ColumnDef | None:
         return self._by_name.get(name)
 
+    @functools.cached_property
+    def multicell_by_name(self) -> dict[str, bool]:
+        """name -> whether the column is stored as one cell per element or field: what a
+        read asks of every cell it turns into a value."""
+        return {c.name: is_multicell(c.type) for c in self.columns}
+
     def hides(self, column: str, ts: int) -> bool:
         """Whether a cell of `column` written at `ts` was dropped with that column (and so is
         not the table's data, even if a column of that name was added again)."""
