@@ -161,7 +161,19 @@ def row_from_plain(obj: object) -> Row:
     for value in clustering:
         if type(value) is not bytes:
             raise _bad("row clustering value")
-    return Row(tuple(clustering), None if marker is None else cell_from_plain(marker),
+    if marker is not None:  # cell_from_plain inline: most rows have a marker
+        t = type(marker)
+        if (t is not list and t is not tuple) or len(marker) != 4:
+            raise _bad("cell")
+        ts, value, ttl_s, ldt_s = marker
+        if type(ts) is not int or not MIN_INT64 <= ts <= MAX_INT64 \
+                or type(ldt_s) is not int or not MIN_INT64 <= ldt_s <= MAX_INT64:
+            raise _bad("timestamp or deletion time")
+        if (value is not None and type(value) is not bytes) or type(ttl_s) is not int \
+                or not 0 <= ttl_s <= MAX_TTL_S:
+            raise _bad("cell value or ttl")
+        marker = Cell(ts, value, ttl_s, ldt_s)
+    return Row(tuple(clustering), marker,
                None if deletion is None else deletion_from_plain(deletion), _cells_from_flat(flat))
 
 

@@ -323,7 +323,10 @@ def is_empty(p: Partition | None) -> bool:
         return True
     if p.deletion is not None or p.range_tombstones or not _row_is_empty(p.static):
         return False
-    return all(_row_is_empty(row) for row in p.rows.values())
+    for row in p.rows.values():  # _row_is_empty inline: a scan asks this of every partition
+        if row.marker is not None or row.deletion is not None or row.cells:
+            return False
+    return True
 
 
 # ---- time: expiry and purging -------------------------------------------------------------
@@ -364,8 +367,12 @@ def _expires(row: Row | None, now_s: int) -> bool:
 def expire(p: Partition, now_s: int) -> Partition:
     """Turn every TTL'd cell and marker that has expired by `now_s` into a tombstone. When
     nothing has, that is `p` itself (partitions are values: nothing changes one in place)."""
-    if not _expires(p.static, now_s) and not any(_expires(row, now_s) for row in p.rows.values()):
-        return p
+    for row in p.rows.values():
+        if _expires(row, now_s):
+            break
+    else:
+        if not _expires(p.static, now_s):
+            return p
     rows = {ckey: _expire_row(row, now_s) for ckey, row in p.rows.items()}
     return Partition(p.table_id, p.key, p.deletion, list(p.range_tombstones),
                      _expire_row(p.static, now_s), rows)
