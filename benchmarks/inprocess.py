@@ -209,6 +209,7 @@ async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: i
 async def _count(client: Client, args, stats: list) -> None:
     """`SELECT count(*)` over the loaded rows at ONE and at QUORUM, one at a time: CPU per row
     counted (the replicas' scans, the coordinator's merge and the CQL layer's paging)."""
+    print(f"three nodes in one process, SELECT count(*) over {args.keys:,} rows, best of {args.repeat}")
     for name, cl in (("ONE", ONE), ("QUORUM", QUORUM)):
         query = _query("SELECT count(*) FROM bench.kv", cl)
         profiler = cProfile.Profile() if args.profile else None
@@ -235,8 +236,7 @@ async def _count(client: Client, args, stats: list) -> None:
             profiler.disable()
             profiler.dump_stats(f"{args.profile}.count-{name}")
         cpu, wall = best
-        print(f"  {name:6s} count(*)     {cpu / args.keys * 1e6:7.2f} µs CPU per row ({args.keys:,} rows "
-              f"in {wall:.2f} s)")
+        print(f"  {name:6s} count(*)     {cpu / args.keys * 1e6:7.2f} µs CPU per row ({wall:.2f} s)")
 
 
 def _with_stream(frame: bytes, stream: int) -> bytes:
@@ -270,10 +270,11 @@ async def main(args) -> None:
     await _run(clients, load, args.keys, args.inflight)
     gc.freeze()  # as a node does after start-up (agora.runtime.server)
     gc.set_threshold(*GC_THRESHOLDS)
-    print(f"three nodes in one process, {args.inflight} in flight, {args.ops} operations per workload")
     stats = [rt.node.reads.stats for rt, _ in nodes]
     chosen = [(name, frames) for name, frames in (("write", writes), ("read", reads), ("mixed 50/50", mixed))
               if name.split()[0] in args.workloads]
+    if chosen:
+        print(f"three nodes in one process, {args.inflight} in flight, {args.ops} operations per workload")
     for name, frames in chosen:
         await _run(clients, frames, min(args.ops, 2000), args.inflight)  # warm up
         before = {k: sum(s[k] for s in stats) for k in stats[0]}
