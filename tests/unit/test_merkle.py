@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from agora.core import reconcile
 from agora.core.antientropy.merkle import (EMPTY_LEAF, MAX_TREE_DEPTH, MIN_TREE_DEPTH,
                                            MerkleTree, TreeBuilder, build_tree, depth_for_range,
-                                           difference, differing_leaves, leaf_bound, leaf_index)
+                                           difference, differing_leaves, differing_leaves_by_descent,
+                                           leaf_bound, leaf_index)
 from agora.core.ring.partitioner import token_for_key
 from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, Deletion, Partition, Row
 
@@ -130,6 +131,8 @@ def test_difference_finds_exactly_the_differing_ranges(base, changes, depth, nar
     differing_tokens = {t for t in base.keys() | other.keys() if base.get(t) != other.get(t)}
     expected_leaves = sorted({leaf_index(lo, hi, depth, t) for t in differing_tokens})
     assert differing_leaves(a, b) == expected_leaves
+    assert differing_leaves(b, a) == expected_leaves
+    assert differing_leaves_by_descent(a, b) == expected_leaves  # the root-down descent agrees
     ranges = difference(a, b)
     # exactly the differing leaves' ranges, joined, in ring order, disjoint
     covered = [i for i in range(1 << depth)

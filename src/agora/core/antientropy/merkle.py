@@ -3,7 +3,8 @@ range into, and how a repair coordinator finds where two replicas differ (Dynamo
 section 4.7; Cassandra's `utils/MerkleTree`, `repair/Validator`).
 
 Owns: the shape of a tree and its hashes, built incrementally from partitions met in ring
-order (`TreeBuilder`), the leaf <-> token arithmetic, and the comparison (`difference`).
+order (`TreeBuilder`), the leaf <-> token arithmetic, and the comparison (`difference`:
+the leaves of two trees compared directly, since a replica sends all its non-empty leaves).
 It deliberately knows nothing of storage, messages or replicas: a builder is fed
 (token, partition digest) pairs, and `difference` answers with token ranges.
 
@@ -113,8 +114,24 @@ class MerkleTree:
 
 
 def differing_leaves(a: MerkleTree, b: MerkleTree) -> list[int]:
-    """The leaves whose hashes differ, ascending: a descent from the root that skips every
-    subtree whose hashes agree (Cassandra's MerkleTree.difference)."""
+    """The leaves whose hashes differ, ascending. A replica sends every non-empty leaf of its
+    tree, so the leaves are compared directly: the same leaves a descent from the root finds
+    (`differing_leaves_by_descent`, Cassandra's MerkleTree.difference), without hashing the
+    inner nodes of both trees first, which took a repair coordinator as long as hashing its
+    own data."""
+    assert (a.lo, a.hi, a.depth) == (b.lo, b.hi, b.depth), "comparing trees of different shapes"
+    x, y = a.leaves, b.leaves
+    if len(x) < len(y):
+        x, y = y, x
+    out = [i for i, h in x.items() if y.get(i, EMPTY_LEAF) != h]
+    out += [i for i, h in y.items() if i not in x and h != EMPTY_LEAF]
+    out.sort()
+    return out
+
+
+def differing_leaves_by_descent(a: MerkleTree, b: MerkleTree) -> list[int]:
+    """`differing_leaves` as a descent from the root that skips every subtree whose hashes
+    agree: what exchanging trees level by level would do (tests and tools)."""
     assert (a.lo, a.hi, a.depth) == (b.lo, b.hi, b.depth), "comparing trees of different shapes"
     out: list[int] = []
     stack = [(a.depth, 0)]
