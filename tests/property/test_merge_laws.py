@@ -332,3 +332,37 @@ def test_collection_tombstone_shadows_older_elements_only():
     # the live view honours it even on a non-canonical fragment
     raw = _row_with({("m", b""): Cell(9, None, 0, 1), ("m", b"\x03a"): Cell(5, b"old")})
     assert not r.live_view(raw, 0).rows
+
+
+@st.composite
+def live_rows_only(draw):
+    """Partitions of live, non-expiring rows only: the shape compaction's fast path skips,
+    with a tombstone, a TTL or an empty row now and then to push them off it."""
+    live = st.builds(Cell, timestamps, values)
+    ckeys = draw(st.lists(st.sampled_from(CKEYS), max_size=4, unique=True))
+    out = {}
+    for ck in ckeys:
+        cell_map = draw(st.dictionaries(st.sampled_from([("a", b""), ("b", b""), ("m", b"\x01")]), live,
+                                        max_size=3))
+        out[ck] = Row(clustering_of(ck), draw(st.none() | st.builds(Cell, timestamps, st.just(b""))),
+                      None, cell_map)
+    if draw(st.booleans()) and out:  # one row pushed off the fast path
+        ck = sorted(out)[0]
+        out[ck] = draw(rows(clustering_of(ck)))
+    return Partition(TABLE, KEY, rows=out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(p=st.one_of(partitions(), live_rows_only()), now_s=st.integers(0, 6), gc_before_s=st.integers(0, 6),
+       purge_header=st.booleans())
+def test_compaction_fast_path_changes_nothing_compaction_would_change(p, now_s, gc_before_s, purge_header):
+    """compact_partition's shortcut for partitions with nothing to expire, shadow or purge
+    answers what the full expire, canonical, purge and compare answer."""
+    from agora.core.tombstones import compaction
+    expired = r.canonical(r.expire(p, now_s))
+    purged = r.purge_tombstones(expired, gc_before_s)
+    if not purge_header:
+        purged = Partition(purged.table_id, purged.key, expired.deletion, list(expired.range_tombstones),
+                           purged.static, purged.rows)
+    full = (None, 0) if purged == p else (purged, compaction.max_purged_ldt(expired, gc_before_s, purge_header))
+    assert compaction.compact_partition(p, now_s, gc_before_s, purge_header) == full
