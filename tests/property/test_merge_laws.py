@@ -366,3 +366,16 @@ def test_compaction_fast_path_changes_nothing_compaction_would_change(p, now_s, 
                            purged.static, purged.rows)
     full = (None, 0) if purged == p else (purged, compaction.max_purged_ldt(expired, gc_before_s, purge_header))
     assert compaction.compact_partition(p, now_s, gc_before_s, purge_header) == full
+
+
+@settings(max_examples=300, deadline=None)
+@given(partitions(), st.integers(0, 6), st.integers(0, 3))
+def test_live_row_total_counts_the_live_view(p, now_s, per_partition_limit):
+    """What a replica counts of a scanned partition without building its live view is what
+    the view would count (clustering rows, or 1 for a live static row alone)."""
+    from agora.core.replica.replica import live_row_count
+    for part in (p, r.canonical(r.expire(p, now_s))):
+        n = r.live_row_total(part, now_s)
+        assert n == live_row_count(r.live_view(part, now_s))
+        limited = min(n, per_partition_limit) if per_partition_limit else n
+        assert limited == live_row_count(r.live_view(part, now_s), per_partition_limit)

@@ -21,7 +21,9 @@ Canonical form (what every function here returns): shadowed cells, markers and d
 dropped, rows left with nothing are dropped, an empty static row is None, rows are in ckey
 order, and range tombstones are sorted by bounds with one (the greatest) deletion per pair
 of bounds. Merging is then a join in a lattice and commutative, associative and idempotent
-as values. Inputs are never mutated; outputs never share a mutable object with an input.
+as values. Inputs are never mutated, and partitions and rows are values: nothing changes one
+in place, so an output may share rows with an input (`live_view` keeps a row that is live as
+stored; `merge_into` keeps rows the incoming fragment does not touch).
 """
 
 from __future__ import annotations
