@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import contextlib
 import gc
 import logging
 import os
@@ -206,35 +207,44 @@ async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: i
     return t1.user - t0.user, t1.system - t0.system
 
 
-async def _count(client: Client, args, stats: list) -> None:
+@contextlib.contextmanager
+def _measured(args, tag: str):
+    """Around a measured phase: cProfile it (--profile: stats to PROFILE.<tag>), and under
+    callgrind (--callgrind) count its instructions only, in a dump named <tag>. Yields
+    whether a profiler is on (it slows every pass)."""
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    if args.callgrind:  # count instructions of the measured passes only
+        os.system(f"callgrind_control --instr=on {os.getpid()} >/dev/null")
+    yield profiler is not None
+    if args.callgrind:
+        os.system(f"callgrind_control --dump={tag} {os.getpid()} >/dev/null")
+        os.system(f"callgrind_control --instr=off {os.getpid()} >/dev/null")
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(f"{args.profile}.{tag}")
+
+
+async def _count(client: Client, args) -> None:
     """`SELECT count(*)` over the loaded rows at ONE and at QUORUM, one at a time: CPU per row
     counted (the replicas' scans, the coordinator's merge and the CQL layer's paging)."""
     print(f"three nodes in one process, SELECT count(*) over {args.keys:,} rows, best of {args.repeat}")
     for name, cl in (("ONE", ONE), ("QUORUM", QUORUM)):
         query = _query("SELECT count(*) FROM bench.kv", cl)
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler:
-            profiler.enable()
-        if args.callgrind:
-            os.system(f"callgrind_control --instr=on {os.getpid()} >/dev/null")
         best = None
-        for _ in range(args.repeat):
-            t0, c0 = time.perf_counter(), os.times()
-            opcode, body = await client.call(3, F.Opcode.QUERY, query)
-            c1, wall = os.times(), time.perf_counter() - t0
-            assert opcode == F.Opcode.RESULT, body[4:200]
-            (count,) = struct.unpack(">q", body[-8:])  # one row, one bigint column: the last 8 bytes
-            if count != args.keys:
-                raise SystemExit(f"count(*) at {name} gave {count}, not {args.keys}")
-            cpu = (c1.user - c0.user) + (c1.system - c0.system)
-            if best is None or cpu < best[0]:
-                best = (cpu, wall)
-        if args.callgrind:
-            os.system(f"callgrind_control --dump=count-{name} {os.getpid()} >/dev/null")
-            os.system(f"callgrind_control --instr=off {os.getpid()} >/dev/null")
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(f"{args.profile}.count-{name}")
+        with _measured(args, f"count-{name}"):
+            for _ in range(args.repeat):
+                t0, c0 = time.perf_counter(), os.times()
+                opcode, body = await client.call(3, F.Opcode.QUERY, query)
+                c1, wall = os.times(), time.perf_counter() - t0
+                assert opcode == F.Opcode.RESULT, body[4:200]
+                (count,) = struct.unpack(">q", body[-8:])  # one row, one bigint column: the last 8 bytes
+                if count != args.keys:
+                    raise SystemExit(f"count(*) at {name} gave {count}, not {args.keys}")
+                cpu = (c1.user - c0.user) + (c1.system - c0.system)
+                if best is None or cpu < best[0]:
+                    best = (cpu, wall)
         cpu, wall = best
         print(f"  {name:6s} count(*)     {cpu / args.keys * 1e6:7.2f} µs CPU per row ({wall:.2f} s)")
 
@@ -278,30 +288,20 @@ async def main(args) -> None:
     for name, frames in chosen:
         await _run(clients, frames, min(args.ops, 2000), args.inflight)  # warm up
         before = {k: sum(s[k] for s in stats) for k in stats[0]}
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler:
-            profiler.enable()
-        if args.callgrind:  # count instructions of the measured passes only
-            os.system(f"callgrind_control --instr=on {os.getpid()} >/dev/null")
         best = None
-        for _ in range(1 if profiler else args.repeat):
-            t0 = time.perf_counter()
-            user, system = await _run(clients, frames, args.ops, args.inflight)
-            wall = time.perf_counter() - t0
-            if best is None or user + system < sum(best):
-                best = (user, system)
-        if args.callgrind:
-            os.system(f"callgrind_control --dump={name.split()[0]} {os.getpid()} >/dev/null")
-            os.system(f"callgrind_control --instr=off {os.getpid()} >/dev/null")
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(f"{args.profile}.{name.split()[0]}")
+        with _measured(args, name.split()[0]) as profiling:
+            for _ in range(1 if profiling else args.repeat):
+                t0 = time.perf_counter()
+                user, system = await _run(clients, frames, args.ops, args.inflight)
+                wall = time.perf_counter() - t0
+                if best is None or user + system < sum(best):
+                    best = (user, system)
         counts = ", ".join(f"{k.replace('_', ' ')} {sum(s[k] for s in stats) - before[k]}" for k in before)
         user, system = (x / args.ops * 1e6 for x in best)
         print(f"  QUORUM {name:12s} {user + system:7.1f} µs CPU per operation (user {user:.0f}, system "
               f"{system:.0f}; {args.ops / wall:,.0f} ops/s on one core; {counts})")
     if "count" in args.workloads:
-        await _count(c0, args, stats)
+        await _count(c0, args)
     errors = sum(c.errors for c in clients)
     if errors:
         print(f"  {errors} error answers", file=sys.stderr)
