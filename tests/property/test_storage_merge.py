@@ -2,7 +2,9 @@
 applied one batch at a time reads back as `reconcile.merge_many` of them. Rows-only
 fragments with rising timestamps are generated often, so the shortcut (`_supersedes` in
 agora.storage.rocks) is taken, and ties, deletions and collection tombstones make it step
-aside; a test also checks that the shortcut is really taken."""
+aside; a test also checks that the shortcut is really taken. Batches over several fresh
+tables check the engine's list of headed tables: a table is looked up without headers until
+its first header, which must then count in the same batch and in every later one."""
 
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def full_rows(draw):
     return Partition(TABLE, b"", rows={ck: Row(clustering_of(ck), marker, None, cells_)})
 
 
-def _later(p: Partition, key: bytes, by: int) -> Partition:
+def _later(p: Partition, key: bytes, by: int, table: bytes = TABLE) -> Partition:
     """p under `key` with every timestamp `by` later: a sequence of overwrites."""
     def cell(c):
         return None if c is None else Cell(c.ts + by, c.value, c.ttl_s, c.ldt_s)
@@ -55,7 +57,7 @@ def _later(p: Partition, key: bytes, by: int) -> Partition:
     def row(r):
         return None if r is None else Row(r.clustering, cell(r.marker), deletion(r.deletion),
                                           {path: cell(c) for path, c in r.cells.items()})
-    return Partition(TABLE, key, deletion(p.deletion),
+    return Partition(table, key, deletion(p.deletion),
                      [RangeTombstone(rt.start, rt.end, deletion(rt.deletion)) for rt in p.range_tombstones],
                      row(p.static), {ck: row(r) for ck, r in p.rows.items()})
 
@@ -74,6 +76,39 @@ def test_applied_fragments_read_back_as_their_merge(engine, fragments, step):
             assert got is None or reconcile.is_empty(got)
         else:
             assert got == expected
+
+
+_tables = itertools.count(1)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 2),
+                          st.one_of(full_rows(), rows_only(), rows_only(), partitions())),
+                min_size=1, max_size=10),
+       st.lists(st.integers(1, 4), min_size=10, max_size=10))
+def test_batches_over_fresh_tables_read_back_as_their_merge(engine, items, cuts):
+    """Fragments for 3 keys of 2 tables new to the engine, applied in batches of 1-4 (rows of
+    one key per partition and more, headers first met mid-batch): after every batch each
+    partition reads back as the merge of its fragments so far."""
+    n = next(_tables)
+    tables = [n.to_bytes(8, "big") * 2, (n + 10**6).to_bytes(8, "big") * 2]
+    fragments = [_later(p, b"b%d" % k, i, tables[t]) for i, (t, k, p) in enumerate(items)]
+    done = 0
+    for cut in cuts:
+        if done == len(fragments):
+            break
+        engine.apply(fragments[done:done + cut])
+        done = min(done + cut, len(fragments))
+        for table in tables:
+            for k in range(3):
+                key = b"b%d" % k
+                mine = [p for p in fragments[:done] if p.table_id == table and p.key == key]
+                got = engine.read(ReadCommand(table, key, None, None))
+                expected = reconcile.canonical(reconcile.merge_many(mine)) if mine else None
+                if expected is None or reconcile.is_empty(expected):
+                    assert got is None or reconcile.is_empty(got)
+                else:
+                    assert got == expected
 
 
 read_commands = st.builds(

@@ -237,6 +237,74 @@ def test_rocks_shadowed_rows_on_disk_are_dropped_on_read(tmp_path):
     e.close()
 
 
+def _cells(e, key: bytes, table: bytes = TA) -> dict[bytes, set[str]]:
+    return {ckey: {name for name, _ in r.cells} for ckey, r in read(e, key, table).rows.items()}
+
+
+def test_rocks_batch_of_uneven_partitions_in_a_table_without_headers(tmp_path):
+    """Rows of 1, 1 and 2 per partition in one batch, none with a header: each row merges
+    with its own stored row (the lookup skips the headers, not the rows after them)."""
+    e = RocksEngine(str(tmp_path / "db"))
+    write(e, b"k1", rows={b"r": row(b"r", a=Cell(1, b"1"))})
+    write(e, b"k2", rows={b"r": row(b"r", b=Cell(1, b"1"))})
+    write(e, b"k3", rows={b"r": row(b"r", c=Cell(1, b"1")), b"s": row(b"s", d=Cell(1, b"1"))})
+    e.apply([Partition(TA, b"k1", rows={b"r": row(b"r", x=Cell(2, b"2"))}),
+             Partition(TA, b"k2", rows={b"r": row(b"r", y=Cell(2, b"2"))}),
+             Partition(TA, b"k3", rows={b"r": row(b"r", z=Cell(2, b"2")), b"s": row(b"s", w=Cell(2, b"2"))})])
+    assert _cells(e, b"k1") == {b"r": {"a", "x"}}
+    assert _cells(e, b"k2") == {b"r": {"b", "y"}}
+    assert _cells(e, b"k3") == {b"r": {"c", "z"}, b"s": {"d", "w"}}
+    assert not e._may_have_headers(TA)  # rows only: the headers were never looked up
+    e.close()
+
+
+def test_rocks_headers_count_after_reopen(tmp_path):
+    """A table's first header lists it as headed, on disk with the header: after a reopen,
+    reads and writes still find its partition deletion (a static row written then must not
+    replace the stored header), and a table of rows only is still read without headers."""
+    path = str(tmp_path / "db")
+    e = RocksEngine(path)
+    write(e, b"k", rows={b"old": row(b"old", v=Cell(1, b"x"))})
+    write(e, b"k", table=TB, rows={b"r": row(b"r", v=Cell(1, b"x"))})
+    assert not e._may_have_headers(TA)
+    write(e, b"k", deletion=Deletion(2, 0))
+    assert e._may_have_headers(TA) and not e._may_have_headers(TB)
+    e.close()
+    e = RocksEngine(path)
+    assert e._may_have_headers(TA) and not e._may_have_headers(TB)
+    got = read(e, b"k")
+    assert got.deletion == Deletion(2, 0) and not got.rows
+    write(e, b"k", static=Row((), None, None, {("s", b""): Cell(3, b"s")}),
+          rows={b"new": row(b"new", v=Cell(3, b"y"))})
+    assert list(read(e, b"k").rows) == [b"new"]
+    assert list(read(e, b"k", slices=(Slice(Bound(b"a"), Bound(b"z")),)).rows) == [b"new"]
+    assert read(e, b"k", table=TB) is not None
+    e.drop_table(TA)
+    assert not e._may_have_headers(TA)
+    e.close()
+    assert not RocksEngine(path)._may_have_headers(TA)
+
+
+def test_rocks_data_stored_before_headed_tables_were_listed(tmp_path):
+    """A database with data but without the list's marker (written before the list
+    existed) counts every table as headed, even across reopens; an empty one starts a list."""
+    from agora.storage.rocks import _HEADED, _HEADERS_KNOWN
+    path = str(tmp_path / "db")
+    e = RocksEngine(path)
+    assert not e._may_have_headers(TA)
+    write(e, b"k", rows={b"old": row(b"old", v=Cell(1, b"x"))})
+    write(e, b"k", deletion=Deletion(2, 0))
+    e._tables.delete(_HEADERS_KNOWN)
+    e._tables.delete(_HEADED + TA)
+    e.close()
+    for _ in range(2):
+        e = RocksEngine(path)
+        assert e._may_have_headers(TA) and e._may_have_headers(TB)
+        got = read(e, b"k")
+        assert got.deletion == Deletion(2, 0) and not got.rows
+        e.close()
+
+
 _KILLED_WRITER = textwrap.dedent("""
     import signal, sys
     from agora.core.types import Cell, Partition, Row

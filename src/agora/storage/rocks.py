@@ -21,6 +21,14 @@ canonical on its own, so `read` of a partition without a header returns its rows
 the command's row limit (stored rows, tombstoned ones included), iterating backwards for a
 reversed command, and names the last key it read.
 
+Most tables never store a header (no partition deletion, range tombstone or static row
+ever reached them), and looking up a header that is not there costs as much as finding one.
+So the engine lists, in `TABLES_COLUMN_FAMILY`, the tables that may store headers, writing a
+table's entry in the same WriteBatch as its first header (and before any reader could find
+that header, in memory too). `apply` and point reads look up no header for a table not
+listed. A database written before that list existed (data stored, no `_HEADERS_KNOWN`
+marker) is not listed completely, so for it every table counts as headed.
+
 Data blocks read from SST files are kept uncompressed in a block cache of
 `block_cache_bytes` (node option `file_cache_size`); metadata, hints and the batchlog share
 a small cache of their own.
@@ -83,6 +91,9 @@ from agora.storage.engine import StorageEngine, coalesce, token_segments
 META_COLUMN_FAMILY = "meta"
 HINTS_COLUMN_FAMILY = "hints"
 BATCHLOG_COLUMN_FAMILY = "batchlog"
+TABLES_COLUMN_FAMILY = "tables"  # what the engine knows of each table's keys (below)
+_HEADERS_KNOWN = b"headers-known"  # in TABLES_COLUMN_FAMILY: every headed table is listed
+_HEADED = b"headed:"  # + table id, in TABLES_COLUMN_FAMILY: the table may store headers
 WRITE_BUFFER_BYTES = 32 << 20  # per memtable: modest, several nodes may share one machine
 MAX_WRITE_BUFFERS = 3  # memtables in memory at once (one filling, two flushing)
 BLOCK_CACHE_BYTES = 512 << 20  # uncompressed blocks cached for reads (node option file_cache_size)
@@ -174,11 +185,14 @@ class RocksEngine(StorageEngine):
         self._db: Rdict | None = Rdict(str(path), _options(self._cache),
                                        column_families={META_COLUMN_FAMILY: _options(small),
                                                         HINTS_COLUMN_FAMILY: _options(small),
-                                                        BATCHLOG_COLUMN_FAMILY: _options(small)})
+                                                        BATCHLOG_COLUMN_FAMILY: _options(small),
+                                                        TABLES_COLUMN_FAMILY: _options(small)})
         self._meta = self._db.get_column_family(META_COLUMN_FAMILY)
         self._hints = self._db.get_column_family(HINTS_COLUMN_FAMILY)
         self._hints_handle = self._db.get_column_family_handle(HINTS_COLUMN_FAMILY)
         self._batchlog = self._db.get_column_family(BATCHLOG_COLUMN_FAMILY)
+        self._tables = self._db.get_column_family(TABLES_COLUMN_FAMILY)
+        self._tables_handle = self._db.get_column_family_handle(TABLES_COLUMN_FAMILY)
         self._write_async = WriteOptions()
         self._write_async.sync = False
         self._write_async.disable_wal = False  # the WAL is what survives kill -9
@@ -186,6 +200,29 @@ class RocksEngine(StorageEngine):
         self._write_sync.sync = True
         self._write_sync.disable_wal = False
         self._write_lock = threading.Lock()  # serialises read-modify-write batches
+        self._headed = {key[len(_HEADED):] for key in self._tables.keys(from_key=_HEADED)
+                        if key.startswith(_HEADED)}
+        self._all_headed = False  # true for a database stored before headed tables were listed
+        if self._tables.get(_HEADERS_KNOWN) is None:
+            if self._no_data():
+                self._tables.put(_HEADERS_KNOWN, b"", self._write_sync)
+            else:
+                self._all_headed = True
+
+    def _no_data(self) -> bool:
+        it = self._db.iter()
+        it.seek_to_first()
+        return not it.valid()
+
+    def _may_have_headers(self, table_id: bytes) -> bool:
+        return self._all_headed or table_id in self._headed
+
+    def _note_headed(self, batch: WriteBatch, table_id: bytes) -> None:
+        """List table_id as headed, in `batch` (which writes its first header) and at once in
+        memory, so no reader skips a header that is about to exist."""
+        if not self._may_have_headers(table_id):
+            batch.put(_HEADED + table_id, b"", self._tables_handle)
+            self._headed.add(table_id)
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -198,16 +235,36 @@ class RocksEngine(StorageEngine):
             lookup.append(prefix + keys.KIND_HEADER)
             row_prefix = prefix + keys.KIND_ROW
             lookup.extend([row_prefix + ckey for ckey in p.rows])
-        with self._write_lock:
+        with self._write_lock:  # (a header another writer adds is listed under this lock)
             batch = WriteBatch(raw_mode=True)
             if lookup:
-                existing = self._db.get(lookup)
+                # where lookup holds a header that cannot be stored
+                headless = [at for _, p, at in plans if not self._may_have_headers(p.table_id)]
+                alternate = len(headless) == len(plans) == len(lookup) // 2 \
+                    and all(len(p.rows) == 1 for _, p, _ in plans)
+                existing = self._lookup(lookup, headless, alternate)
                 for prefix, p, at in plans:
+                    if not reconcile.rows_only(p):  # it may write the partition's header
+                        self._note_headed(batch, p.table_id)
                     self._merge_into(batch, prefix, p, lookup, existing, at)
             if not batch.is_empty():
                 self._db.write(batch, self._write_async)
         if sync:  # outside the lock: other writers need not wait for our fsync
             self.sync()
+
+    def _lookup(self, lookup: list[bytes], skipped: list[int], alternate: bool) -> list:
+        """The stored values of `lookup`, None at the `skipped` places without looking.
+        `alternate`: every other key is skipped, from the first (headless partitions of one
+        row each, the usual write)."""
+        if not skipped:
+            return self._db.get(lookup)
+        if alternate:
+            existing = [None] * len(lookup)
+            existing[1::2] = self._db.get(lookup[1::2])
+            return existing
+        skip = set(skipped)
+        found = iter(self._db.get([key for i, key in enumerate(lookup) if i not in skip]))
+        return [None if i in skip else next(found) for i in range(len(lookup))]
 
     @staticmethod
     def _merge_into(batch: WriteBatch, prefix: bytes, incoming: Partition,
@@ -253,7 +310,9 @@ class RocksEngine(StorageEngine):
             else:  # an all-0xFF id: every key from table_id on is this table's
                 for key in self._db.keys(from_key=table_id):
                     batch.delete(key)
+            batch.delete(_HEADED + table_id, self._tables_handle)
             self._db.write(batch, self._write_sync)
+            self._headed.discard(table_id)  # its headers are gone
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -277,14 +336,18 @@ class RocksEngine(StorageEngine):
             # Point lookups first: a row under the empty clustering key is the row of a table
             # without clustering columns, so it is the partition's only row, and no iterator
             # (which would visit every memtable and SST file) is needed.
-            header, only = self._db.get([prefix + keys.KIND_HEADER, row_prefix])
+            if self._may_have_headers(cmd.table_id):
+                header, only = self._db.get([prefix + keys.KIND_HEADER, row_prefix])
+            else:
+                header, only = None, self._db.get(row_prefix)
             if only is not None:
                 rows[b""] = _row_from_bytes(only)
                 intervals: list[reconcile.Interval] = []
             else:
                 intervals = [(b"", None)]
         else:
-            header = self._db.get(prefix + keys.KIND_HEADER)
+            header = self._db.get(prefix + keys.KIND_HEADER) \
+                if self._may_have_headers(cmd.table_id) else None
             intervals = [iv for s in cmd.slices
                          if (iv := reconcile.clustering_interval(s.start, s.end)) is not None]
         _header_from_bytes(header, p)
@@ -470,6 +533,8 @@ class RocksEngine(StorageEngine):
                     continue
                 fresh = reconcile.canonical(rw.new)
                 wanted = {prefix + keys.KIND_HEADER: _header_to_bytes(fresh)}
+                if wanted[prefix + keys.KIND_HEADER] is not None:
+                    self._note_headed(batch, expected.table_id)
                 row_prefix = prefix + keys.KIND_ROW
                 for ckey, row in fresh.rows.items():
                     wanted[row_prefix + ckey] = _pack(row_to_plain(row))
@@ -587,6 +652,8 @@ class RocksEngine(StorageEngine):
             self._meta.close()
             self._hints.close()
             self._batchlog.close()
+            self._tables.close()
+            self._tables_handle = None
             self._hints_handle = None
             self._db.close()
             self._db = None
