@@ -209,3 +209,39 @@ def test_a_wide_partition_is_compacted_in_fragments_and_what_its_deletion_shadow
     assert [r["c"] for r in inspect(cluster, "node2", "wide", 1)] == list(range(5_000, 5_100))
     with Session(2, WIDE_SUBNET) as s:
         assert s.run("SELECT count(*) FROM gc.wide WHERE k = 1", cl=ConsistencyLevel.ALL) == [(100,)]
+
+
+def test_a_table_without_tombstones_is_skipped_by_the_pass_until_a_delete(wide_cluster):
+    """Live rows only: once a pass has walked gc.clean, the next ones skip it, also after
+    more live rows; a DELETE has it walked again, and its tombstone, past gc_grace, purged."""
+    cluster = wide_cluster
+    with Session(1, WIDE_SUBNET) as s:
+        s.run(f"CREATE KEYSPACE IF NOT EXISTS gc WITH replication = {RF3}")
+        s.run("CREATE TABLE gc.clean (k int PRIMARY KEY, v text) WITH gc_grace_seconds = 0")
+        insert = s.session.prepare("INSERT INTO gc.clean (k, v) VALUES (?, ?)")
+        insert.consistency_level = ConsistencyLevel.ALL
+        execute_concurrent_with_args(s.session, insert, [(k, "live") for k in range(500)], concurrency=32,
+                                     raise_on_first_error=True)
+    with cluster.client("node2") as admin:
+        admin.call("compact", {})  # walks it (unless the hourly pass already has)
+        assert "gc.clean" in admin.call("compact", {})["skipped"]
+    with Session(1, WIDE_SUBNET) as s:
+        execute_concurrent_with_args(s.session, insert, [(k, "more") for k in range(500, 600)], concurrency=32,
+                                     raise_on_first_error=True)
+    with cluster.client("node2") as admin:
+        assert "gc.clean" in admin.call("compact", {})["skipped"]
+    with Session(1, WIDE_SUBNET) as s:
+        deleted_at = int(time.time())
+        s.run("DELETE FROM gc.clean WHERE k = 7", cl=ConsistencyLevel.ALL)
+
+    def purged() -> bool:  # gc_grace 0: purgeable once a second has passed
+        with cluster.client("node2") as admin:
+            after = admin.call("compact", {})
+        assert "gc.clean" not in after["skipped"]
+        return after["purge_horizon_s"] >= deleted_at
+    wait_until(purged, 20, "node2 to walk gc.clean again and purge the tombstone")
+    with cluster.client("node2") as admin:
+        admin.call("compact", {})  # finds it clean again
+        assert "gc.clean" in admin.call("compact", {})["skipped"]
+    with Session(2, WIDE_SUBNET) as s:
+        assert s.run("SELECT count(*) FROM gc.clean", cl=ConsistencyLevel.ALL) == [(599,)]

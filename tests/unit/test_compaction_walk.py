@@ -3,7 +3,8 @@ real `TombstoneCompaction`, driven by hand against the engine) walks such a part
 bounded fragments, ends where compacting it whole would, and purges the partition deletion
 and range tombstones only after a clean walk -- a fragment that a concurrent write kept
 from being rewritten, or a deletion that arrived during the walk, keeps them for the next
-pass, so the rows they shadow never come back."""
+pass, so the rows they shadow never come back. A table whose walk found nothing for
+compaction is skipped by later passes until a write gives it something (agora.storage.clean)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import random
 import pytest
 
 from agora.core import reconcile
-from agora.core.effects import PersistMeta, SetTimer, StorageReplace, StorageScan
+from agora.core.effects import PersistMeta, SetTimer, StorageReplace, StorageScan, StorageWalkClean
 from agora.core.tombstones import compaction
 from agora.core.tombstones.compaction import (CHUNK_TIMER, PASS_TIMER, NoPeers, PurgeGuards, TombstoneCompaction,
                                               compact_partition)
+from agora.core.ring.partitioner import token_for_key
 from agora.core.types import Bound, Cell, Deletion, Partition, RangeTombstone, ReadCommand, Row
 from agora.storage import completions
 from agora.storage.memory import MemoryEngine
@@ -70,6 +72,8 @@ def run_pass(engine, before_effect=None, clock=lambda chunk: NOW_MS, truncated_a
                     effects += comp.on_scan_done(done, clock(chunk))
                 else:
                     effects += comp.on_replace_done(done)
+            elif isinstance(eff, StorageWalkClean):
+                completions.run_walk_clean(engine, eff)
             elif isinstance(eff, SetTimer) and eff.timer_id == CHUNK_TIMER:
                 chunk += 1
                 effects += comp.on_timer(CHUNK_TIMER, clock(chunk))
@@ -397,3 +401,90 @@ def test_a_truncation_learnt_of_before_the_first_pass_is_due_is_walked_when_it_i
     off = TombstoneCompaction(lambda: [(T, GRACE_S)], PurgeGuards(NoPeers(), "me"), 0, 10_000)
     off.start(1_000)
     assert off.compact_soon([T], 50_000) == []  # tombstone_gc_interval 0: no walk at all
+
+
+# ---- tables with nothing for compaction are skipped ------------------------------------------
+
+
+def _fill_live(engine, keys: range) -> None:
+    engine.apply([Partition(T, b"p%d" % i, rows={b"": live(10)}) for i in keys])
+
+
+def _skipped(answers) -> bool:
+    return [a.skipped for a in answers] == [True]
+
+
+def test_a_table_walked_clean_is_skipped_until_a_write_gives_compaction_something(engine):
+    """Live rows only: the first pass walks the table and records it clean, the next skip
+    it, live writes keep it skipped; a row deletion or a TTL has it walked (and purged)
+    again, and it is skipped once a walk has found it clean once more."""
+    _fill_live(engine, range(200))
+    walked = run_pass(engine)
+    assert len(walked) >= 3 and not any(a.skipped for a in walked)  # several chunks
+    assert _skipped(run_pass(engine))
+    _fill_live(engine, range(200, 210))  # live data merged into live data: still clean
+    assert _skipped(run_pass(engine))
+    for change in (Partition(T, b"p3", rows={b"": Row((), None, Deletion(20, 100))}),
+                   Partition(T, b"p4", rows={b"": live(30, ttl=50, ldt=150)})):
+        engine.apply([change])
+        answers = run_pass(engine)
+        assert not any(a.skipped for a in answers)
+        assert engine.read(ReadCommand(T, change.key)) is None  # purged, or expired and purged
+        assert not any(a.skipped for a in run_pass(engine))  # the walk that purged had work
+        assert _skipped(run_pass(engine))
+
+
+def test_a_tombstone_written_behind_the_walk_keeps_the_table_from_being_recorded_clean(engine):
+    """A row deletion written during the walk, at a partition the walk has already passed:
+    the walk finds nothing to do, but the table is not recorded clean, and the next pass
+    walks it and purges the deletion."""
+    _fill_live(engine, range(200))
+    first = min((token_for_key(b"p%d" % i), b"p%d" % i) for i in range(200))[1]
+
+    def delete_behind(eff, chunk, comp):
+        if chunk == 2 and isinstance(eff, StorageScan):
+            engine.apply([Partition(T, first, rows={b"": Row((), None, Deletion(20, 100))})])
+    answers = run_pass(engine, before_effect=delete_behind)
+    assert not any(a.skipped for a in answers)
+    assert engine.read(ReadCommand(T, first)) is not None  # the walk had passed it
+    assert not any(a.skipped for a in run_pass(engine))
+    assert engine.read(ReadCommand(T, first)) is None
+
+
+def test_a_truncated_table_is_walked_every_pass(engine):
+    _fill_live(engine, range(20))
+    for _ in range(3):
+        assert not any(a.skipped for a in run_pass(engine, truncated_at=5))
+    assert not _skipped(run_pass(engine))  # the walks under a truncation recorded nothing
+    assert _skipped(run_pass(engine))
+
+
+def test_a_clean_record_is_durable_and_ends_with_a_drop_or_a_tombstone(tmp_path):
+    path = str(tmp_path / "db")
+    engine = RocksEngine(path)
+    _fill_live(engine, range(20))
+    run_pass(engine)
+    engine.close()
+    engine = RocksEngine(path)
+    assert _skipped(run_pass(engine))  # recorded on disk
+    engine.apply([Partition(T, b"p1", deletion=Deletion(20, 100))])
+    engine.close()
+    engine = RocksEngine(path)
+    assert not any(a.skipped for a in run_pass(engine))  # the deletion ended it, on disk too
+    run_pass(engine)
+    assert engine.begin_walk(T, None)
+    engine.drop_table(T)
+    engine.close()
+    engine = RocksEngine(path)
+    assert not engine.begin_walk(T, None)
+    engine.close()
+
+
+def test_a_power_loss_forgets_the_memory_engines_clean_records():
+    engine = MemoryEngine()
+    _fill_live(engine, range(20))
+    engine.sync()
+    run_pass(engine)
+    assert _skipped(run_pass(engine))
+    engine.crash()
+    assert not any(a.skipped for a in run_pass(engine))

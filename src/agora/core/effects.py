@@ -115,7 +115,12 @@ class StorageScan:
     `truncated_at` (the table's `Schema.truncated_at`, for a scan whose reader drops what
     the truncation covers with `reconcile.drop_truncated`): the engine may return a stored
     row the truncation covers entirely as a stand-in that drop_truncated drops, without
-    decoding it. The answer is otherwise the same: the same rows, bounds and positions."""
+    decoding it. The answer is otherwise the same: the same rows, bounds and positions.
+
+    `walk_start`: the first scan of a compaction walk over the whole table (under
+    `truncated_at`). The engine may answer it at once, empty, exhausted and `skipped`, if the
+    table is recorded clean under that truncation (`agora.storage.clean`); otherwise it
+    watches the table's writes until the walk ends (`StorageWalkClean`)."""
 
     op_id: int
     table_id: bytes
@@ -127,6 +132,7 @@ class StorageScan:
     split: bool = False
     start_ckey: bytes | None = None
     truncated_at: int | None = None
+    walk_start: bool = False
 
     def token_range(self) -> tuple[Token, Token]:
         """(exclusive start, inclusive end) to hand `StorageEngine.scan_pieces`."""
@@ -244,13 +250,15 @@ class StorageScanDone:
     """`partitions`: (token, partition) in position order; `exhausted`: the scan reached
     end_token (False: it stopped at a bound and more may follow the last partition);
     `cut_ckey`: the last partition was cut after this row (a split scan), its later rows
-    are not here."""
+    are not here. `skipped`: a `walk_start` scan the engine answered at once, the table
+    being clean (nothing is here, and nothing needs walking)."""
 
     op_id: int
     partitions: tuple[tuple[Token, Partition], ...]
     exhausted: bool
     error: str | None = None
     cut_ckey: bytes | None = None
+    skipped: bool = False
 
 
 @fast_init
@@ -418,6 +426,18 @@ class StorageDropTable:
     downtime check's wipe of data that may hold zombies."""
 
     table_id: bytes
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class StorageWalkClean:
+    """A compaction walk begun by a `walk_start` scan of `table_id` reached the table's end
+    and found nothing for compaction in any partition (no completion): the engine records
+    the table clean under `truncated_at`, unless a write since the walk began had something
+    for compaction (`agora.storage.clean`)."""
+
+    table_id: bytes
+    truncated_at: int | None
 
 
 @fast_init

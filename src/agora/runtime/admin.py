@@ -140,12 +140,17 @@ class AdminVerbs:
 
     async def op_compact(self, args: dict):
         """Run a tombstone compaction pass now (as its timer would) and answer once it has
-        walked every table: {"passes", "chunks", "partitions_rewritten", "purge_horizon_s"}."""
+        walked every table: {"passes", "chunks", "partitions_rewritten", "tables_skipped",
+        "purge_horizon_s", "skipped"}, the last the "keyspace.table" names this pass skipped
+        as clean (nothing for compaction written since their last walk)."""
         compaction = self.rt.node.tombstones.compaction
         self.rt._feed(lambda t: self.rt.node.tombstones.run_pass(t))
         while compaction.running:
             await asyncio.sleep(COMPACT_POLL_S)
-        return {**compaction.stats, "purge_horizon_s": compaction.horizon_s}
+        schema = self.rt.node.schema.schema
+        skipped = sorted(f"{t.keyspace}.{t.name}" for tid in compaction.skipped
+                         if (t := schema.table_by_id(tid)) is not None)
+        return {**compaction.stats, "purge_horizon_s": compaction.horizon_s, "skipped": skipped}
 
     # ---- rows -----------------------------------------------------------------------------
 

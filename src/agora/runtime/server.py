@@ -28,7 +28,7 @@ from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Sen
 from agora.core.effects import (HintDelete, HintIndex, HintPut,
                                 HintScan)
 from agora.core.effects import (BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
-                                StorageDropTable, StorageReplace)
+                                StorageDropTable, StorageReplace, StorageWalkClean)
 from agora.core.errors import AgoraError, ProtocolError
 from agora.core.limits import MAX_FRAME_BYTES
 from agora.core.messages import ClientReq, RangeReadRsp, ReadRsp
@@ -196,7 +196,8 @@ class NodeRuntime:
         }
         for kind in (HintPut, HintDelete, HintScan, HintIndex):
             handlers[kind] = self._hint_effect
-        for kind in (StorageReplace, StorageDropTable, BatchlogStore, BatchlogRemove, BatchlogLoad, Halt):
+        for kind in (StorageReplace, StorageDropTable, StorageWalkClean, BatchlogStore, BatchlogRemove,
+                     BatchlogLoad, Halt):
             handlers[kind] = self._gc_batchlog_effect
         return handlers
 
@@ -278,7 +279,7 @@ class NodeRuntime:
             return completions.failed(eff, exc)
 
     def _gc_batchlog_effect(self, eff) -> None:
-        """Tombstone compaction's rewrites, the downtime check's wipe, the batchlog
+        """Tombstone compaction's rewrites and clean records, the downtime check's wipe, the batchlog
         (agora.core.tombstones, agora.core.batchlog) and the test-only Halt. A rewrite runs at
         once on the loop: it is one bounded chunk (GC_CHUNK_ROWS stored rows, about
         GC_CHUNK_BYTES) under the engine's write lock. A synced batchlog store runs on the fsync thread, as a synced put."""
@@ -287,10 +288,12 @@ class NodeRuntime:
             for handler in logging.getLogger().handlers:
                 handler.flush()
             os._exit(HALT_EXIT_CODE)
-        if isinstance(eff, (StorageDropTable, BatchlogRemove)):
+        if isinstance(eff, (StorageDropTable, StorageWalkClean, BatchlogRemove)):
             try:
                 if isinstance(eff, StorageDropTable):
                     self.engine.drop_table(eff.table_id)
+                elif isinstance(eff, StorageWalkClean):  # a record lost only costs a walk
+                    completions.run_walk_clean(self.engine, eff)
                 else:  # a removal that fails only makes the batch replay once more
                     self.engine.batchlog_remove(eff.batch_id)
             except Exception:

@@ -62,7 +62,7 @@ from agora.core.effects import (CancelTimer, Event, Log, PersistMeta, Reply, Sen
 from agora.core.effects import (HintDelete, HintIndex, HintPut,
                                 HintScan)
 from agora.core.effects import (BatchlogLoad, BatchlogRemove, BatchlogStore, Halt,
-                                StorageDropTable, StorageReplace)
+                                StorageDropTable, StorageReplace, StorageWalkClean)
 from agora.core.errors import AgoraError
 from agora.core.node import Node, restore
 from agora.core.packing import pack
@@ -417,6 +417,9 @@ class SimHost:
         if isinstance(eff, StorageDropTable):
             self.engine.drop_table(eff.table_id)
             return
+        if isinstance(eff, StorageWalkClean):
+            completions.run_walk_clean(self.engine, eff)
+            return
         if isinstance(eff, BatchlogRemove):
             self.engine.batchlog_remove(eff.batch_id)
             return
@@ -506,7 +509,8 @@ _HANDLERS: dict[type, Callable[[SimHost, Any], None]] = {
     StorageGet: SimHost._storage_get, StorageScan: SimHost._storage_scan,
     HintPut: SimHost._hint_effect, HintDelete: SimHost._hint_effect, HintScan: SimHost._hint_effect,
     HintIndex: SimHost._hint_effect, StorageReplace: SimHost._gc_batchlog_effect,
-    StorageDropTable: SimHost._gc_batchlog_effect, BatchlogStore: SimHost._gc_batchlog_effect,
+    StorageDropTable: SimHost._gc_batchlog_effect, StorageWalkClean: SimHost._gc_batchlog_effect,
+    BatchlogStore: SimHost._gc_batchlog_effect,
     BatchlogRemove: SimHost._gc_batchlog_effect, BatchlogLoad: SimHost._gc_batchlog_effect,
     Halt: SimHost._gc_batchlog_effect, PersistMeta: SimHost._persist_meta, Log: SimHost._log_effect,
     Event: SimHost._event,

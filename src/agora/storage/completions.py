@@ -12,7 +12,7 @@ from __future__ import annotations
 from agora.core.effects import (BatchlogDone, BatchlogLoad, BatchlogStore, HintIndex,
                                 HintIndexDone, HintPut, HintPutDone, HintScan, HintScanDone,
                                 StorageGet, StorageGetDone, StorageReplace, StorageReplaceDone,
-                                StorageScan, StorageScanDone)
+                                StorageScan, StorageScanDone, StorageWalkClean)
 
 
 # Pieces a scan's byte bound is read in: the scan stops before a piece that would take it
@@ -29,6 +29,8 @@ def complete(engine, eff):
             return StorageGetDone(eff.op_id, page.partition, None, page.more_after)
         return StorageGetDone(eff.op_id, engine.read(eff.command))
     if isinstance(eff, StorageScan):
+        if eff.walk_start and engine.begin_walk(eff.table_id, eff.truncated_at):
+            return StorageScanDone(eff.op_id, (), True, skipped=True)
         piece_bytes = max(1, eff.max_bytes // PIECES_PER_BYTE_BOUND) if eff.max_bytes else 0
         return eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(),
                                               eff.max_rows, piece_bytes, eff.truncated_at))
@@ -48,6 +50,11 @@ def complete(engine, eff):
     if isinstance(eff, HintIndex):
         return eff.collect(engine.hint_sizes())
     raise AssertionError(f"not a storage effect with a completion: {eff!r}")
+
+
+def run_walk_clean(engine, eff: StorageWalkClean) -> None:
+    """Carry out a `StorageWalkClean` (it has no completion)."""
+    engine.end_walk(eff.table_id, eff.truncated_at)
 
 
 def failed(eff, exc: BaseException):

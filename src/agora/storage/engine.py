@@ -148,6 +148,16 @@ class StorageEngine(abc.ABC):
         for the rows it covers: it reads the stored rows back the same way to compare them.
         `all_truncated`: see `StorageReplace` (an engine may ignore it: the pairs do the same)."""
 
+    @abc.abstractmethod
+    def begin_walk(self, table_id: bytes, truncated_at: int | None) -> bool:
+        """A compaction walk of the table begins (`StorageScan.walk_start`): True if it may be
+        skipped, the table being clean under this truncation (`agora.storage.clean`)."""
+
+    @abc.abstractmethod
+    def end_walk(self, table_id: bytes, truncated_at: int | None) -> None:
+        """The walk found nothing for compaction (`StorageWalkClean`): record the table clean,
+        unless a write since the walk began had something for compaction."""
+
     # ---- the batchlog (agora.core.batchlog): opaque entries by batch id, apart from data --
 
     @abc.abstractmethod

@@ -16,6 +16,8 @@ loses nothing in the RocksDB engine, so the simulator needs no model of it.)
 Hints (`put_hints` ...) are modelled the same way, in a sorted map of their own: a sync makes
 every put and delete so far durable, a crash falls back to the synced hints. So are batchlog
 entries (`batchlog_put` ...) and compaction's `replace` (which touches `current` like apply).
+The tables compaction may skip (`agora.storage.clean`) are kept in memory only, and a crash
+forgets them all: every table is walked again.
 
 It is deterministic: no clock, no randomness, and every iteration is over insertion-ordered
 dicts or sorted keys. Stored partitions are canonical and never mutated in place (merges
@@ -37,6 +39,7 @@ from agora.core.ring.partitioner import token_for_key
 from agora.core.types import Partition, ReadCommand
 from agora.storage import keys
 from agora.storage.engine import StorageEngine, coalesce, token_segments
+from agora.storage.clean import CleanTables
 
 PartitionId = tuple[bytes, bytes]  # (table_id, partition key)
 
@@ -54,6 +57,7 @@ class MemoryEngine(StorageEngine):
         self._hints_dirty: dict[bytes, None] = {}  # hint keys put or deleted since the last sync
         self._batchlog: dict[bytes, bytes] = {}  # batch id -> entry, as reads see it
         self._synced_batchlog: dict[bytes, bytes] = {}
+        self._clean = CleanTables()  # not persisted: a crash forgets every clean record
         self._closed = False
 
     # ---- data ---------------------------------------------------------------------------
@@ -62,6 +66,8 @@ class MemoryEngine(StorageEngine):
         assert not self._closed, "engine closed"
         batch = coalesce(partitions).items() if len(partitions) != 1 \
             else (((partitions[0].table_id, partitions[0].key), partitions[0]),)  # the usual: one
+        if self._clean.watching():
+            self._clean.written(p for _, p in batch)
         for ident, p in batch:
             old = self._current.get(ident)
             if old is None:
@@ -116,7 +122,14 @@ class MemoryEngine(StorageEngine):
             for ident in [ident for ident in view if ident[0] == table_id]:
                 del view[ident]
         self._index.pop(table_id, None)
+        self._clean.dropped(table_id)
         self.sync()
+
+    def begin_walk(self, table_id: bytes, truncated_at: int | None) -> bool:
+        return self._clean.begin_walk(table_id, truncated_at)
+
+    def end_walk(self, table_id: bytes, truncated_at: int | None) -> None:
+        self._clean.end_walk(table_id, truncated_at)
 
     # ---- durability ---------------------------------------------------------------------
 
@@ -151,6 +164,7 @@ class MemoryEngine(StorageEngine):
         self._hint_keys = sorted(self._hints)
         self._hints_dirty.clear()
         self._batchlog = dict(self._synced_batchlog)
+        self._clean = CleanTables()  # the writes a record vouched for may be lost
 
     def unsynced_count(self) -> int:
         """How many partitions a crash() now would roll back (for simulator checks)."""

@@ -27,7 +27,9 @@ So the engine lists, in `TABLES_COLUMN_FAMILY`, the tables that may store header
 table's entry in the same WriteBatch as its first header (and before any reader could find
 that header, in memory too). `apply` and point reads look up no header for a table not
 listed. A database written before that list existed (data stored, no `_HEADERS_KNOWN`
-marker) is not listed completely, so for it every table counts as headed.
+marker) is not listed completely, so for it every table counts as headed. The same column
+family holds the tables compaction may skip (`agora.storage.clean`): a write that ends a
+table's clean record deletes it in the write's own batch.
 
 Data blocks read from SST files are kept uncompressed in a block cache of
 `block_cache_bytes` (node option `file_cache_size`); metadata, hints and the batchlog share
@@ -86,6 +88,7 @@ from agora.core.plain import (
 from agora.core.ring.partitioner import token_for_key
 from agora.core.types import MAX_TOKEN, Cell, Partition, ReadCommand, ReadPage, Row
 from agora.storage import keys
+from agora.storage.clean import CleanTables
 from agora.storage.engine import StorageEngine, coalesce, token_segments
 
 META_COLUMN_FAMILY = "meta"
@@ -94,6 +97,7 @@ BATCHLOG_COLUMN_FAMILY = "batchlog"
 TABLES_COLUMN_FAMILY = "tables"  # what the engine knows of each table's keys (below)
 _HEADERS_KNOWN = b"headers-known"  # in TABLES_COLUMN_FAMILY: every headed table is listed
 _HEADED = b"headed:"  # + table id, in TABLES_COLUMN_FAMILY: the table may store headers
+_CLEAN = b"clean:"  # + table id -> msgpack truncated_at, in TABLES_COLUMN_FAMILY (clean.py)
 WRITE_BUFFER_BYTES = 32 << 20  # per memtable: modest, several nodes may share one machine
 MAX_WRITE_BUFFERS = 3  # memtables in memory at once (one filling, two flushing)
 BLOCK_CACHE_BYTES = 512 << 20  # uncompressed blocks cached for reads (node option file_cache_size)
@@ -202,6 +206,9 @@ class RocksEngine(StorageEngine):
         self._write_lock = threading.Lock()  # serialises read-modify-write batches
         self._headed = {key[len(_HEADED):] for key in self._tables.keys(from_key=_HEADED)
                         if key.startswith(_HEADED)}
+        self._clean = CleanTables({key[len(_CLEAN):]: _unpack(value)
+                                   for key, value in self._tables.items(from_key=_CLEAN)
+                                   if key.startswith(_CLEAN)})
         self._all_headed = False  # true for a database stored before headed tables were listed
         if self._tables.get(_HEADERS_KNOWN) is None:
             if self._no_data():
@@ -243,6 +250,9 @@ class RocksEngine(StorageEngine):
                 alternate = len(headless) == len(plans) == len(lookup) // 2 \
                     and all(len(p.rows) == 1 for _, p, _ in plans)
                 existing = self._lookup(lookup, headless, alternate)
+                if self._clean.watching():
+                    for table_id in self._clean.written(p for _, p, _ in plans):
+                        batch.delete(_CLEAN + table_id, self._tables_handle)
                 for prefix, p, at in plans:
                     if not reconcile.rows_only(p):  # it may write the partition's header
                         self._note_headed(batch, p.table_id)
@@ -311,6 +321,8 @@ class RocksEngine(StorageEngine):
                 for key in self._db.keys(from_key=table_id):
                     batch.delete(key)
             batch.delete(_HEADED + table_id, self._tables_handle)
+            batch.delete(_CLEAN + table_id, self._tables_handle)
+            self._clean.dropped(table_id)
             self._db.write(batch, self._write_sync)
             self._headed.discard(table_id)  # its headers are gone
 
@@ -546,6 +558,15 @@ class RocksEngine(StorageEngine):
         if sync:
             self.sync()
         return replaced
+
+    def begin_walk(self, table_id: bytes, truncated_at: int | None) -> bool:
+        with self._write_lock:  # no write between the record's check and the watch's start
+            return self._clean.begin_walk(table_id, truncated_at)
+
+    def end_walk(self, table_id: bytes, truncated_at: int | None) -> None:
+        with self._write_lock:
+            if self._clean.end_walk(table_id, truncated_at):
+                self._tables.put(_CLEAN + table_id, _pack(truncated_at), self._write_async)
 
     def _all_truncated(self, lo: bytes, hi: bytes, truncated_at: int) -> bool:
         """Whether everything stored from key lo (inclusive) to hi (exclusive), headers and

@@ -41,6 +41,17 @@ after checking, under its write lock, that all it stores there still is covered.
 that learns of a truncation walks that table at once (`compact_soon`) rather than at the
 next pass, once its first pass would have been due (purge guards known by then).
 
+A table whose last walk found nothing for compaction is not walked again until a write gives
+it something (a tombstone, a TTL, a partition header): a pass's walk begins with a
+`walk_start` scan, which the engine answers at once, `skipped`, for a table it records clean
+(`agora.storage.clean`). A walk that reaches the table's end having found only live,
+non-expiring data (`nothing_to_do`) and nothing its truncation covers says so
+(`StorageWalkClean`), and the engine records the table clean unless a write since the walk
+began had something for compaction. Truncated tables are walked every time: a write older
+than the truncation (a late hint) is live data, which would not end a record, yet the walk
+must drop it. Most tables hold no tombstones and were never truncated, and a pass then reads
+nothing of them.
+
 Does not know: how storage lays partitions out (the engine does the replace), or when a
 repair has run (the downtime check and the repair code decide that).
 """
@@ -52,7 +63,7 @@ from typing import Protocol
 
 from agora.core import reconcile
 from agora.core.effects import (Log, PersistMeta, Rewrite, SetTimer, StorageReplace, StorageReplaceDone,
-                                StorageScan, StorageScanDone)
+                                StorageScan, StorageScanDone, StorageWalkClean)
 from agora.core.types import MAX_TOKEN, MIN_TOKEN, Cell, NodeId, Partition, Row
 
 # Stored rows and bytes read per chunk (a bigger partition is walked in fragments): bound the
@@ -154,7 +165,7 @@ def compact_partition(p: Partition, now_s: int, gc_before_s: int,
     and range tombstones only with `purge_header` (a fragment keeps them: they may still
     shadow rows of the partition that compaction has not rewritten). Returns (the new
     version or None if unchanged, the largest ldt_s purged or 0 if nothing was)."""
-    if _nothing_to_do(p):
+    if nothing_to_do(p):
         return None, 0
     expired = reconcile.canonical(reconcile.expire(p, now_s))
     purged = reconcile.purge_tombstones(expired, gc_before_s)
@@ -166,7 +177,7 @@ def compact_partition(p: Partition, now_s: int, gc_before_s: int,
     return purged, max_purged_ldt(expired, gc_before_s, purge_header)
 
 
-def _nothing_to_do(p: Partition) -> bool:
+def nothing_to_do(p: Partition) -> bool:
     """Whether `p` is rows only and every row holds only live, non-expiring data (a marker
     or cells, no tombstone, no TTL): nothing can expire, nothing is shadowed, nothing is
     purgeable, so compaction leaves it as it is. Most stored partitions are so, and a pass
@@ -243,7 +254,11 @@ class TombstoneCompaction:
         self.running = False
         self._soon = False  # what runs is a walk of truncated tables only (compact_soon)
         self._deferred: set[bytes] = set()  # compact_soon's tables until the first pass is due
-        self.stats = {"passes": 0, "chunks": 0, "partitions_rewritten": 0}
+        # The table's walk began with a walk_start scan under this truncation, and has found
+        # nothing for compaction so far (None: it did not, or it has).
+        self._clean_under: list | None = None
+        self.stats = {"passes": 0, "chunks": 0, "partitions_rewritten": 0, "tables_skipped": 0}
+        self.skipped: list[bytes] = []  # the tables the latest pass skipped, clean
 
     def start(self, now_ms: int) -> list:
         self._started_ms = now_ms
@@ -267,6 +282,7 @@ class TombstoneCompaction:
             self._queue = [t for t in tables if t not in self._queue] + self._queue
             return []
         self.running = True
+        self.skipped = []
         self._queue = tables
         return self._next_table()
 
@@ -308,7 +324,14 @@ class TombstoneCompaction:
         self._table = self._queue.pop()
         self._cursor = (MIN_TOKEN, None, None)
         self._walk = None
-        return self._scan()
+        truncation = self.truncated_at(self._table)
+        if self._soon or truncation is not None:
+            # A truncated table is walked every time: a write older than its truncation (a
+            # late hint) is live data the walk must drop, which would not end a record.
+            self._clean_under = None
+            return self._scan()
+        self._clean_under = [truncation]
+        return self._scan(walk_start=True)
 
     def _new_op(self) -> int:
         op = self._next_op
@@ -316,14 +339,17 @@ class TombstoneCompaction:
         self._op = op
         return op
 
-    def _scan(self) -> list:
+    def _scan(self, walk_start: bool = False) -> list:
         token, key, ckey = self._cursor
         # a truncated table's scan may return the rows the truncation covers as stand-ins,
         # which drop_truncated drops like the rows (StorageScan.truncated_at); the replace
         # then reads the stored rows back the same way
         self._scanned_truncation = self.truncated_at(self._table)
+        if self._clean_under is not None and self._clean_under[0] != self._scanned_truncation:
+            self._clean_under = None  # truncated during the walk: its start cannot vouch
         return [StorageScan(self._new_op(), self._table, token, key, MAX_TOKEN, GC_CHUNK_ROWS, GC_CHUNK_BYTES,
-                            split=True, start_ckey=ckey, truncated_at=self._scanned_truncation)]
+                            split=True, start_ckey=ckey, truncated_at=self._scanned_truncation,
+                            walk_start=walk_start)]
 
     def gc_before_s(self, gc_grace_s: int, now_s: int) -> int:
         """Tombstones with ldt_s below this may go: older than gc_grace, and older than
@@ -339,7 +365,13 @@ class TombstoneCompaction:
             out = [] if done.error is None else [Log("warning", f"compaction scan failed: {done.error}")]
             self._table = None  # on to the next table, after the pause
             self._walk = None
+            self._clean_under = None
             return out + [SetTimer(CHUNK_TIMER, GC_CHUNK_PAUSE_MS)]
+        if done.skipped:  # clean since its last walk: on to the next table at once
+            self.stats["tables_skipped"] += 1
+            self.skipped.append(self._table)
+            self._clean_under = None
+            return self._next_table()
         now_s = now_ms // 1000
         gc_before = self.gc_before_s(grace, now_s)
         pairs, horizon = [], self.horizon_s
@@ -352,6 +384,8 @@ class TombstoneCompaction:
             up_to = done.cut_ckey if i == len(done.partitions) - 1 else None
             # what is left once TRUNCATE's part is gone: the walk and the purge work on that
             base = stored if truncated_at is None else reconcile.drop_truncated(stored, truncated_at)
+            if self._clean_under is not None and not (nothing_to_do(stored) and base == stored):
+                self._clean_under = None  # compaction has something to do in this table
             if base is None:
                 base = Partition(stored.table_id, stored.key)
                 scanned = self._scanned_truncation
@@ -402,6 +436,7 @@ class TombstoneCompaction:
         between chunks: both drivers run a chunk's scan, and the replace its completion
         issues, in one drain of the node's effects.)"""
         self._walk = None
+        self._clean_under = None
 
     def _walk_clean(self, fragment: Partition) -> bool:
         """Whether `fragment` continues a clean walk: its partition's earlier fragments were
@@ -419,6 +454,10 @@ class TombstoneCompaction:
         return out + self._advance()
 
     def _advance(self) -> list:
+        out: list = []
         if self._exhausted:
+            if self._clean_under is not None:  # the whole table, and nothing to do in it
+                out.append(StorageWalkClean(self._table, self._clean_under[0]))
+                self._clean_under = None
             self._table = None
-        return [SetTimer(CHUNK_TIMER, GC_CHUNK_PAUSE_MS)]
+        return out + [SetTimer(CHUNK_TIMER, GC_CHUNK_PAUSE_MS)]
