@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from agora.core import reconcile  # noqa: E402
-from agora.core.effects import PersistMeta, SetTimer, StorageReplace, StorageScan  # noqa: E402
+from agora.core.effects import PersistMeta, SetTimer, StorageReplace, StorageScan, StorageWalkClean  # noqa: E402
 from agora.core.tombstones.compaction import (CHUNK_TIMER, NoPeers, PurgeGuards, TombstoneCompaction,  # noqa: E402
                                               compact_partition)
 from agora.core.types import Cell, Deletion, Partition, ReadCommand, Row  # noqa: E402
@@ -70,6 +70,8 @@ def run_pass(engine: RocksEngine, now_ms: int) -> tuple[int, float, float]:
                     effects += comp.on_scan_done(done, now_ms)
                 else:
                     effects += comp.on_replace_done(done)
+            elif isinstance(eff, StorageWalkClean):  # the table had nothing for compaction
+                completions.run_walk_clean(engine, eff)
             elif isinstance(eff, SetTimer) and eff.timer_id == CHUNK_TIMER:
                 effects += comp.on_timer(CHUNK_TIMER, now_ms)
             else:

@@ -446,6 +446,7 @@ def test_a_tombstone_written_behind_the_walk_keeps_the_table_from_being_recorded
             engine.apply([Partition(T, first, rows={b"": Row((), None, Deletion(20, 100))})])
     answers = run_pass(engine, before_effect=delete_behind)
     assert not any(a.skipped for a in answers)
+    assert not engine._clean.watching()  # the write ended the watch: the walk cannot end clean
     assert engine.read(ReadCommand(T, first)) is not None  # the walk had passed it
     assert not any(a.skipped for a in run_pass(engine))
     assert engine.read(ReadCommand(T, first)) is None
@@ -472,11 +473,11 @@ def test_a_clean_record_is_durable_and_ends_with_a_drop_or_a_tombstone(tmp_path)
     engine = RocksEngine(path)
     assert not any(a.skipped for a in run_pass(engine))  # the deletion ended it, on disk too
     run_pass(engine)
-    assert engine.begin_walk(T, None)
+    assert engine.begin_walk(T)
     engine.drop_table(T)
     engine.close()
     engine = RocksEngine(path)
-    assert not engine.begin_walk(T, None)
+    assert not engine.begin_walk(T)
     engine.close()
 
 
@@ -488,3 +489,43 @@ def test_a_power_loss_forgets_the_memory_engines_clean_records():
     assert _skipped(run_pass(engine))
     engine.crash()
     assert not any(a.skipped for a in run_pass(engine))
+
+
+def test_a_pass_joining_a_truncated_tables_walk_names_only_its_own_skipped_tables():
+    """The tables a pass skipped are the latest pass's own, also when it starts while a walk
+    of truncated tables runs (admin `compact` reports them)."""
+    other = b"\x33" * 16
+    engine = MemoryEngine()
+    for tid in (T, other):
+        _fill_live_in(engine, tid)
+    truncated: dict = {}
+    comp = TombstoneCompaction(lambda: [(T, GRACE_S), (other, GRACE_S)], PurgeGuards(NoPeers(), "me"),
+                               60_000, 0, truncated_at=truncated.get)
+    comp.start(0)
+    for _ in range(2):  # the first pass records both clean, the second skips both
+        _drive(engine, comp, comp.run_pass(NOW_MS))
+    assert sorted(comp.skipped) == sorted([T, other])
+    truncated[T] = 5
+    effects = comp.compact_soon([T], NOW_MS)  # T's walk runs...
+    effects += comp.run_pass(NOW_MS)  # ...and a pass joins it
+    _drive(engine, comp, effects)
+    assert comp.skipped == [other]
+
+
+def _fill_live_in(engine, table: bytes) -> None:
+    engine.apply([Partition(table, b"p%d" % i, rows={b"": live(10)}) for i in range(5)])
+
+
+def _drive(engine, comp, effects) -> None:
+    while effects:
+        pending, effects = effects, []
+        for eff in pending:
+            if isinstance(eff, StorageScan):
+                effects += comp.on_scan_done(completions.complete(engine, eff), NOW_MS)
+            elif isinstance(eff, StorageReplace):
+                effects += comp.on_replace_done(completions.complete(engine, eff))
+            elif isinstance(eff, StorageWalkClean):
+                completions.run_walk_clean(engine, eff)
+            elif isinstance(eff, SetTimer) and eff.timer_id == CHUNK_TIMER:
+                effects += comp.on_timer(CHUNK_TIMER, NOW_MS)
+    assert not comp.running

@@ -117,10 +117,10 @@ class StorageScan:
     row the truncation covers entirely as a stand-in that drop_truncated drops, without
     decoding it. The answer is otherwise the same: the same rows, bounds and positions.
 
-    `walk_start`: the first scan of a compaction walk over the whole table (under
-    `truncated_at`). The engine may answer it at once, empty, exhausted and `skipped`, if the
-    table is recorded clean under that truncation (`agora.storage.clean`); otherwise it
-    watches the table's writes until the walk ends (`StorageWalkClean`)."""
+    `walk_start`: the first scan of a compaction walk over the whole table (one never
+    truncated). The engine may answer it at once, empty, exhausted and `skipped`, if the
+    table is recorded clean (`agora.storage.clean`); otherwise it watches the table's writes
+    for this walk (`StorageWalkClean` ends it)."""
 
     op_id: int
     table_id: bytes
@@ -433,11 +433,10 @@ class StorageDropTable:
 class StorageWalkClean:
     """A compaction walk begun by a `walk_start` scan of `table_id` reached the table's end
     and found nothing for compaction in any partition (no completion): the engine records
-    the table clean under `truncated_at`, unless a write since the walk began had something
-    for compaction (`agora.storage.clean`)."""
+    the table clean, unless a write since the walk began had something for compaction
+    (`agora.storage.clean`)."""
 
     table_id: bytes
-    truncated_at: int | None
 
 
 @fast_init

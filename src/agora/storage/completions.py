@@ -29,7 +29,7 @@ def complete(engine, eff):
             return StorageGetDone(eff.op_id, page.partition, None, page.more_after)
         return StorageGetDone(eff.op_id, engine.read(eff.command))
     if isinstance(eff, StorageScan):
-        if eff.walk_start and engine.begin_walk(eff.table_id, eff.truncated_at):
+        if eff.walk_start and engine.begin_walk(eff.table_id):
             return StorageScanDone(eff.op_id, (), True, skipped=True)
         piece_bytes = max(1, eff.max_bytes // PIECES_PER_BYTE_BOUND) if eff.max_bytes else 0
         return eff.collect(engine.scan_pieces(eff.table_id, *eff.token_range(), eff.resume(),
@@ -54,7 +54,7 @@ def complete(engine, eff):
 
 def run_walk_clean(engine, eff: StorageWalkClean) -> None:
     """Carry out a `StorageWalkClean` (it has no completion)."""
-    engine.end_walk(eff.table_id, eff.truncated_at)
+    engine.end_walk(eff.table_id)
 
 
 def failed(eff, exc: BaseException):

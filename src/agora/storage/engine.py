@@ -149,12 +149,12 @@ class StorageEngine(abc.ABC):
         `all_truncated`: see `StorageReplace` (an engine may ignore it: the pairs do the same)."""
 
     @abc.abstractmethod
-    def begin_walk(self, table_id: bytes, truncated_at: int | None) -> bool:
+    def begin_walk(self, table_id: bytes) -> bool:
         """A compaction walk of the table begins (`StorageScan.walk_start`): True if it may be
-        skipped, the table being clean under this truncation (`agora.storage.clean`)."""
+        skipped, the table being clean (`agora.storage.clean`)."""
 
     @abc.abstractmethod
-    def end_walk(self, table_id: bytes, truncated_at: int | None) -> None:
+    def end_walk(self, table_id: bytes) -> None:
         """The walk found nothing for compaction (`StorageWalkClean`): record the table clean,
         unless a write since the walk began had something for compaction."""
 

@@ -125,11 +125,11 @@ class MemoryEngine(StorageEngine):
         self._clean.dropped(table_id)
         self.sync()
 
-    def begin_walk(self, table_id: bytes, truncated_at: int | None) -> bool:
-        return self._clean.begin_walk(table_id, truncated_at)
+    def begin_walk(self, table_id: bytes) -> bool:
+        return self._clean.begin_walk(table_id)
 
-    def end_walk(self, table_id: bytes, truncated_at: int | None) -> None:
-        self._clean.end_walk(table_id, truncated_at)
+    def end_walk(self, table_id: bytes) -> None:
+        self._clean.end_walk(table_id)
 
     # ---- durability ---------------------------------------------------------------------
 

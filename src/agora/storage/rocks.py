@@ -27,7 +27,10 @@ So the engine lists, in `TABLES_COLUMN_FAMILY`, the tables that may store header
 table's entry in the same WriteBatch as its first header (and before any reader could find
 that header, in memory too). `apply` and point reads look up no header for a table not
 listed. A database written before that list existed (data stored, no `_HEADERS_KNOWN`
-marker) is not listed completely, so for it every table counts as headed. The same column
+marker) is not listed completely, so for it every table counts as headed, for good (the list
+is never rebuilt). An Agora from before the `tables` column family cannot open a database
+that has it (RocksDB refuses to open it without all its column families), so the upgrade is
+one way. The same column
 family holds the tables compaction may skip (`agora.storage.clean`): a write that ends a
 table's clean record deletes it in the write's own batch.
 
@@ -97,7 +100,7 @@ BATCHLOG_COLUMN_FAMILY = "batchlog"
 TABLES_COLUMN_FAMILY = "tables"  # what the engine knows of each table's keys (below)
 _HEADERS_KNOWN = b"headers-known"  # in TABLES_COLUMN_FAMILY: every headed table is listed
 _HEADED = b"headed:"  # + table id, in TABLES_COLUMN_FAMILY: the table may store headers
-_CLEAN = b"clean:"  # + table id -> msgpack truncated_at, in TABLES_COLUMN_FAMILY (clean.py)
+_CLEAN = b"clean:"  # + table id, in TABLES_COLUMN_FAMILY: the table is clean (clean.py)
 WRITE_BUFFER_BYTES = 32 << 20  # per memtable: modest, several nodes may share one machine
 MAX_WRITE_BUFFERS = 3  # memtables in memory at once (one filling, two flushing)
 BLOCK_CACHE_BYTES = 512 << 20  # uncompressed blocks cached for reads (node option file_cache_size)
@@ -206,8 +209,7 @@ class RocksEngine(StorageEngine):
         self._write_lock = threading.Lock()  # serialises read-modify-write batches
         self._headed = {key[len(_HEADED):] for key in self._tables.keys(from_key=_HEADED)
                         if key.startswith(_HEADED)}
-        self._clean = CleanTables({key[len(_CLEAN):]: _unpack(value)
-                                   for key, value in self._tables.items(from_key=_CLEAN)
+        self._clean = CleanTables({key[len(_CLEAN):] for key in self._tables.keys(from_key=_CLEAN)
                                    if key.startswith(_CLEAN)})
         self._all_headed = False  # true for a database stored before headed tables were listed
         if self._tables.get(_HEADERS_KNOWN) is None:
@@ -559,14 +561,14 @@ class RocksEngine(StorageEngine):
             self.sync()
         return replaced
 
-    def begin_walk(self, table_id: bytes, truncated_at: int | None) -> bool:
+    def begin_walk(self, table_id: bytes) -> bool:
         with self._write_lock:  # no write between the record's check and the watch's start
-            return self._clean.begin_walk(table_id, truncated_at)
+            return self._clean.begin_walk(table_id)
 
-    def end_walk(self, table_id: bytes, truncated_at: int | None) -> None:
+    def end_walk(self, table_id: bytes) -> None:
         with self._write_lock:
-            if self._clean.end_walk(table_id, truncated_at):
-                self._tables.put(_CLEAN + table_id, _pack(truncated_at), self._write_async)
+            if self._clean.end_walk(table_id):
+                self._tables.put(_CLEAN + table_id, b"", self._write_async)
 
     def _all_truncated(self, lo: bytes, hi: bytes, truncated_at: int) -> bool:
         """Whether everything stored from key lo (inclusive) to hi (exclusive), headers and

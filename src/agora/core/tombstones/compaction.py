@@ -45,9 +45,9 @@ A table whose last walk found nothing for compaction is not walked again until a
 it something (a tombstone, a TTL, a partition header): a pass's walk begins with a
 `walk_start` scan, which the engine answers at once, `skipped`, for a table it records clean
 (`agora.storage.clean`). A walk that reaches the table's end having found only live,
-non-expiring data (`nothing_to_do`) and nothing its truncation covers says so
-(`StorageWalkClean`), and the engine records the table clean unless a write since the walk
-began had something for compaction. Truncated tables are walked every time: a write older
+non-expiring data (`nothing_to_do`) says so (`StorageWalkClean`), and the engine records the
+table clean unless a write since the walk began had something for compaction. A table that
+was ever truncated (or dropped) is walked every time, without asking the engine: a write older
 than the truncation (a late hint) is live data, which would not end a record, yet the walk
 must drop it. Most tables hold no tombstones and were never truncated, and a pass then reads
 nothing of them.
@@ -254,9 +254,9 @@ class TombstoneCompaction:
         self.running = False
         self._soon = False  # what runs is a walk of truncated tables only (compact_soon)
         self._deferred: set[bytes] = set()  # compact_soon's tables until the first pass is due
-        # The table's walk began with a walk_start scan under this truncation, and has found
-        # nothing for compaction so far (None: it did not, or it has).
-        self._clean_under: list | None = None
+        # The table's walk began with a walk_start scan and has found nothing for compaction
+        # so far.
+        self._clean_walk = False
         self.stats = {"passes": 0, "chunks": 0, "partitions_rewritten": 0, "tables_skipped": 0}
         self.skipped: list[bytes] = []  # the tables the latest pass skipped, clean
 
@@ -278,11 +278,11 @@ class TombstoneCompaction:
         self.stats["passes"] += 1
         tables = sorted((tid for tid, _ in self.tables()), reverse=True)
         self._soon = False
+        self.skipped = []
         if self.running:
             self._queue = [t for t in tables if t not in self._queue] + self._queue
             return []
         self.running = True
-        self.skipped = []
         self._queue = tables
         return self._next_table()
 
@@ -324,14 +324,10 @@ class TombstoneCompaction:
         self._table = self._queue.pop()
         self._cursor = (MIN_TOKEN, None, None)
         self._walk = None
-        truncation = self.truncated_at(self._table)
-        if self._soon or truncation is not None:
-            # A truncated table is walked every time: a write older than its truncation (a
-            # late hint) is live data the walk must drop, which would not end a record.
-            self._clean_under = None
-            return self._scan()
-        self._clean_under = [truncation]
-        return self._scan(walk_start=True)
+        # A truncated table is walked every time: a write older than its truncation (a late
+        # hint) is live data the walk must drop, which would not end a record.
+        self._clean_walk = not self._soon and self.truncated_at(self._table) is None
+        return self._scan(walk_start=self._clean_walk)
 
     def _new_op(self) -> int:
         op = self._next_op
@@ -345,8 +341,6 @@ class TombstoneCompaction:
         # which drop_truncated drops like the rows (StorageScan.truncated_at); the replace
         # then reads the stored rows back the same way
         self._scanned_truncation = self.truncated_at(self._table)
-        if self._clean_under is not None and self._clean_under[0] != self._scanned_truncation:
-            self._clean_under = None  # truncated during the walk: its start cannot vouch
         return [StorageScan(self._new_op(), self._table, token, key, MAX_TOKEN, GC_CHUNK_ROWS, GC_CHUNK_BYTES,
                             split=True, start_ckey=ckey, truncated_at=self._scanned_truncation,
                             walk_start=walk_start)]
@@ -365,12 +359,12 @@ class TombstoneCompaction:
             out = [] if done.error is None else [Log("warning", f"compaction scan failed: {done.error}")]
             self._table = None  # on to the next table, after the pause
             self._walk = None
-            self._clean_under = None
+            self._clean_walk = False
             return out + [SetTimer(CHUNK_TIMER, GC_CHUNK_PAUSE_MS)]
         if done.skipped:  # clean since its last walk: on to the next table at once
             self.stats["tables_skipped"] += 1
             self.skipped.append(self._table)
-            self._clean_under = None
+            self._clean_walk = False
             return self._next_table()
         now_s = now_ms // 1000
         gc_before = self.gc_before_s(grace, now_s)
@@ -384,8 +378,8 @@ class TombstoneCompaction:
             up_to = done.cut_ckey if i == len(done.partitions) - 1 else None
             # what is left once TRUNCATE's part is gone: the walk and the purge work on that
             base = stored if truncated_at is None else reconcile.drop_truncated(stored, truncated_at)
-            if self._clean_under is not None and not (nothing_to_do(stored) and base == stored):
-                self._clean_under = None  # compaction has something to do in this table
+            if self._clean_walk and not (nothing_to_do(stored) and base == stored):
+                self._clean_walk = False  # compaction has something to do in this table
             if base is None:
                 base = Partition(stored.table_id, stored.key)
                 scanned = self._scanned_truncation
@@ -436,7 +430,7 @@ class TombstoneCompaction:
         between chunks: both drivers run a chunk's scan, and the replace its completion
         issues, in one drain of the node's effects.)"""
         self._walk = None
-        self._clean_under = None
+        self._clean_walk = False
 
     def _walk_clean(self, fragment: Partition) -> bool:
         """Whether `fragment` continues a clean walk: its partition's earlier fragments were
@@ -456,8 +450,8 @@ class TombstoneCompaction:
     def _advance(self) -> list:
         out: list = []
         if self._exhausted:
-            if self._clean_under is not None:  # the whole table, and nothing to do in it
-                out.append(StorageWalkClean(self._table, self._clean_under[0]))
-                self._clean_under = None
+            if self._clean_walk:  # the whole table, and nothing to do in it
+                out.append(StorageWalkClean(self._table))
+                self._clean_walk = False
             self._table = None
         return out + [SetTimer(CHUNK_TIMER, GC_CHUNK_PAUSE_MS)]
