@@ -104,6 +104,15 @@ def test_paged_scans_equal_the_model_across_chunks(seed, monkeypatch):
         assert node.rows("SELECT k, count(*) FROM t GROUP BY k", page_size=page_size) == \
             [(k, len(model[k]["rows"]) or 1) for k in order]
     assert node.rows("SELECT count(*) FROM t") == [(sum(len(p["rows"]) or 1 for p in model.values()),)]
+    # COUNT(*) alone reads bare rows (select.Pager.bare); beside a column's aggregates it does not
+    vs = [v for p in model.values() for v in p["rows"].values()]
+    assert node.rows("SELECT count(*), count(v), max(v) FROM t") == \
+        [(sum(len(p["rows"]) or 1 for p in model.values()), len(vs), max(vs, default=None))]
+    for k in range(9):
+        n = len(model[k]["rows"]) or 1 if k in model else 0
+        assert node.rows(f"SELECT count(*) FROM t WHERE k = {k}") == [(n,)]
+    assert node.rows("SELECT count(*) FROM t WHERE k IN (1, 3, 5)") == \
+        [(sum(len(model[k]["rows"]) or 1 for k in (1, 3, 5) if k in model),)]
 
 
 def test_rows_a_client_does_not_see_do_not_end_a_scan_early():

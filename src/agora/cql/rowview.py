@@ -25,6 +25,9 @@ class RowView:
     static_only: bool = False
 
 
+_NOTHING: dict = {}  # the values and cells of a bare row (rows_of); never filled
+
+
 def split_partition_key(table, key: bytes) -> list[bytes]:
     cols = table.partition_key_columns
     if len(cols) == 1:
@@ -59,10 +62,10 @@ def _assemble(col, cells: list[tuple[bytes, Cell]]) -> bytes | None:
     return None
 
 
-def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> bool:
+def _columns_of(table, cells_by_path: dict, values: dict | None, metas: dict | None) -> bool:
     """Fill `values` and `metas` from a row's cells; whether any cell is the table's: cells
     of columns the table no longer has, or had dropped when they were written
-    (`TableDef.hides`), are not."""
+    (`TableDef.hides`), are not. With `values` None, only whether any cell is."""
     multi: dict[str, list] = {}
     dropped = table.dropped
     multicell = table.multicell_by_name
@@ -74,6 +77,8 @@ def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> bool:
         if dropped and table.hides(name, cell.ts):
             continue
         seen = True
+        if values is None:
+            return True
         if is_multi:
             multi.setdefault(name, []).append((path, cell))
         else:
@@ -84,13 +89,21 @@ def _columns_of(table, cells_by_path: dict, values: dict, metas: dict) -> bool:
     return seen
 
 
-def rows_of(table, part: Partition | None, static_only: bool = True) -> list[RowView]:
+def rows_of(table, part: Partition | None, static_only: bool = True, bare: bool = False) -> list[RowView]:
     """The rows of a live partition view, in clustering order. A partition with static data
     but no rows gives one static-only row when `static_only` (Cassandra does so only for
     queries of whole partitions, and only once per partition). A row without a live marker
-    whose live cells all belong to dropped columns is not a row."""
+    whose live cells all belong to dropped columns is not a row. `bare`: the same rows
+    without their values and cells (what COUNT(*) needs: which rows there are)."""
     if part is None:
         return []
+    if bare:
+        out = [RowView(part.key, ckey, _NOTHING, _NOTHING) for ckey, row in sorted(part.rows.items())
+               if row.marker is not None or _columns_of(table, row.cells, None, None)]
+        if not out and static_only and part.static is not None \
+                and _columns_of(table, part.static.cells, None, None):
+            out.append(RowView(part.key, b"", _NOTHING, _NOTHING, static_only=True))
+        return out
     base: dict[str, bytes | None] = {}
     for col, raw in zip(table.partition_key_columns, split_partition_key(table, part.key)):
         base[col.name] = raw

@@ -276,6 +276,9 @@ class Pager:
         # applies it then), as Cassandra filters first
         self.range_per_partition_limit = 0 if any(f.column.kind in ("clustering", "regular")
                                                   for f in p.filters) else p.per_partition_limit or 0
+        # COUNT(*) alone, unfiltered and ungrouped, needs which rows there are, not their values
+        self.bare = p.aggregate and not p.group_width and not p.filters \
+            and all(o.kind == "aggregate" and o.column is None for o in p.outputs)
 
     def _take(self, rows: list[RowView], key: bytes, fresh_partition: bool) -> bool:
         """Add rows of one partition; True when the page is full."""
@@ -326,7 +329,7 @@ class Pager:
                 full = await self._partition(key, slices, resume)
             else:  # one row at most: read inline (the common point read, without a coroutine)
                 part = await self.backend.read(ReadCommand(p.table.id.bytes, key, slices), self.cl)
-                full = self._take(rows_of(p.table, part, static_only=self.static_rows), key, fresh_partition=True)
+                full = self._take(rows_of(p.table, part, self.static_rows, self.bare), key, fresh_partition=True)
             if full:
                 if self.pos.ckey is None:  # the page ended on the partition's last row
                     self.pos.index = i + 1
@@ -355,8 +358,7 @@ class Pager:
                 more_after = None
             last = more_after is None
             # the static-only row: for a partition without rows, known at its last page
-            rows = rows_of(p.table, part,
-                           static_only=self.static_rows and not resume and last and not produced)
+            rows = rows_of(p.table, part, self.static_rows and not resume and last and not produced, self.bare)
             short = short + 1 if not last and len(rows) < limit else 0
             if p.reversed:
                 rows.reverse()
@@ -387,7 +389,7 @@ class Pager:
             parts = await self.backend.read_range(cmd, self.cl)
             got = 0  # live rows as the coordinator counts them against `fetch`, hidden ones too
             for part in parts:
-                rows = rows_of(p.table, part, static_only=self.static_rows)
+                rows = rows_of(p.table, part, self.static_rows, self.bare)
                 got += live_row_count(part, cmd.per_partition_limit)
                 if self._take(rows, part.key, fresh_partition=True):
                     self.pos.token = token_for_key(part.key)
