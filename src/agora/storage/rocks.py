@@ -30,9 +30,9 @@ listed. A database written before that list existed (data stored, no `_HEADERS_K
 marker) is not listed completely, so for it every table counts as headed, for good (the list
 is never rebuilt). An Agora from before the `tables` column family cannot open a database
 that has it (RocksDB refuses to open it without all its column families), so the upgrade is
-one way. The same column
-family holds the tables compaction may skip (`agora.storage.clean`): a write that ends a
-table's clean record deletes it in the write's own batch.
+one way. The same column family holds the tables compaction may skip
+(`agora.storage.clean`): a write that ends a table's clean record deletes it in the write's
+own batch.
 
 Data blocks read from SST files are kept uncompressed in a block cache of
 `block_cache_bytes` (node option `file_cache_size`); metadata, hints and the batchlog share
