@@ -195,6 +195,14 @@ class Agora:
     def pids(self) -> dict[str, int]:
         return {n.name: pid for n in self.cluster.nodes if (pid := self.cluster.pid(n)) is not None}
 
+    def save_logs(self, dest: Path) -> None:
+        """Copy every node's log into `dest` (the temporary directory goes with stop())."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for n in self.cluster.nodes:
+            log = self.dir / n.name / "node.log"
+            if log.exists():
+                shutil.copyfile(log, dest / f"{n.name}.log")
+
     def stop(self) -> None:
         try:
             self.cluster.down(kill=True)

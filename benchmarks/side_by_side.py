@@ -188,6 +188,7 @@ class Runner:
                 f"agora: write-only, QUORUM, open loop {a.rate:g}/s, kill -9 {node} at {a.kill_at:g} s", a.rate)
             doc["config_duration_s"] = a.kill_duration
             self.record("agora-kill", "agora", "write", "QUORUM", doc, kill_stats(doc, a.kill_at, a.rate))
+            agora.save_logs(self.out / "agora-logs")  # what the nodes said, should a request fail
 
     def agora_fsync_runs(self) -> None:
         """QUORUM with commitlog_sync: batch (fsync before acknowledging), etcd's durability."""
