@@ -91,3 +91,36 @@ def test_deadlines_run_on_the_monotonic_clock(tmp_path, monkeypatch):
         assert 0 <= after - before < 1_000
     finally:
         runtime.engine.close()
+
+
+def test_an_effect_that_raises_does_not_drop_the_others(tmp_path, caplog):
+    """One pass's effects belong to many requests: a send that raises is logged, and the sends
+    after it still go (before, the rest of the batch was lost, and the connection whose
+    frames fed it was closed)."""
+    cfg = NodeConfig(cluster_name="raise", listen_address="127.0.77.3", storage_port=17393,
+                     native_transport_port=19393, seeds=["127.0.77.3"],
+                     data_directory=str(tmp_path / "n"))
+
+    async def scenario() -> None:
+        runtime = NodeRuntime(cfg)
+        await runtime.start()
+        sent = []
+
+        def send(target, payload):
+            if target == "127.0.77.8:7000":
+                raise RuntimeError("a link in a bad state")
+            sent.append((target, codec.decode(payload)))
+        runtime.transport.send = send
+        try:
+            part = (Partition(b"t" * 16, b"k"),)
+            first, second = MutationReq(1, part), MutationReq(2, part)
+            runtime._run([Send("127.0.77.8:7000", first), Send("127.0.77.9:7000", first),
+                          Send("127.0.77.8:7000", second), Send("127.0.77.9:7000", second)])
+            assert sent == [("127.0.77.9:7000", first), ("127.0.77.9:7000", second)]
+            assert not runtime._draining  # the next pass runs its effects
+        finally:
+            await runtime.close()
+
+    asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == \
+        ["Send failed; the other effects go on"] * 2

@@ -164,7 +164,10 @@ class NodeRuntime:
 
     def _run(self, effects) -> None:
         """Execute `effects` in order, then what executing them fed back (queued by the
-        handlers: a node call never runs inside another)."""
+        handlers: a node call never runs inside another). An effect that raises is logged
+        with its traceback and the others still run: the effects of one pass belong to many
+        requests (one request's send to one replica, another's answer), and one failure
+        must not drop the rest, nor close the connection whose frames fed them."""
         if self._draining:
             self._queue.extend(effects)
             return
@@ -176,7 +179,10 @@ class NodeRuntime:
                     handler = handlers.get(type(eff))
                     if handler is None:
                         raise AssertionError(f"unknown effect {eff!r}")
-                    handler(eff)
+                    try:
+                        handler(eff)
+                    except Exception:
+                        log.exception("%s failed; the other effects go on", type(eff).__name__)
                 if not queue:
                     break
                 effects = list(queue)
