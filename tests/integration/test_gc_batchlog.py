@@ -51,6 +51,13 @@ def wait_seen_down(cluster, down: str) -> None:
     wait_until(seen, 30, f"{down} marked down")
 
 
+def insert_all(s: PinnedSession, cql: str, rows: list[tuple]) -> None:
+    """Run the INSERT `cql` once per row of bound values, at ALL, 32 at a time."""
+    insert = s.session.prepare(cql)
+    insert.consistency_level = ConsistencyLevel.ALL
+    execute_concurrent_with_args(s.session, insert, rows, concurrency=32, raise_on_first_error=True)
+
+
 def inspect(cluster, name: str, table: str, k: int) -> list:
     with cluster.client(name) as admin:
         return admin.call("inspect", {"keyspace": "gc", "table": table, "key": {"k": k}})
@@ -188,14 +195,11 @@ def test_a_wide_partition_is_compacted_in_fragments_and_what_its_deletion_shadow
     with Session(1, WIDE_SUBNET) as s:
         s.run(f"CREATE KEYSPACE IF NOT EXISTS gc WITH replication = {RF3}")
         s.run("CREATE TABLE gc.wide (k int, c int, v text, PRIMARY KEY (k, c)) WITH gc_grace_seconds = 0")
-        insert = s.session.prepare("INSERT INTO gc.wide (k, c, v) VALUES (1, ?, ?)")
-        insert.consistency_level = ConsistencyLevel.ALL
-        execute_concurrent_with_args(s.session, insert, [(c, "x" * 100) for c in range(3_000)], concurrency=32,
-                                     raise_on_first_error=True)
+        insert = "INSERT INTO gc.wide (k, c, v) VALUES (1, ?, ?)"
+        insert_all(s, insert, [(c, "x" * 100) for c in range(3_000)])
         deleted_at = int(time.time())
         s.run("DELETE FROM gc.wide WHERE k = 1", cl=ConsistencyLevel.ALL)
-        execute_concurrent_with_args(s.session, insert, [(c, "new") for c in range(5_000, 5_100)], concurrency=32,
-                                     raise_on_first_error=True)
+        insert_all(s, insert, [(c, "new") for c in range(5_000, 5_100)])
     passes = []
 
     def purged() -> bool:  # compact until the deletion, past gc_grace (0 s) once a second passed, is gone
@@ -218,16 +222,12 @@ def test_a_table_without_tombstones_is_skipped_by_the_pass_until_a_delete(wide_c
     with Session(1, WIDE_SUBNET) as s:
         s.run(f"CREATE KEYSPACE IF NOT EXISTS gc WITH replication = {RF3}")
         s.run("CREATE TABLE gc.clean (k int PRIMARY KEY, v text) WITH gc_grace_seconds = 0")
-        insert = s.session.prepare("INSERT INTO gc.clean (k, v) VALUES (?, ?)")
-        insert.consistency_level = ConsistencyLevel.ALL
-        execute_concurrent_with_args(s.session, insert, [(k, "live") for k in range(500)], concurrency=32,
-                                     raise_on_first_error=True)
+        insert_all(s, "INSERT INTO gc.clean (k, v) VALUES (?, ?)", [(k, "live") for k in range(500)])
     with cluster.client("node2") as admin:
         admin.call("compact", {})  # walks it (unless the hourly pass already has)
         assert "gc.clean" in admin.call("compact", {})["skipped"]
     with Session(1, WIDE_SUBNET) as s:
-        execute_concurrent_with_args(s.session, insert, [(k, "more") for k in range(500, 600)], concurrency=32,
-                                     raise_on_first_error=True)
+        insert_all(s, "INSERT INTO gc.clean (k, v) VALUES (?, ?)", [(k, "more") for k in range(500, 600)])
     with cluster.client("node2") as admin:
         assert "gc.clean" in admin.call("compact", {})["skipped"]
     with Session(1, WIDE_SUBNET) as s:

@@ -378,7 +378,8 @@ class TombstoneCompaction:
             up_to = done.cut_ckey if i == len(done.partitions) - 1 else None
             # what is left once TRUNCATE's part is gone: the walk and the purge work on that
             base = stored if truncated_at is None else reconcile.drop_truncated(stored, truncated_at)
-            if self._clean_walk and not (nothing_to_do(stored) and base == stored):
+            idle = base is stored and nothing_to_do(stored)  # live data only, nothing truncated
+            if self._clean_walk and not idle:
                 self._clean_walk = False  # compaction has something to do in this table
             if base is None:
                 base = Partition(stored.table_id, stored.key)
@@ -391,7 +392,7 @@ class TombstoneCompaction:
                 self._walk = [base.key, (base.deletion, base.range_tombstones), True]
             elif after is not None and not self._walk_clean(base):  # a later fragment, of a spoilt walk
                 self._walk = [base.key, None, False]
-            new, purged_ldt = compact_partition(base, now_s, gc_before, purge_header)
+            new, purged_ldt = (None, 0) if idle else compact_partition(base, now_s, gc_before, purge_header)
             if new is None and base is not stored and base != stored:
                 new = base  # the truncated data leaves the disk
             if new is None and up_to is not None and (base.deletion is not None or base.range_tombstones):
