@@ -100,6 +100,28 @@ def test_unavailable_names_required_and_alive_once_the_detector_convicts():
     assert value(c.wait(get(c, 0, "u", "ONE"))) == "y"
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_node_killed_under_steady_quorum_writes_fails_no_write(seed):
+    """The issue's kill target on virtual time: writes every 2 ms through both survivors,
+    node 0 crashes, and for the next 12 s -- before, during and after the detectors convict
+    it -- every QUORUM write succeeds, and neither survivor ever holds the other down (a
+    false conviction would fail every write it coordinates for a round)."""
+    c = kv_cluster(seed)
+    writes, flaps = [], 0
+    for step in range(7_000):
+        if step == 1_000:
+            c.crash(0)
+        writes.append(put(c, 1 + step % 2, f"k{step % 300}", f"v{step}"))
+        c.run_for(2)
+        flaps += not (c.sees(1, 2) and c.sees(2, 1))
+    c.run_for(3_000)
+    assert not c.sees(1, 0) and not c.sees(2, 0), "the survivors should have convicted node 0"
+    failed = [w for w in writes if not w.done or w.error is not None]
+    assert failed == [] and flaps == 0
+    for n in (1, 2):
+        assert on_disk(c, n, "k299") == "v6899"
+
+
 def test_timeouts_when_a_replica_is_alive_by_gossip_but_unreachable():
     c = kv_cluster(3)
     c.wait(put(c, 0, "t", "before", "ALL"))
