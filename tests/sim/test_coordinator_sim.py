@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agora.core import rowmaps
-from agora.core.errors import InvalidRequest, ReadTimeout, Unavailable, WriteTimeout
+from agora.core.errors import InvalidRequest, ReadTimeout, Unavailable, WriteFailure, WriteTimeout
 from agora.core.limits import MAX_MUTATION_BYTES
 from agora.core.schema import ddl
 from agora.core.types import ConsistencyLevel as CL
@@ -120,6 +120,18 @@ def test_a_node_killed_under_steady_quorum_writes_fails_no_write(seed):
     assert failed == [] and flaps == 0
     for n in (1, 2):
         assert on_disk(c, n, "k299") == "v6899"
+
+
+def test_a_replica_that_cannot_take_a_write_fails_it_at_once_only_where_the_level_needs_it():
+    c = kv_cluster(6)
+    c.node(2).replica.knows_table = lambda table_id: False  # as if it had not heard of kv
+    c.wait(put(c, 0, "f", "quorum"))  # nodes 0 and 1 are a quorum
+    w = put(c, 0, "f", "all", "ALL")
+    err = error_of(c, w)
+    assert isinstance(err, WriteFailure) and err.failures == {c.nodes[2]: 0}
+    assert (err.received, err.required, err.write_type) == (2, 3, "SIMPLE")
+    assert w.latency_ms < 100  # at once, not after write_request_timeout
+    assert "1 failures" in str(err)
 
 
 def test_timeouts_when_a_replica_is_alive_by_gossip_but_unreachable():

@@ -594,6 +594,10 @@ def test_every_error_reaches_the_driver_with_its_fields(version):
         (E.ReadFailure(4, 1, 2, {"127.0.0.2": 0, "::1": 1}, True), cassandra.ReadFailure,
          dict(consistency=4, received_responses=1, required_responses=2, failures=2,
               data_retrieved=True)),
+        (E.WriteFailure(6, 1, 3, {"127.0.0.2:7000": 0, "127.0.0.3:7000": 0}, "UNLOGGED_BATCH"),
+         cassandra.WriteFailure,
+         dict(consistency=6, received_responses=1, required_responses=3, failures=2,
+              write_type=WriteType.UNLOGGED_BATCH)),
         (E.AlreadyExists("ks", "t"), cassandra.AlreadyExists, dict(keyspace="ks", table="t")),
         (E.AlreadyExists("ks"), cassandra.AlreadyExists, dict(keyspace="ks", table="")),
         (E.InvalidRequest("bad"), cassandra.InvalidRequest, {}),
@@ -624,6 +628,10 @@ def test_every_error_reaches_the_driver_with_its_fields(version):
     by_id = driver_decode(F.encode_error(version, 9, E.ReadFailure(1, 0, 1, {"127.0.0.4:7000": 0}, False)))
     if version >= 5:  # a node id ("ip:port") goes as its address
         assert by_id.info["error_code_map"] == {"127.0.0.4": 0}
+    written = driver_decode(F.encode_error(version, 9, E.WriteFailure(1, 0, 1, {"127.0.0.5:7000": 0})))
+    if version >= 5:
+        assert written.info["error_code_map"] == {"127.0.0.5": 0}
+    assert written.info["write_type"] == WriteType.SIMPLE and written.code == 0x1500
     msg = driver_decode(F.encode_error(version, 9, E.Unprepared(b"\x01\x02id")))
     assert isinstance(msg, dp.PreparedQueryNotFound) and msg.info == b"\x01\x02id"
 

@@ -11,7 +11,7 @@ from agora.core.config import config_from_dict, parse_size_bytes
 from agora.core.coordinator.write import TIMER as WRITE_TIMER
 from agora.core.coordinator.write import WriteCoordinator
 from agora.core.effects import HintIndex, HintScan, Reply, Send, SetTimer
-from agora.core.errors import ConfigError, Unavailable, WriteTimeout
+from agora.core.errors import ConfigError, Unavailable, WriteFailure, WriteTimeout
 from agora.core.hints import hint as records
 from agora.core.hints.throttle import THROTTLE_BURST_MS, Throttle
 from agora.core.messages import MutationRsp
@@ -202,6 +202,44 @@ def test_any_counts_a_stored_hint_and_is_never_unavailable():
     _, _, on_stored = hints.stored[0]
     assert on_stored()[0] == Reply(1, None)
     assert hints.stored[1][2]() == []  # the second hint finds the write answered
+
+
+def test_replica_failures_answer_write_failure_once_the_level_cannot_be_met():
+    hints = _Hints()
+    wc = WriteCoordinator(_Placement({"n1", "n2", "n3"}), 2_000, hints)
+    req_id = wc.start(1, [_part()], CL.QUORUM)[0].message.req_id
+    assert wc.on_response("n1", MutationRsp(req_id, "storage error: disk full")) == []  # n2, n3 may still
+    assert wc.on_response("n1", MutationRsp(req_id, "again")) == []  # one answer per replica
+    (reply,) = wc.on_response("n3", MutationRsp(req_id, "unknown table id 00"))
+    err = reply.result
+    assert reply.client_id == 1 and isinstance(err, WriteFailure)
+    assert (err.consistency, err.received, err.required, err.write_type) == (int(CL.QUORUM), 0, 2, "SIMPLE")
+    assert err.failures == {"n1": 0, "n3": 0} and err.num_failures == 2
+    assert wc.in_flight == 1  # n2 is still awaited, for its hint at the timeout
+    assert wc.on_response("n2", MutationRsp(req_id)) == []  # answered already
+    assert wc.in_flight == 0 and wc.on_timer(2_000) == [] and not hints.stored  # failed: not hinted
+
+
+def test_a_failure_the_level_can_spare_changes_nothing_and_is_not_hinted():
+    hints = _Hints()
+    wc = WriteCoordinator(_Placement({"n1", "n2", "n3"}), 2_000, hints)
+    req_id = wc.start(1, [_part()], CL.QUORUM)[0].message.req_id
+    assert wc.on_response("n2", MutationRsp(req_id, "storage error")) == []
+    assert wc.on_response("n1", MutationRsp(req_id)) == []
+    assert wc.on_response("n3", MutationRsp(req_id)) == [Reply(1, None)]
+    assert wc.in_flight == 0 and wc.on_timer(2_000) == [] and not hints.stored
+    # ALL spares none; a failure after the answer (ONE met) is only counted
+    req_id = wc.start(2, [_part()], CL.ALL)[0].message.req_id
+    assert isinstance(wc.on_response("n3", MutationRsp(req_id, "x"))[0].result, WriteFailure)
+    req_id = wc.start(3, [_part()], CL.ONE)[0].message.req_id
+    assert wc.on_response("n2", MutationRsp(req_id)) == [Reply(3, None)]
+    assert wc.on_response("n3", MutationRsp(req_id, "x")) == []
+    assert wc.on_timeout(3, 2_000) == []  # n1 is never hinted by these fakes; n3 failed
+    assert not hints.stored
+    # ANY never fails this way: a hint at the timeout may still meet it
+    req_id = wc.start(4, [_part()], CL.ANY)[0].message.req_id
+    for n in ("n1", "n2", "n3"):
+        assert wc.on_response(n, MutationRsp(req_id, "x")) == []
 
 
 def test_any_with_no_hint_possible_times_out_and_other_levels_are_unavailable():

@@ -68,6 +68,29 @@ class WriteTimeout(AgoraError):
 
 
 @dataclass
+class WriteFailure(AgoraError):
+    """Replicas answered a write with an error (a storage failure, a table they do not know,
+    a replica not serving after a long downtime), so few enough remain that the level cannot
+    be met (CQL Write_failure, 0x1500): said at once rather than after write_request_timeout.
+    `failures` maps each failed replica's node id ("ip:port") to a failure code (0: unknown);
+    the CQL codec sends their addresses."""
+
+    consistency: int
+    received: int
+    required: int
+    failures: dict
+    write_type: str = "SIMPLE"
+
+    def __str__(self) -> str:
+        return (f"Operation failed - received {self.received} responses and "
+                f"{len(self.failures)} failures")
+
+    @property
+    def num_failures(self) -> int:
+        return len(self.failures)
+
+
+@dataclass
 class ReadTimeout(AgoraError):
     """Too few replicas answered a read within read_request_timeout."""
 

@@ -51,7 +51,7 @@ class Backend(Protocol):
     def now_s(self) -> int: ...
 
     async def write(self, partitions: list[Partition], cl: ConsistencyLevel, write_type: str = "SIMPLE") -> None:
-        """Coordinate a write; raises Unavailable / WriteTimeout / InvalidRequest."""
+        """Coordinate a write; raises Unavailable / WriteTimeout / WriteFailure / InvalidRequest."""
 
     async def read(self, command: ReadCommand, cl: ConsistencyLevel) -> Partition | None | ReadPage:
         """Coordinate a single-partition read; returns the live view (what a client sees),

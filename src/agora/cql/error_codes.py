@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from agora.core.errors import (AlreadyExists, ConfigurationError, CqlSyntaxError, InvalidRequest,
                                Overloaded, ProtocolError, ReadFailure, ReadTimeout, TruncateError,
-                               Unavailable, Unprepared, WriteTimeout)
+                               Unavailable, Unprepared, WriteFailure, WriteTimeout)
 
 SERVER_ERROR = 0x0000
 PROTOCOL_ERROR = 0x000A
@@ -59,6 +59,9 @@ ERROR_CODES: tuple[ErrorRule, ...] = (
     ErrorRule(ReadFailure, 0x1300, "Read_failure",
               (("consistency", "consistency"), ("int", "received"), ("int", "required"),
                ("failures", "failures"), ("byte", "data_present"))),
+    ErrorRule(WriteFailure, 0x1500, "Write_failure",
+              (("consistency", "consistency"), ("int", "received"), ("int", "required"),
+               ("failures", "failures"), ("write_type", "write_type"))),
     ErrorRule(CqlSyntaxError, 0x2000, "Syntax_error"),
     ErrorRule(InvalidRequest, 0x2200, "Invalid"),  # SchemaError too
     ErrorRule(ConfigurationError, 0x2300, "Config_error"),

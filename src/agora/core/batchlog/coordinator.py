@@ -12,8 +12,9 @@ BatchlogManager): store the batch on its batchlog holders, apply it, then remove
 3. Apply: the batch goes to the write coordinator as an ordinary write with write_type
    BATCH, under an internal client id (negative); its Reply is intercepted (`after_writes`).
 4. Remove: on success the holders are sent BatchRemove and the client its answer. On a
-   failure (WriteTimeout) the client gets it with write_type BATCH and the entries stay:
-   the holders replay the batch later (holder.py), which is what "logged" promises.
+   failure (WriteTimeout, or WriteFailure when replicas answered with errors) the client
+   gets it with write_type BATCH and the entries stay: the holders replay the batch later
+   (holder.py), which is what "logged" promises.
 
 A batch of a single partition is applied directly (Cassandra: a one-partition mutation is
 atomic without the batchlog). `crash_after_store` is the test-only fault of the

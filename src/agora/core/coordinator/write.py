@@ -15,6 +15,15 @@ lives until every replica acked or the timeout fired. Whether to hint (enabled, 
 window) and the storing itself are `agora.core.hints`. Hints never count toward the
 consistency level, except for ANY, where a stored hint counts as one acknowledgement; ANY
 is therefore never Unavailable (with no live replica and no hint possible it times out).
+
+A replica that answers with an error (its storage failed, it does not know the table, it
+is not serving after a long downtime) is a failure, as in Cassandra's
+AbstractWriteResponseHandler.onFailure: once the replicas that acknowledged plus those
+still awaited cannot meet the level, the client is answered WriteFailure at once (CQL
+Write_failure, naming the failed replicas) instead of WriteTimeout later. A failed replica
+is not hinted: it answered, and what it could not store is repair's (Cassandra hints
+replicas that time out, not those that fail). ANY does not fail this way: a hint stored at
+the timeout may still meet it.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from typing import Protocol
 from agora.core.coordinator.deadlines import Deadlines
 from agora.core.coordinator.placement import Placement
 from agora.core.effects import Reply, Send
-from agora.core.errors import InvalidRequest, Unavailable, WriteTimeout
+from agora.core.errors import InvalidRequest, Unavailable, WriteFailure, WriteTimeout
 from agora.core.messages import MutationReq, MutationRsp
 from agora.core.quorum import Requirement, requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition
@@ -50,6 +59,7 @@ class _PartitionWrite:
     sent: tuple[NodeId, ...] = ()
     got: dict = field(default_factory=dict)
     acked: set = field(default_factory=set)
+    failed: dict = field(default_factory=dict)  # node -> failure code (0: unknown)
     done: bool = False
 
 
@@ -60,7 +70,7 @@ class _ClientWrite:
     parts: dict[int, _PartitionWrite]  # req_id -> partition write
     write_type: str
     remaining: int
-    unacked: int = 0  # replicas sent a mutation that have not acknowledged it
+    unacked: int = 0  # replicas sent a mutation that have not answered it
     replied: bool = False
 
 
@@ -144,11 +154,15 @@ class WriteCoordinator:
         if cw is None:
             return []
         pw = cw.parts[rsp.req_id]
-        if rsp.error is not None or source in pw.acked or source not in pw.sent:
+        if source in pw.acked or source in pw.failed or source not in pw.sent:
             return []
-        pw.acked.add(source)
         cw.unacked -= 1
-        effects = self._count(cw, pw, pw.requirement.bucket_of(source, self.placement.dc_of))
+        if rsp.error is not None:
+            pw.failed[source] = 0
+            effects = self._fail(cw, pw)
+        else:
+            pw.acked.add(source)
+            effects = self._count(cw, pw, pw.requirement.bucket_of(source, self.placement.dc_of))
         if cw.unacked == 0 and cw.replied:
             self._forget(cw)
         return effects
@@ -168,6 +182,22 @@ class WriteCoordinator:
             self._forget(cw)
         return [Reply(cw.client_id, None)]
 
+    def _fail(self, cw: _ClientWrite, pw: _PartitionWrite) -> list:
+        """A replica of `pw` failed: WriteFailure if the acknowledgements so far plus the
+        replicas still awaited can no longer meet the level."""
+        if cw.replied or pw.done or cw.cl == ConsistencyLevel.ANY:
+            return []
+        req = pw.requirement
+        awaited = [r for r in pw.sent if r not in pw.acked and r not in pw.failed]
+        possible = dict(pw.got)
+        for bucket, n in req.reached_by(awaited, self.placement.dc_of).items():
+            possible[bucket] = possible.get(bucket, 0) + n
+        if req.satisfied(possible):
+            return []
+        cw.replied = True
+        return [Reply(cw.client_id, WriteFailure(int(cw.cl), sum(pw.got.values()), req.total,
+                                                 dict(sorted(pw.failed.items())), cw.write_type))]
+
     def on_timer(self, now_ms: int) -> list:
         """The deadlines' timer: every write whose write_request_timeout passed times out."""
         expired, timer = self.deadlines.fire(self.placement.elapsed_ms(now_ms))
@@ -180,7 +210,7 @@ class WriteCoordinator:
 
     def on_timeout(self, client_id: int, now_ms: int = 0) -> list:
         """write_request_timeout passed: answer WriteTimeout if not yet answered, and hint
-        every replica that was sent the mutation and has not acknowledged it."""
+        every replica that was sent the mutation and has not answered it."""
         cw = self._by_client.get(client_id)
         if cw is None:
             return []
@@ -196,7 +226,7 @@ class WriteCoordinator:
         if self.hints is not None:
             for pw in cw.parts.values():
                 for r in pw.sent:
-                    if r not in pw.acked and self.hints.should_hint(r, now_ms):
+                    if r not in pw.acked and r not in pw.failed and self.hints.should_hint(r, now_ms):
                         effects.extend(self.hints.store(r, (pw.partition,), now_ms))
         return effects
 
