@@ -242,11 +242,25 @@ def test_a_failure_the_level_can_spare_changes_nothing_and_is_not_hinted():
         assert wc.on_response(n, MutationRsp(req_id, "x")) == []
 
 
+def test_a_timed_out_write_names_its_silent_replicas_in_the_log_at_most_once_a_second():
+    wc = WriteCoordinator(_Placement({"n1", "n2"}), 2_000, _Hints(allowed=()))
+    logs = []
+    for client_id, now_ms in [(1, 0), (2, 10), (3, 500), (4, 1_200)]:
+        req_id = wc.start(client_id, [_part()], CL.QUORUM, now_ms=now_ms)[0].message.req_id
+        wc.on_response("n1", MutationRsp(req_id))
+        reply, *log = wc.on_timeout(client_id, now_ms + 2_000)
+        assert isinstance(reply.result, WriteTimeout) and reply.result.received == 1
+        logs.append([e.text for e in log])
+    silent = "write timed out at QUORUM (1 of 2 acknowledged): no answer from n2; not sent to n3 (held down)"
+    assert logs == [[silent], [], [], [silent + "; 2 more timed out since the last such line"]]
+
+
 def test_any_with_no_hint_possible_times_out_and_other_levels_are_unavailable():
     wc = WriteCoordinator(_Placement(set()), 2_000, _Hints(allowed=()))
     wc.placement.replicas_for = lambda t, k: (("n2", "n3"), None, 2)
     assert len(wc.start(1, [_part()], CL.ANY)) == 1  # only the timer
-    (reply,) = wc.on_timeout(1, 2_000)
+    reply, log = wc.on_timeout(1, 2_000)
     assert isinstance(reply.result, WriteTimeout) and (reply.result.received, reply.result.required) == (0, 1)
+    assert log.text == "write timed out at ANY (0 of 1 acknowledged): no answer from none; not sent to n2, n3 (held down)"
     (reply,) = wc.start(2, [_part()], CL.ONE)
     assert isinstance(reply.result, Unavailable)

@@ -33,7 +33,7 @@ from typing import Protocol
 
 from agora.core.coordinator.deadlines import Deadlines
 from agora.core.coordinator.placement import Placement
-from agora.core.effects import Reply, Send
+from agora.core.effects import Log, Reply, Send
 from agora.core.errors import InvalidRequest, Unavailable, WriteFailure, WriteTimeout
 from agora.core.messages import MutationReq, MutationRsp
 from agora.core.quorum import Requirement, requirement
@@ -75,6 +75,9 @@ class _ClientWrite:
 
 
 TIMER = ("write",)  # the one timer of every write's deadline (agora.core.coordinator.deadlines)
+# At most one log line per this many ms names a timed-out write's silent replicas; the
+# others are counted into the next line, so an overloaded node does not flood its log.
+TIMEOUT_LOG_INTERVAL_MS = 1_000
 
 
 class WriteCoordinator:
@@ -85,6 +88,8 @@ class WriteCoordinator:
         self._by_req: dict[int, _ClientWrite] = {}
         self._by_client: dict[int, _ClientWrite] = {}
         self.deadlines = Deadlines(TIMER, self._by_client.__contains__)
+        self._timeout_logged_ms: int | None = None
+        self._timeouts_unlogged = 0
 
     @property
     def in_flight(self) -> int:
@@ -223,12 +228,33 @@ class WriteCoordinator:
             received = sum(worst.got.values())
             effects.append(Reply(client_id, WriteTimeout(int(cw.cl), received, worst.requirement.total,
                                                          cw.write_type)))
+            effects.extend(self._log_timeout(cw, worst, received, now_ms))
         if self.hints is not None:
             for pw in cw.parts.values():
                 for r in pw.sent:
                     if r not in pw.acked and r not in pw.failed and self.hints.should_hint(r, now_ms):
                         effects.extend(self.hints.store(r, (pw.partition,), now_ms))
         return effects
+
+    def _log_timeout(self, cw: _ClientWrite, pw: _PartitionWrite, received: int, now_ms: int) -> list:
+        """Which replicas a timed-out write waited for in vain, and which it never sent to
+        because this node held them down: what tells a lost message from a wrong verdict."""
+        now = self.placement.elapsed_ms(now_ms)
+        last = self._timeout_logged_ms
+        if last is not None and now - last < TIMEOUT_LOG_INTERVAL_MS:
+            self._timeouts_unlogged += 1
+            return []
+        self._timeout_logged_ms = now
+        silent = [r for r in pw.sent if r not in pw.acked and r not in pw.failed]
+        unsent = [r for r in pw.replicas if r not in pw.sent]
+        text = (f"write timed out at {cw.cl.name} ({received} of {pw.requirement.total} "
+                f"acknowledged): no answer from {', '.join(silent) or 'none'}")
+        if unsent:
+            text += f"; not sent to {', '.join(unsent)} (held down)"
+        if self._timeouts_unlogged:
+            text += f"; {self._timeouts_unlogged} more timed out since the last such line"
+            self._timeouts_unlogged = 0
+        return [Log("info", text)]
 
     def _forget(self, cw: _ClientWrite) -> None:
         for req_id in cw.parts:
