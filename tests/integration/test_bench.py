@@ -54,3 +54,31 @@ def test_bench_rate_and_chart(bench_cluster, tmp_path):
     assert doc["latency_windows_1s"] and doc["timeline_100ms"]
     png = chart.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+@pytest.mark.timeout(120)
+def test_bench_kill_9_under_quorum_writes_fails_no_request(bench_cluster, tmp_path):
+    """The issue's availability run, small: QUORUM writes at a steady rate, kill -9 of node3
+    two seconds in, its restart nine seconds later. The survivors convict it in between (their
+    logs say so), so the run covers the kill, the conviction and the return; not one request
+    may fail or take a second, and the per-100 ms timeline records the whole run."""
+    out = tmp_path / "kill.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agora", "bench", "--hosts", "127.0.40.1,127.0.40.2", "--workload", "write",
+         "--cl", "QUORUM", "--keys", "500", "--duration", "14", "--rate", "300", "--processes", "2",
+         "--concurrency", "300", "--kill", "node3@2", "--restart-after", "9", "--json", str(out),
+         "--dir", str(bench_cluster.dir), "--quiet"],
+        capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert [e["event"] for e in doc["events"]] == ["kill -9 node3", "start node3"]
+    assert doc["errors"] == 0, doc["errors_by_type"]
+    assert doc["latency_us"]["over_1s"] == 0 and doc["latency_us"]["max_us"] < 1_000_000
+    timeline = doc["timeline_100ms"]
+    assert len(timeline) >= 135 and sum(ok for ok, _, _ in timeline) == doc["operations"]
+    node3 = bench_cluster.node("node3")
+    for name in ("node1", "node2"):
+        log = (bench_cluster.dir / name / "node.log").read_text()
+        assert f"node {node3.address}:7000 is now DOWN" in log, name
+    assert bench_cluster.is_running(node3)
+    assert "kill -9 node3" in proc.stdout  # the timeline printed with its events
