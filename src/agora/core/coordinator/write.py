@@ -20,10 +20,10 @@ A replica that answers with an error (its storage failed, it does not know the t
 is not serving after a long downtime) is a failure, as in Cassandra's
 AbstractWriteResponseHandler.onFailure: once the replicas that acknowledged plus those
 still awaited cannot meet the level, the client is answered WriteFailure at once (CQL
-Write_failure, naming the failed replicas) instead of WriteTimeout later. A failed replica
-is not hinted: it answered, and what it could not store is repair's (Cassandra hints
-replicas that time out, not those that fail). ANY does not fail this way: a hint stored at
-the timeout may still meet it.
+Write_failure, naming the failed replicas) instead of WriteTimeout later. Unlike Cassandra,
+a failed replica is hinted at the timeout like a silent one: what it could not take (a table
+it had not heard of yet, a refusal while it decides after a long downtime) it can take on
+replay. ANY does not fail this way: a hint stored at the timeout may still meet it.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class _ClientWrite:
     parts: dict[int, _PartitionWrite]  # req_id -> partition write
     write_type: str
     remaining: int
-    unacked: int = 0  # replicas sent a mutation that have not answered it
+    unacked: int = 0  # replicas sent a mutation that have not acknowledged it
     replied: bool = False
 
 
@@ -161,13 +161,12 @@ class WriteCoordinator:
         pw = cw.parts[rsp.req_id]
         if source in pw.acked or source in pw.failed or source not in pw.sent:
             return []
-        cw.unacked -= 1
-        if rsp.error is not None:
+        if rsp.error is not None:  # kept until the timeout, which hints it
             pw.failed[source] = 0
-            effects = self._fail(cw, pw)
-        else:
-            pw.acked.add(source)
-            effects = self._count(cw, pw, pw.requirement.bucket_of(source, self.placement.dc_of))
+            return self._fail(cw, pw)
+        pw.acked.add(source)
+        cw.unacked -= 1
+        effects = self._count(cw, pw, pw.requirement.bucket_of(source, self.placement.dc_of))
         if cw.unacked == 0 and cw.replied:
             self._forget(cw)
         return effects
@@ -215,7 +214,7 @@ class WriteCoordinator:
 
     def on_timeout(self, client_id: int, now_ms: int = 0) -> list:
         """write_request_timeout passed: answer WriteTimeout if not yet answered, and hint
-        every replica that was sent the mutation and has not answered it."""
+        every replica that was sent the mutation and has not acknowledged it."""
         cw = self._by_client.get(client_id)
         if cw is None:
             return []
@@ -232,7 +231,7 @@ class WriteCoordinator:
         if self.hints is not None:
             for pw in cw.parts.values():
                 for r in pw.sent:
-                    if r not in pw.acked and r not in pw.failed and self.hints.should_hint(r, now_ms):
+                    if r not in pw.acked and self.hints.should_hint(r, now_ms):
                         effects.extend(self.hints.store(r, (pw.partition,), now_ms))
         return effects
 
