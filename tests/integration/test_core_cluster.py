@@ -14,7 +14,7 @@ import pytest
 from agora.runtime.admin_client import AdminError
 from agora.runtime.cluster import wait_until
 
-from .conftest import ensure_all_up
+from .conftest import ensure_all_up, node_status
 
 KV = {"keyspace": "ks", "table": "kv"}
 
@@ -122,6 +122,10 @@ def test_f_gossip_marks_killed_node_down_and_restarted_node_up(cluster3):
     wait_until(lambda: sees(cluster3, "node1", "node2", up=False) and sees(cluster3, "node3", "node2", up=False),
                20, "node2 marked down")
     down_after = time.monotonic() - t0
+    phi = {r["address"]: r["phi"] for r in node_status(cluster3, "node1")["nodes"]}
+    address = {n.name: n.address for n in cluster3.nodes}
+    assert phi[address["node1"]] is None  # its own row
+    assert phi[address["node2"]] > 8 > phi[address["node3"]]  # convicted past the threshold; alive
     cluster3.spawn(cluster3.node("node2"))
     t1 = time.monotonic()
     wait_until(lambda: sees(cluster3, "node1", "node2", up=True) and sees(cluster3, "node3", "node2", up=True),

@@ -23,12 +23,14 @@ def print_status(status: dict) -> None:
     for dc in sorted(dcs):
         table = Table(title=f"Datacenter: {dc}", title_justify="left",
                       caption="Status=Up/Down  State=Normal/Joining", caption_justify="left")
-        for col in ("", "Address", "Load", "Tokens", "Owns", "Host ID", "Rack"):
+        for col in ("", "Address", "Load", "Tokens", "Owns", "Host ID", "Rack", "Phi"):
             table.add_column(col)
         for r in dcs[dc]:
             owns = "?" if r["owns"] is None else f"{r['owns'] * 100:.1f}%"
+            phi = r.get("phi")  # the answering node's suspicion of that node (8 convicts)
             table.add_row(("U" if r["up"] else "D") + r["state"], r["address"], _size(r["load"]),
-                          str(r["tokens"]), owns, r["host_id"] or "?", r["rack"])
+                          str(r["tokens"]), owns, r["host_id"] or "?", r["rack"],
+                          "" if phi is None else f"{phi:.2f}")
         console.print(table)
     versions = {r["schema"] for r in status["nodes"] if r["up"]}
     console.print(f"schema version{'s' if len(versions) > 1 else ''}: {', '.join(sorted(v or '?' for v in versions))}")

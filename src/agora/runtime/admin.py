@@ -9,6 +9,7 @@ InvalidRequest ...) with its fields; nothing a client sends can stop the node.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import dataclasses
 import logging
@@ -19,6 +20,7 @@ from agora.core.messages import ClientReq, ClientRsp
 from agora.core.ring.strategies import strategy_from_options
 from agora.core.schema import ddl
 from agora.core.types import ConsistencyLevel
+from agora.runtime.server import now_ms
 
 log = logging.getLogger("agora.admin")
 COMPACT_POLL_S = 0.05  # how often `compact` looks whether its pass has finished
@@ -86,7 +88,7 @@ class AdminVerbs:
                 "state": "N" if (g.app_state(n, "STATUS") == "NORMAL") else "J",
                 "load": int(g.app_state(n, "LOAD") or 0), "tokens": len(info.tokens) if info else 0,
                 "owns": owns.get(n), "host_id": g.app_state(n, "HOST_ID"),
-                "schema": g.app_state(n, "SCHEMA"),
+                "schema": g.app_state(n, "SCHEMA"), "phi": self._phi(n),
             })
         return {"local": node.local, "pid": os.getpid(), "schema": node.schema.version, "nodes": rows,
                 "hints": node.hints.pending_by_target(),
@@ -99,6 +101,16 @@ class AdminVerbs:
                 "stats": {"reads": dict(node.reads.stats), "replica": dict(node.replica.stats),
                           "hints": dict(node.hints.stats),
                           "transport": self.rt.transport.stats() if hasattr(self.rt.transport, "stats") else {}}}
+
+    def _phi(self, node_id: str) -> float | None:
+        """The failure detector's suspicion of a peer now (Cassandra's `nodetool
+        failuredetector`): it is convicted above phi_convict_threshold (8). None for this
+        node and for a peer with no heartbeat history."""
+        node = self.rt.node
+        if node_id == node.local:
+            return None
+        phi = node.gossiper.detector.phi(node_id, now_ms())  # the clock gossip is fed
+        return None if math.isinf(phi) else round(phi, 3)
 
     # ---- schema ---------------------------------------------------------------------------
 
