@@ -145,11 +145,17 @@ class NodeRuntime:
         self._on_message(source, msg)
 
     def _on_message(self, source: str, msg) -> None:
-        """One message into the node (`_feed` without its closure: every message's path)."""
+        """One message into the node (`_feed` without its closure: every message's path).
+        A message the node fails on (a bug, not the peer's fault: its bytes decoded) is
+        logged and dropped alone; the connection it came on, and the frames behind it on
+        that connection, go on, as Cassandra drops a message whose verb handler throws."""
         try:
             effects = self.node.on_message(source, msg, now_ms())
         except AgoraError as exc:
             log.warning("rejected input: %s", exc)
+            return
+        except Exception:
+            log.exception("dropped %s from %s: the node failed on it", type(msg).__name__, source)
             return
         self._run(effects)
 
