@@ -122,7 +122,9 @@ def test_f_gossip_marks_killed_node_down_and_restarted_node_up(cluster3):
     wait_until(lambda: sees(cluster3, "node1", "node2", up=False) and sees(cluster3, "node3", "node2", up=False),
                20, "node2 marked down")
     down_after = time.monotonic() - t0
-    phi = {r["address"]: r["phi"] for r in node_status(cluster3, "node1")["nodes"]}
+    status = node_status(cluster3, "node1")
+    assert status["stats"]["runtime"] == {"oversized": 0, "failed_messages": 0}
+    phi = {r["address"]: r["phi"] for r in status["nodes"]}
     address = {n.name: n.address for n in cluster3.nodes}
     assert phi[address["node1"]] is None  # its own row
     assert phi[address["node2"]] > 8 > phi[address["node3"]]  # convicted past the threshold; alive

@@ -215,31 +215,43 @@ def test_replica_failures_answer_write_failure_once_the_level_cannot_be_met():
     assert reply.client_id == 1 and isinstance(err, WriteFailure)
     assert (err.consistency, err.received, err.required, err.write_type) == (int(CL.QUORUM), 0, 2, "SIMPLE")
     assert err.failures == {"n1": 0, "n3": 0} and err.num_failures == 2
+    assert wc.in_flight == 1  # n2 is still awaited, for its hint if it stays silent
     assert wc.on_response("n2", MutationRsp(req_id)) == []  # answered already
-    assert wc.in_flight == 1  # kept until the timeout: the failed replicas are hinted then
-    assert wc.on_timer(2_000) == [("hint", "n3")]  # (n1 is never hinted by these fakes)
-    assert wc.in_flight == 0
+    assert wc.in_flight == 0 and wc.on_timer(2_000) == [] and not hints.stored  # failed: not hinted
 
 
-def test_a_failure_the_level_can_spare_changes_nothing_but_a_hint_at_the_timeout():
+def test_a_failure_the_level_can_spare_changes_nothing_and_is_not_hinted():
     hints = _Hints()
     wc = WriteCoordinator(_Placement({"n1", "n2", "n3"}), 2_000, hints)
     req_id = wc.start(1, [_part()], CL.QUORUM)[0].message.req_id
     assert wc.on_response("n2", MutationRsp(req_id, "storage error")) == []
     assert wc.on_response("n1", MutationRsp(req_id)) == []
     assert wc.on_response("n3", MutationRsp(req_id)) == [Reply(1, None)]
-    assert wc.on_timeout(1, 2_000) == [("hint", "n2")] and wc.in_flight == 0
+    assert wc.in_flight == 0 and wc.on_timer(2_000) == [] and not hints.stored
     # ALL spares none; a failure after the answer (ONE met) is only counted
     req_id = wc.start(2, [_part()], CL.ALL)[0].message.req_id
     assert isinstance(wc.on_response("n3", MutationRsp(req_id, "x"))[0].result, WriteFailure)
     req_id = wc.start(3, [_part()], CL.ONE)[0].message.req_id
     assert wc.on_response("n2", MutationRsp(req_id)) == [Reply(3, None)]
     assert wc.on_response("n3", MutationRsp(req_id, "x")) == []
-    assert wc.on_timeout(3, 2_000) == [("hint", "n3")]  # n1 is never hinted by these fakes
-    # ANY never fails this way: a hint at the timeout may still meet it
+    assert wc.on_timeout(3, 2_000) == []  # n1 is never hinted by these fakes; n3 failed
+    assert wc.on_timeout(2, 2_000) == [("hint", "n2")]  # silent, unlike n3
+    assert wc.in_flight == 0 and [t for t, _, _ in hints.stored] == ["n2"]
+    # ANY fails once every replica did and no hint for a down one is on its way ...
     req_id = wc.start(4, [_part()], CL.ANY)[0].message.req_id
-    for n in ("n1", "n2", "n3"):
-        assert wc.on_response(n, MutationRsp(req_id, "x")) == []
+    assert wc.on_response("n1", MutationRsp(req_id, "x")) == []
+    assert wc.on_response("n2", MutationRsp(req_id, "x")) == []
+    (reply,) = wc.on_response("n3", MutationRsp(req_id, "x"))
+    assert isinstance(reply.result, WriteFailure) and reply.result.num_failures == 3
+    assert wc.in_flight == 0
+    # ... but while one is, the stored hint meets it
+    wc.placement.alive = {"n1", "n2"}
+    effects = wc.start(5, [_part()], CL.ANY)
+    req_id = effects[0].message.req_id
+    assert wc.on_response("n1", MutationRsp(req_id, "x")) == []
+    assert wc.on_response("n2", MutationRsp(req_id, "x")) == []
+    _, _, on_stored = hints.stored[-1]  # n3's, down
+    assert on_stored() == [Reply(5, None)] and wc.in_flight == 0
 
 
 def test_a_timed_out_write_names_its_silent_replicas_in_the_log_at_most_once_a_second():
@@ -253,6 +265,12 @@ def test_a_timed_out_write_names_its_silent_replicas_in_the_log_at_most_once_a_s
         logs.append([e.text for e in log])
     silent = "write timed out at QUORUM (1 of 2 acknowledged): no answer from n2; not sent to n3 (held down)"
     assert logs == [[silent], [], [], [silent + "; 2 more timed out since the last such line"]]
+    wc = WriteCoordinator(_Placement({"n1", "n2", "n3"}), 2_000, _Hints(allowed=()))
+    req_id = wc.start(1, [_part()], CL.QUORUM)[0].message.req_id
+    wc.on_response("n1", MutationRsp(req_id))
+    assert wc.on_response("n2", MutationRsp(req_id, "storage error")) == []  # n3 may still
+    _, log = wc.on_timeout(1, 2_000)
+    assert log.text == "write timed out at QUORUM (1 of 2 acknowledged): no answer from n3; failed on n2"
 
 
 def test_any_with_no_hint_possible_times_out_and_other_levels_are_unavailable():

@@ -100,6 +100,7 @@ class AdminVerbs:
                              **node.batchlog.holder.stats, **node.batchlog.coordinator.stats},
                 "stats": {"reads": dict(node.reads.stats), "replica": dict(node.replica.stats),
                           "hints": dict(node.hints.stats),
+                          "runtime": {"oversized": self.rt.oversized, "failed_messages": self.rt.failed_messages},
                           "transport": self.rt.transport.stats() if hasattr(self.rt.transport, "stats") else {}}}
 
     def _phi(self, node_id: str) -> float | None:

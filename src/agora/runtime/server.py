@@ -82,6 +82,8 @@ class NodeRuntime:
         self.admin = None  # set by start(): the admin verb handler
         self._periodic: dict[str, asyncio.TimerHandle] = {}  # the runtime's own timers, by job
         self.oversized = 0  # messages too big for an internode frame (see _too_large)
+        self.failed_messages = 0  # peer messages the node failed on, dropped (see _on_message)
+        self._failure_logged_ms: int | None = None
         self._closing = False
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -148,14 +150,21 @@ class NodeRuntime:
         """One message into the node (`_feed` without its closure: every message's path).
         A message the node fails on (a bug, not the peer's fault: its bytes decoded) is
         logged and dropped alone; the connection it came on, and the frames behind it on
-        that connection, go on, as Cassandra drops a message whose verb handler throws."""
+        that connection, go on, as Cassandra drops a message whose verb handler throws. The
+        traceback is logged at most once a second (a peer repeating such a message must not
+        flood the log); `failed_messages` counts them all."""
         try:
             effects = self.node.on_message(source, msg, now_ms())
         except AgoraError as exc:
             log.warning("rejected input: %s", exc)
             return
         except Exception:
-            log.exception("dropped %s from %s: the node failed on it", type(msg).__name__, source)
+            self.failed_messages += 1
+            t, last = monotonic_ms(), self._failure_logged_ms
+            if last is None or t - last >= 1_000:
+                self._failure_logged_ms = t
+                log.exception("dropped %s from %s: the node failed on it (%d such messages so far)",
+                              type(msg).__name__, source, self.failed_messages)
             return
         self._run(effects)
 

@@ -20,10 +20,11 @@ A replica that answers with an error (its storage failed, it does not know the t
 is not serving after a long downtime) is a failure, as in Cassandra's
 AbstractWriteResponseHandler.onFailure: once the replicas that acknowledged plus those
 still awaited cannot meet the level, the client is answered WriteFailure at once (CQL
-Write_failure, naming the failed replicas) instead of WriteTimeout later. Unlike Cassandra,
-a failed replica is hinted at the timeout like a silent one: what it could not take (a table
-it had not heard of yet, a refusal while it decides after a long downtime) it can take on
-replay. ANY does not fail this way: a hint stored at the timeout may still meet it.
+Write_failure, naming the failed replicas) instead of WriteTimeout later. At ANY a hint being
+stored for a down replica can still meet the level, so ANY fails only without one. A failed
+replica is not hinted (as in Cassandra, which hints replicas that time out, not those that
+fail): it answered, a refusal may well repeat on replay, and a hint its target keeps
+refusing would hold up every later hint to it. What it missed is repair's and read repair's.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class _PartitionWrite:
     got: dict = field(default_factory=dict)
     acked: set = field(default_factory=set)
     failed: dict = field(default_factory=dict)  # node -> failure code (0: unknown)
+    any_hints: int = 0  # hints for down replicas that, stored, meet ANY
     done: bool = False
 
 
@@ -70,7 +72,7 @@ class _ClientWrite:
     parts: dict[int, _PartitionWrite]  # req_id -> partition write
     write_type: str
     remaining: int
-    unacked: int = 0  # replicas sent a mutation that have not acknowledged it
+    unacked: int = 0  # replicas sent a mutation that have not answered it
     replied: bool = False
 
 
@@ -143,6 +145,7 @@ class WriteCoordinator:
                 continue
             on_stored = None
             if cw.cl == ConsistencyLevel.ANY:
+                pw.any_hints += 1
                 on_stored = lambda: self._on_hint_stored(cw, req_id)  # noqa: E731
             effects.extend(self.hints.store(r, (pw.partition,), now_ms, on_stored))
         return effects
@@ -161,12 +164,13 @@ class WriteCoordinator:
         pw = cw.parts[rsp.req_id]
         if source in pw.acked or source in pw.failed or source not in pw.sent:
             return []
-        if rsp.error is not None:  # kept until the timeout, which hints it
-            pw.failed[source] = 0
-            return self._fail(cw, pw)
-        pw.acked.add(source)
         cw.unacked -= 1
-        effects = self._count(cw, pw, pw.requirement.bucket_of(source, self.placement.dc_of))
+        if rsp.error is not None:
+            pw.failed[source] = 0
+            effects = self._fail(cw, pw)
+        else:
+            pw.acked.add(source)
+            effects = self._count(cw, pw, pw.requirement.bucket_of(source, self.placement.dc_of))
         if cw.unacked == 0 and cw.replied:
             self._forget(cw)
         return effects
@@ -189,7 +193,7 @@ class WriteCoordinator:
     def _fail(self, cw: _ClientWrite, pw: _PartitionWrite) -> list:
         """A replica of `pw` failed: WriteFailure if the acknowledgements so far plus the
         replicas still awaited can no longer meet the level."""
-        if cw.replied or pw.done or cw.cl == ConsistencyLevel.ANY:
+        if cw.replied or pw.done or pw.any_hints:
             return []
         req = pw.requirement
         awaited = [r for r in pw.sent if r not in pw.acked and r not in pw.failed]
@@ -214,7 +218,7 @@ class WriteCoordinator:
 
     def on_timeout(self, client_id: int, now_ms: int = 0) -> list:
         """write_request_timeout passed: answer WriteTimeout if not yet answered, and hint
-        every replica that was sent the mutation and has not acknowledged it."""
+        every replica that was sent the mutation and has not answered it."""
         cw = self._by_client.get(client_id)
         if cw is None:
             return []
@@ -231,7 +235,7 @@ class WriteCoordinator:
         if self.hints is not None:
             for pw in cw.parts.values():
                 for r in pw.sent:
-                    if r not in pw.acked and self.hints.should_hint(r, now_ms):
+                    if r not in pw.acked and r not in pw.failed and self.hints.should_hint(r, now_ms):
                         effects.extend(self.hints.store(r, (pw.partition,), now_ms))
         return effects
 
@@ -248,6 +252,8 @@ class WriteCoordinator:
         unsent = [r for r in pw.replicas if r not in pw.sent]
         text = (f"write timed out at {cw.cl.name} ({received} of {pw.requirement.total} "
                 f"acknowledged): no answer from {', '.join(silent) or 'none'}")
+        if pw.failed:
+            text += f"; failed on {', '.join(pw.failed)}"
         if unsent:
             text += f"; not sent to {', '.join(unsent)} (held down)"
         if self._timeouts_unlogged:
