@@ -240,8 +240,9 @@ class WriteCoordinator:
         return effects
 
     def _log_timeout(self, cw: _ClientWrite, pw: _PartitionWrite, received: int, now_ms: int) -> list:
-        """Which replicas a timed-out write waited for in vain, and which it never sent to
-        because this node held them down: what tells a lost message from a wrong verdict."""
+        """Which replicas a timed-out write waited for in vain, which failed it, and which it
+        never sent to because this node held them down: what tells a lost message from a
+        wrong verdict."""
         now = self.placement.elapsed_ms(now_ms)
         last = self._timeout_logged_ms
         if last is not None and now - last < TIMEOUT_LOG_INTERVAL_MS:
