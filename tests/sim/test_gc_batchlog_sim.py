@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from agora.core import rowmaps
-from agora.core.errors import Unavailable, WriteTimeout
+from agora.core.errors import Unavailable, WriteFailure, WriteTimeout
 from agora.core.messages import ReadReq
 from agora.core.tombstones.downtime import GUARDED, REBUILDING, SERVING
 from agora.core.tombstones.keeper import NOT_SERVING
@@ -270,6 +270,25 @@ def test_a_batchlog_nobody_can_hold_is_unavailable_and_a_silent_holder_times_out
     assert messages(c, "BatchStoreReq") == 3  # two for the first batch, one to itself
     c.run_for(100)
     assert c.engine(0).batchlog_items() == []
+
+
+def test_a_holder_that_cannot_store_the_batch_fails_it_at_once_and_nothing_is_applied(monkeypatch):
+    from agora.core.batchlog import holder
+    c = kv_cluster(13, gc_grace_s=864_000)
+    monkeypatch.setattr(holder, "BATCHLOG_MAX_ENTRIES", 0)  # every holder's batchlog is full
+    fut = c.write(0, batch(c, 3, "f"), "QUORUM", "BATCH")
+    assert c.run_until(lambda: fut.done, 10_000)
+    err = fut.error
+    assert isinstance(err, WriteFailure) and err.write_type == "BATCH_LOG"
+    assert (err.received, err.required, err.num_failures) == (0, 2, 1)
+    assert fut.latency_ms < 100  # at once, not after write_request_timeout
+    c.run_for(3_000)
+    assert all(c.local_rows(i, "ks", "kv", {"k": f"f{n}"}) == [] for i in range(3) for n in range(3))
+    assert all(c.engine(i).batchlog_items() == [] for i in range(3))
+    assert c.node(0).batchlog.coordinator.stats["batchlog_failures"] == 1
+    monkeypatch.undo()
+    c.wait(c.write(0, batch(c, 3, "g"), "QUORUM", "BATCH"))  # room again: it goes through
+    assert rows(c, 1, "g2") == [{"k": "g2", "v": "g"}]
 
 
 @pytest.mark.parametrize("seed", [11, 12])

@@ -7,8 +7,11 @@ BatchlogManager): store the batch on its batchlog holders, apply it, then remove
    other than the coordinator, in other racks when possible, as Cassandra's
    ReplicaPlans.filterBatchlogEndpoints; the coordinator itself only in a one-node DC). Each
    is sent a BatchStoreReq; all must acknowledge within write_request_timeout, else the
-   client gets WriteTimeout with write_type BATCH_LOG. No live holder: Unavailable (at ONE,
-   1 required, 0 alive), or for ANY the coordinator keeps the batchlog itself.
+   client gets WriteTimeout with write_type BATCH_LOG; a holder that answers with an error
+   (its batchlog is full, its storage failed) fails the batch at once with WriteFailure,
+   BATCH_LOG, and nothing is applied (what another holder stored replays later, as after a
+   timeout). No live holder: Unavailable (at ONE, 1 required, 0 alive), or for ANY the
+   coordinator keeps the batchlog itself.
 3. Apply: the batch goes to the write coordinator as an ordinary write with write_type
    BATCH, under an internal client id (negative); its Reply is intercepted (`after_writes`).
 4. Remove: on success the holders are sent BatchRemove and the client its answer. On a
@@ -30,7 +33,7 @@ from typing import Protocol
 
 from agora.core.batchlog.messages import BATCH_ID_BYTES, BatchRemove, BatchStoreReq, BatchStoreRsp
 from agora.core.effects import CancelTimer, Halt, Log, Reply, Send, SetTimer
-from agora.core.errors import InvalidRequest, Unavailable, WriteTimeout
+from agora.core.errors import InvalidRequest, Unavailable, WriteFailure, WriteTimeout
 from agora.core.quorum import requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition
 
@@ -102,7 +105,7 @@ class BatchlogCoordinator:
         self._storing: dict[int, _Batch] = {}  # store req_id -> batch
         self._applying: dict[int, _Batch] = {}  # internal client id -> batch
         self._next_internal = -1
-        self.stats = {"logged_batches": 0, "batchlog_timeouts": 0}
+        self.stats = {"logged_batches": 0, "batchlog_timeouts": 0, "batchlog_failures": 0}
 
     def start(self, client_id: int, partitions: list[Partition], cl: ConsistencyLevel,
               now_ms: int) -> list:
@@ -140,8 +143,15 @@ class BatchlogCoordinator:
 
     def on_store_rsp(self, source: NodeId, rsp: BatchStoreRsp, now_ms: int) -> list:
         b = self._storing.get(rsp.req_id)
-        if b is None or rsp.error is not None or source not in b.holders:
+        if b is None or source not in b.holders or source in b.acked:
             return []
+        if rsp.error is not None:
+            del self._storing[rsp.req_id]
+            self.stats["batchlog_failures"] += 1
+            level, required = self._store_level(b)
+            return [CancelTimer(("batchlog", "store", rsp.req_id)),
+                    Reply(b.client_id, WriteFailure(int(level), len(b.acked), required, {source: 0},
+                                                    "BATCH_LOG"))]
         b.acked.add(source)
         if len(b.acked) < len(b.holders):
             return []
@@ -160,9 +170,14 @@ class BatchlogCoordinator:
         if b is None:
             return []
         self.stats["batchlog_timeouts"] += 1
-        required = len(b.holders)
-        level = ConsistencyLevel.ONE if required == 1 else ConsistencyLevel.TWO
+        level, required = self._store_level(b)
         return [Reply(b.client_id, WriteTimeout(int(level), len(b.acked), required, "BATCH_LOG"))]
+
+    @staticmethod
+    def _store_level(b: _Batch) -> tuple[ConsistencyLevel, int]:
+        """The level the batchlog write is held to: every holder (one or two) must store it."""
+        required = len(b.holders)
+        return (ConsistencyLevel.ONE if required == 1 else ConsistencyLevel.TWO), required
 
     def after_writes(self, effects: list) -> list:
         """The write coordinator's effects with the replies to our internal writes turned
