@@ -164,6 +164,39 @@ def test_meta(engine):
     assert len(engine.meta_items("")) == 3
 
 
+def test_unsynced_meta_is_read_back_and_survives_what_the_engine_promises(engine, tmp_path):
+    engine.put_meta("last_alive_s", b"10", sync=False)
+    engine.put_meta("schema/t", b"1")
+    assert engine.get_meta("last_alive_s") == b"10"
+    assert engine.meta_items("") == [("last_alive_s", b"10"), ("schema/t", b"1")]
+    engine.put_meta("last_alive_s", b"20", sync=False)
+    assert engine.get_meta("last_alive_s") == b"20"
+
+
+def test_memory_engine_loses_unsynced_meta_on_a_power_loss_only():
+    engine = MemoryEngine()
+    engine.put_meta("last_alive_s", b"10", sync=False)
+    engine.sync()
+    engine.put_meta("last_alive_s", b"20", sync=False)
+    engine.crash()  # power loss: the record written since the last sync is gone
+    assert engine.get_meta("last_alive_s") == b"10"
+    engine.put_meta("last_alive_s", b"30", sync=False)
+    engine.put_meta("schema/t", b"1")  # a synced put makes everything before it durable
+    engine.crash()
+    assert engine.get_meta("last_alive_s") == b"30" and engine.get_meta("schema/t") == b"1"
+
+
+def test_rocks_unsynced_meta_survives_a_reopen(tmp_path):
+    engine = RocksEngine(str(tmp_path / "db"))
+    engine.put_meta("last_alive_s", b"10", sync=False)
+    engine.close()
+    engine = RocksEngine(str(tmp_path / "db"))
+    try:
+        assert engine.get_meta("last_alive_s") == b"10"
+    finally:
+        engine.close()
+
+
 def test_drop_table(engine):
     _fill(engine, 10)
     kept = _fill(engine, 10, TB)

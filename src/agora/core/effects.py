@@ -200,10 +200,14 @@ def _ring_order(taken: list[tuple[Token, Partition]], lo: Token) -> tuple:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class PersistMeta:
-    """Durably store a piece of node metadata (schema, tokens, generation) under `key`."""
+    """Durably store a piece of node metadata (schema, tokens, generation) under `key`.
+    `sync=False` stores it with the next sync instead (a kill -9 keeps it, a power loss may
+    not), for a record whose loss errs on the safe side and that is written often: the
+    last-alive heartbeat, which must not fsync on the event loop every ten seconds."""
 
     key: str
     value: bytes
+    sync: bool = True
 
 
 @fast_init

@@ -211,7 +211,7 @@ class NodeRuntime:
             Send: self._send, Reply: self._reply, SetTimer: self._set_timer,
             CancelTimer: self._cancel_timer, StoragePut: self._storage_put,
             StorageGet: self._storage_get, StorageScan: self._storage_scan,
-            PersistMeta: lambda eff: self.engine.put_meta(eff.key, eff.value),
+            PersistMeta: lambda eff: self.engine.put_meta(eff.key, eff.value, eff.sync),
             Log: lambda eff: getattr(log, eff.level, log.info)("%s", eff.text),
             Event: self._event,
         }

@@ -325,7 +325,7 @@ class SimHost:
             self._post(0, self._flush_puts, None)
 
     def _persist_meta(self, eff: PersistMeta) -> None:
-        self.engine.put_meta(eff.key, eff.value)
+        self.engine.put_meta(eff.key, eff.value, eff.sync)
 
     def _log_effect(self, eff: Log) -> None:
         self._log(eff.level, eff.text)

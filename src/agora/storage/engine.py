@@ -99,8 +99,10 @@ class StorageEngine(abc.ABC):
             yield from _pieces(token, whole, ckeys, alone, piece_rows, piece_bytes)
 
     @abc.abstractmethod
-    def put_meta(self, key: str, value: bytes) -> None:
-        """Store a piece of node metadata durably (synced before returning)."""
+    def put_meta(self, key: str, value: bytes, sync: bool = True) -> None:
+        """Store a piece of node metadata durably (synced before returning), or with
+        `sync=False` as an unsynced write: kept by a process crash, lost by a power loss
+        until the next sync."""
 
     @abc.abstractmethod
     def get_meta(self, key: str) -> bytes | None: ...

@@ -7,7 +7,7 @@ simulator to drop unsynced writes. It holds two views of the data:
 - `synced`:  what survives a power loss -- the state as of the last sync.
 
 `apply(sync=False)` changes `current` only and marks the touched partitions dirty;
-`sync()` (and `apply(sync=True)`, `put_meta`, `drop_table`, which are always synced, since
+`sync()` (and `apply(sync=True)`, `put_meta` unless sync=False, `drop_table`, all synced, since
 fsyncing a write-ahead log makes everything before it durable too) copies the dirty
 partitions into `synced`. `crash()` models a power loss: `current` falls back to `synced`,
 discarding every write applied with sync=False since the last sync. (A mere process crash
@@ -49,7 +49,8 @@ class MemoryEngine(StorageEngine):
         self._current: dict[PartitionId, tuple[int, Partition]] = {}
         self._synced: dict[PartitionId, tuple[int, Partition]] = {}
         self._dirty: dict[PartitionId, None] = {}  # touched since the last sync, in order
-        self._meta: dict[str, bytes] = {}  # always synced
+        self._meta: dict[str, bytes] = {}  # synced
+        self._meta_unsynced: dict[str, bytes] = {}  # put_meta(sync=False) since the last sync
         self._index: dict[bytes, list[tuple[bytes, PartitionId]]] = {}  # see _table_index
         self._hints: dict[bytes, bytes] = {}
         self._hint_keys: list[bytes] = []  # sorted keys of _hints
@@ -137,6 +138,8 @@ class MemoryEngine(StorageEngine):
         """Nothing to do: the model only distinguishes synced from unsynced."""
 
     def sync(self) -> None:
+        self._meta.update(self._meta_unsynced)
+        self._meta_unsynced.clear()
         self._synced_batchlog = dict(self._batchlog)
         for key in self._hints_dirty:
             value = self._hints.get(key)
@@ -155,8 +158,9 @@ class MemoryEngine(StorageEngine):
 
     def crash(self) -> None:
         """Simulate a power loss: drop every write applied with sync=False since the last
-        sync. Metadata is always synced and survives. The engine stays usable (it models the
+        sync, metadata put with sync=False among them. The engine stays usable (it models the
         restarted node's store)."""
+        self._meta_unsynced.clear()
         self._current = dict(self._synced)
         self._dirty.clear()
         self._index.clear()
@@ -256,15 +260,20 @@ class MemoryEngine(StorageEngine):
 
     # ---- metadata -----------------------------------------------------------------------
 
-    def put_meta(self, key: str, value: bytes) -> None:
+    def put_meta(self, key: str, value: bytes, sync: bool = True) -> None:
+        if not sync:
+            self._meta_unsynced[key] = bytes(value)
+            return
+        self._meta_unsynced.pop(key, None)
         self._meta[key] = bytes(value)
         self.sync()
 
     def get_meta(self, key: str) -> bytes | None:
-        return self._meta.get(key)
+        value = self._meta_unsynced.get(key)
+        return self._meta.get(key) if value is None else value
 
     def meta_items(self, prefix: str) -> list[tuple[str, bytes]]:
-        return sorted((k, v) for k, v in self._meta.items() if k.startswith(prefix))
+        return sorted((k, v) for k, v in {**self._meta, **self._meta_unsynced}.items() if k.startswith(prefix))
 
     # ---- lifecycle ----------------------------------------------------------------------
 

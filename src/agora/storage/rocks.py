@@ -645,8 +645,8 @@ class RocksEngine(StorageEngine):
 
     # ---- metadata -----------------------------------------------------------------------
 
-    def put_meta(self, key: str, value: bytes) -> None:
-        self._meta.put(key.encode(), bytes(value), self._write_sync)
+    def put_meta(self, key: str, value: bytes, sync: bool = True) -> None:
+        self._meta.put(key.encode(), bytes(value), self._write_sync if sync else self._write_async)
 
     def get_meta(self, key: str) -> bytes | None:
         return self._meta.get(key.encode())
