@@ -17,10 +17,15 @@ from agora.core.types import Cell, Partition, Row
 from agora.runtime.server import NodeRuntime
 
 
+def _config(tmp_path, name: str, n: int, **options) -> NodeConfig:
+    """A one-node config on 127.0.77.n with ports of its own, its data under tmp_path."""
+    return NodeConfig(cluster_name=name, listen_address=f"127.0.77.{n}", storage_port=17390 + n,
+                      native_transport_port=19390 + n, seeds=[f"127.0.77.{n}"],
+                      data_directory=str(tmp_path / "n"), **options)
+
+
 def test_close_ends_the_periodic_jobs(tmp_path):
-    cfg = NodeConfig(cluster_name="close", listen_address="127.0.77.1", storage_port=17391,
-                     native_transport_port=19391, seeds=["127.0.77.1"],
-                     data_directory=str(tmp_path / "n"), commitlog_sync="periodic")
+    cfg = _config(tmp_path, "close", 1, commitlog_sync="periodic")
 
     async def scenario() -> None:
         runtime = NodeRuntime(cfg)
@@ -40,9 +45,7 @@ def test_close_ends_the_periodic_jobs(tmp_path):
 
 
 def test_answers_too_big_for_a_frame_go_as_errors(tmp_path):
-    cfg = NodeConfig(cluster_name="big", listen_address="127.0.77.2", storage_port=17392,
-                     native_transport_port=19392, seeds=["127.0.77.2"],
-                     data_directory=str(tmp_path / "n"))
+    cfg = _config(tmp_path, "big", 2)
     value = b"x" * (1 << 20)
     huge = Partition(b"t" * 16, b"k", rows={b"%02d" % i: Row((b"%02d" % i,), None, None,
                                                              {("v", b""): Cell(1, value)})
@@ -80,9 +83,7 @@ def test_deadlines_run_on_the_monotonic_clock(tmp_path, monkeypatch):
 
     from agora.runtime import server
 
-    cfg = NodeConfig(cluster_name="mono", listen_address="127.0.77.3", storage_port=17393,
-                     native_transport_port=19393, seeds=["127.0.77.3"],
-                     data_directory=str(tmp_path / "n"))
+    cfg = _config(tmp_path, "mono", 3)
     runtime = NodeRuntime(cfg)
     try:
         before = runtime.node.elapsed_ms(server.now_ms())
@@ -97,9 +98,7 @@ def test_an_effect_that_raises_does_not_drop_the_others(tmp_path, caplog):
     """One pass's effects belong to many requests: a send that raises is logged, and the sends
     after it still go (before, the rest of the batch was lost, and the connection whose
     frames fed it was closed)."""
-    cfg = NodeConfig(cluster_name="raise", listen_address="127.0.77.3", storage_port=17393,
-                     native_transport_port=19393, seeds=["127.0.77.3"],
-                     data_directory=str(tmp_path / "n"))
+    cfg = _config(tmp_path, "raise", 3)
 
     async def scenario() -> None:
         runtime = NodeRuntime(cfg)
@@ -134,9 +133,7 @@ def test_a_message_the_node_fails_on_is_dropped_alone_and_its_connection_stays(t
     from agora.core import codec as core_codec
     from agora.runtime.transport import TransportClient
 
-    cfg = NodeConfig(cluster_name="bug", listen_address="127.0.77.4", storage_port=17394,
-                     native_transport_port=19394, seeds=["127.0.77.4"],
-                     data_directory=str(tmp_path / "n"))
+    cfg = _config(tmp_path, "bug", 4)
 
     async def scenario() -> None:
         runtime = NodeRuntime(cfg)

@@ -68,18 +68,16 @@ class WriteTimeout(AgoraError):
 
 
 @dataclass
-class WriteFailure(AgoraError):
-    """Replicas answered a write with an error (a storage failure, a table they do not know,
-    a replica not serving after a long downtime), so few enough remain that the level cannot
-    be met (CQL Write_failure, 0x1500): said at once rather than after write_request_timeout.
-    `failures` maps each failed replica's node id ("ip:port") to a failure code (0: unknown);
-    the CQL codec sends their addresses."""
+class ReplicaFailure(AgoraError):
+    """Replicas answered with an error, so few enough remain that the level cannot be met:
+    said at once rather than after the request's timeout. `failures` maps each failed
+    replica's node id ("ip:port") to a failure code (0: unknown); the CQL codec sends their
+    addresses. WriteFailure and ReadFailure add what their CQL errors carry."""
 
     consistency: int
     received: int
     required: int
     failures: dict
-    write_type: str = "SIMPLE"
 
     def __str__(self) -> str:
         return (f"Operation failed - received {self.received} responses and "
@@ -88,6 +86,14 @@ class WriteFailure(AgoraError):
     @property
     def num_failures(self) -> int:
         return len(self.failures)
+
+
+@dataclass
+class WriteFailure(ReplicaFailure):
+    """A write's replicas failed (a storage failure, a table they do not know, a replica not
+    serving after a long downtime): CQL Write_failure, 0x1500."""
+
+    write_type: str = "SIMPLE"
 
 
 @dataclass
@@ -105,25 +111,10 @@ class ReadTimeout(AgoraError):
 
 
 @dataclass
-class ReadFailure(AgoraError):
-    """Replicas answered a read with an error, so few enough remain that the level cannot be
-    met (CQL Read_failure, 0x1300): said at once rather than after read_request_timeout.
-    `failures` maps each failed replica's node id ("ip:port") to a failure code (0: unknown);
-    the CQL codec sends their addresses."""
+class ReadFailure(ReplicaFailure):
+    """A read's replicas failed: CQL Read_failure, 0x1300."""
 
-    consistency: int
-    received: int
-    required: int
-    failures: dict
     data_present: bool
-
-    def __str__(self) -> str:
-        return (f"Operation failed - received {self.received} responses and "
-                f"{len(self.failures)} failures")
-
-    @property
-    def num_failures(self) -> int:
-        return len(self.failures)
 
 
 @dataclass
