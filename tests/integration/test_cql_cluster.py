@@ -116,6 +116,9 @@ def test_prepared_statement_survives_a_node_restart(cluster):
     try:
         read = s.prepare("SELECT v FROM r3.kv WHERE k = ?")
         write = s.prepare("INSERT INTO r3.kv (k, v) VALUES (?, ?)")
+        # Hinted handoff is off in this cluster, so node2 never learns the writes it missed while
+        # down: QUORUM on both sides (W + R > N) is what makes the reads below see them anywhere.
+        read.consistency_level = write.consistency_level = ConsistencyLevel.QUORUM
         s.execute(write, (500, "before"))
         cluster.stop("node2", kill=True)
         for k in range(501, 511):  # meanwhile the other nodes serve it (failed sends are retried)
