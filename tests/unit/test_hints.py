@@ -214,7 +214,7 @@ def test_replica_failures_answer_write_failure_once_the_level_cannot_be_met():
     err = reply.result
     assert reply.client_id == 1 and isinstance(err, WriteFailure)
     assert (err.consistency, err.received, err.required, err.write_type) == (int(CL.QUORUM), 0, 2, "SIMPLE")
-    assert err.failures == {"n1": 0, "n3": 0} and err.num_failures == 2
+    assert err.failures == {"n1": 0, "n3": 3} and err.num_failures == 2  # 3: INCOMPATIBLE_SCHEMA
     assert wc.in_flight == 1  # n2 is still awaited, for its hint if it stays silent
     assert wc.on_response("n2", MutationRsp(req_id)) == []  # answered already
     assert wc.in_flight == 0 and wc.on_timer(2_000) == [] and not hints.stored  # failed: not hinted

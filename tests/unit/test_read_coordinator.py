@@ -83,11 +83,11 @@ def test_errors_that_leave_the_level_out_of_reach_fail_the_read_at_once():
     effects = rc.start(1, ReadCommand(TABLE, b"k"), CL.QUORUM, 0)
     req_id = next(e for e in effects if isinstance(e, Send)).message.req_id
     assert rc.on_response("a1", ReadRsp(req_id, None, None), 1) == []
-    [ask] = rc.on_response("a2", ReadRsp(req_id, None, None, "not serving yet"), 2)
+    [ask] = rc.on_response("a2", ReadRsp(req_id, None, None, "unknown table id 00"), 2)
     assert ask.target == "a3" and not ask.message.digest_only
     reply = rc.on_response("a3", ReadRsp(req_id, None, None, "storage error"), 3)[0]
     assert isinstance(reply.result, ReadFailure)
-    assert (reply.result.received, reply.result.required, reply.result.failures) == (1, 2, {"a2": 0, "a3": 0})
+    assert (reply.result.received, reply.result.required, reply.result.failures) == (1, 2, {"a2": 3, "a3": 0})
     assert rc.in_flight == 0
 
 

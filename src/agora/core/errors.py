@@ -67,12 +67,29 @@ class WriteTimeout(AgoraError):
                 f"(required {self.required})")
 
 
+# Cassandra's RequestFailureReason: the code a CQL v5 failure map (Read_failure, Write_failure)
+# gives each failed replica. A replica answers a failure with a text; `failure_code` maps it.
+FAILURE_UNKNOWN = 0
+FAILURE_INCOMPATIBLE_SCHEMA = 3  # the replica does not know the table
+_UNKNOWN_TABLE = "unknown table id "
+
+
+def unknown_table_error(table_id: bytes) -> str:
+    """A replica's answer to a request for a table it does not know."""
+    return _UNKNOWN_TABLE + table_id.hex()
+
+
+def failure_code(error: str) -> int:
+    """The failure-map code of a replica's error answer."""
+    return FAILURE_INCOMPATIBLE_SCHEMA if error.startswith(_UNKNOWN_TABLE) else FAILURE_UNKNOWN
+
+
 @dataclass
 class ReplicaFailure(AgoraError):
     """Replicas answered with an error, so few enough remain that the level cannot be met:
     said at once rather than after the request's timeout. `failures` maps each failed
-    replica's node id ("ip:port") to a failure code (0: unknown); the CQL codec sends their
-    addresses. WriteFailure and ReadFailure add what their CQL errors carry."""
+    replica's node id ("ip:port") to its failure code (`failure_code`); the CQL codec sends
+    their addresses. WriteFailure and ReadFailure add what their CQL errors carry."""
 
     consistency: int
     received: int

@@ -31,7 +31,7 @@ from agora.core.coordinator.speculation import Speculation, parse_speculative_re
 from agora.core.coordinator.write import WriteCoordinator
 from agora.core.effects import (Event, PersistMeta, Reply, SetTimer, StorageGetDone,
                                 StoragePutDone, StorageScanDone)
-from agora.core.errors import InvalidRequest
+from agora.core.errors import InvalidRequest, unknown_table_error
 from agora.core.limits import MAX_MUTATION_BYTES
 from agora.core.hints.messages import HintReq, HintRsp
 from agora.core.hints.service import HintService
@@ -132,7 +132,7 @@ class Node:
     def replicas_for(self, table_id: bytes, key: bytes):
         table = self.schema.schema.table_by_id(table_id)
         if table is None:
-            raise InvalidRequest(f"unknown table id {table_id.hex()}")
+            raise InvalidRequest(unknown_table_error(table_id))
         strategy, per_dc = self._strategy(table.keyspace)
         return strategy.replicas(self.ring, token_for_key(key)), per_dc, strategy.total_rf()
 
@@ -142,7 +142,7 @@ class Node:
         the keyspace's per-DC factors (None for SimpleStrategy) and its total RF."""
         table = self.schema.schema.table_by_id(table_id)
         if table is None:
-            raise InvalidRequest(f"unknown table id {table_id.hex()}")
+            raise InvalidRequest(unknown_table_error(table_id))
         strategy, per_dc = self._strategy(table.keyspace)
         return self.ring.sorted_tokens, strategy.replica_table(self.ring), per_dc, strategy.total_rf()
 

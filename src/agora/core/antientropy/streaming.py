@@ -40,6 +40,7 @@ from agora.core.antientropy.messages import (RepairStreamAck, RepairStreamData, 
                                              RepairSyncRsp)
 from agora.core.effects import (CancelTimer, Send, SetTimer, StoragePut, StoragePutDone,
                                 StorageScan, StorageScanDone)
+from agora.core.errors import unknown_table_error
 from agora.core.plain import partition_to_plain
 from agora.core.types import NodeId, Partition, Token
 
@@ -121,7 +122,7 @@ class StreamSender:
     def on_sync_req(self, source: NodeId, req: RepairSyncReq) -> list:
         error = None
         if not self.knows_table(req.table_id):
-            error = f"unknown table id {req.table_id.hex()}"
+            error = unknown_table_error(req.table_id)
         elif not self.is_alive(req.peer):
             error = f"peer {req.peer} is down"
         elif self.holds_suspect_data():  # back from a long downtime: it only receives (docs/tombstones.md)
@@ -246,7 +247,7 @@ class StreamReceiver:
 
     def on_data(self, source: NodeId, msg: RepairStreamData, now_ms: int) -> list:
         if not self.knows_table(msg.table_id):
-            return [Send(source, RepairStreamAck(msg.req_id, f"unknown table id {msg.table_id.hex()}"))]
+            return [Send(source, RepairStreamAck(msg.req_id, unknown_table_error(msg.table_id)))]
         self._forget_expired(now_ms)
         for p in msg.partitions:
             ident = (source, msg.table_id, p.key)

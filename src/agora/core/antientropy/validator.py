@@ -27,6 +27,7 @@ from agora.core import reconcile
 from agora.core.antientropy.merkle import TreeBuilder
 from agora.core.antientropy.messages import RepairTreeReq, RepairTreeRsp
 from agora.core.effects import Send, SetTimer, StorageScan, StorageScanDone
+from agora.core.errors import unknown_table_error
 from agora.core.types import NodeId, Token
 
 # Stored rows and bytes read per scan chunk (a partition counts its rows, at least 1; a
@@ -77,7 +78,7 @@ class Validator:
 
     def on_tree_req(self, source: NodeId, req: RepairTreeReq) -> list:
         if not self.knows_table(req.table_id):
-            return [Send(source, RepairTreeRsp(req.req_id, (), b"", 0, f"unknown table id {req.table_id.hex()}"))]
+            return [Send(source, RepairTreeRsp(req.req_id, (), b"", 0, unknown_table_error(req.table_id)))]
         if self.in_progress >= MAX_CONCURRENT_VALIDATIONS:
             self.stats["refused"] += 1
             return [Send(source, RepairTreeRsp(req.req_id, (), b"", 0,

@@ -33,7 +33,7 @@ from typing import Protocol
 
 from agora.core.batchlog.messages import BATCH_ID_BYTES, BatchRemove, BatchStoreReq, BatchStoreRsp
 from agora.core.effects import CancelTimer, Halt, Log, Reply, Send, SetTimer
-from agora.core.errors import InvalidRequest, Unavailable, WriteFailure, WriteTimeout
+from agora.core.errors import InvalidRequest, Unavailable, WriteFailure, WriteTimeout, failure_code
 from agora.core.quorum import requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition
 
@@ -150,7 +150,7 @@ class BatchlogCoordinator:
             self.stats["batchlog_failures"] += 1
             level, required = self._store_level(b)
             return [CancelTimer(("batchlog", "store", rsp.req_id)),
-                    Reply(b.client_id, WriteFailure(int(level), len(b.acked), required, {source: 0},
+                    Reply(b.client_id, WriteFailure(int(level), len(b.acked), required, {source: failure_code(rsp.error)},
                                                     "BATCH_LOG"))]
         b.acked.add(source)
         if len(b.acked) < len(b.holders):

@@ -49,7 +49,7 @@ from typing import Protocol
 from agora.core import reconcile
 from agora.core.coordinator.placement import Placement
 from agora.core.effects import CancelTimer, Reply, Send, SetTimer
-from agora.core.errors import InvalidRequest, ReadFailure, ReadTimeout, Unavailable
+from agora.core.errors import InvalidRequest, ReadFailure, ReadTimeout, Unavailable, failure_code
 from agora.core.messages import MutationReq, MutationRsp, RangeReadReq, RangeReadRsp
 from agora.core.quorum import Requirement, requirement
 from agora.core.replica.replica import live_row_count
@@ -229,7 +229,7 @@ class RangeReadCoordinator:
             return []
         if rsp.error is not None:  # a round needs every target it asked: the level is lost
             failure = ReadFailure(int(scan.cl), len(scan.answers), scan.requirement.total,
-                                  {source: 0}, bool(scan.answers))
+                                  {source: failure_code(rsp.error)}, bool(scan.answers))
             return self._finish(scan, failure)
         at = self._plausible(scan, rsp)
         if at is None:

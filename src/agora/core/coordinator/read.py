@@ -32,7 +32,7 @@ from agora.core.coordinator.latency import LatencyWindow
 from agora.core.coordinator.placement import Placement
 from agora.core.coordinator.speculation import ALWAYS
 from agora.core.effects import Reply, Send
-from agora.core.errors import InvalidRequest, ReadFailure, ReadTimeout, Unavailable
+from agora.core.errors import InvalidRequest, ReadFailure, ReadTimeout, Unavailable, failure_code
 from agora.core.messages import MutationReq, MutationRsp, ReadReq, ReadRsp
 from agora.core.quorum import Requirement, requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition, ReadCommand, ReadPage
@@ -57,7 +57,7 @@ class _Read:
     more: dict = field(default_factory=dict)  # node -> its data answer's more_after, if any
     digests: dict = field(default_factory=dict)  # node -> bytes
     waiting: set = field(default_factory=set)  # nodes whose answer the current phase needs
-    failed: set = field(default_factory=set)  # nodes that answered with an error
+    failed: dict = field(default_factory=dict)  # nodes that answered with an error: their codes
     merged: Partition | None = None
     cut: bytes | None = None  # a page's end: the merged answer is complete up to this key
     repair: bool = True  # the table's read_repair: send stale replicas what they lack
@@ -156,7 +156,7 @@ class ReadCoordinator:
         if rd is None or rd.replied or source not in rd.contacted:
             return []
         if rsp.error is not None:  # e.g. a replica in quarantine: ask another one at once
-            rd.failed.add(source)
+            rd.failed[source] = failure_code(rsp.error)
             rd.waiting.discard(source)
             rd.digests.pop(source, None)
             if rd.phase == "collect":
@@ -164,7 +164,7 @@ class ReadCoordinator:
                 if another or self._still_possible(rd):
                     return another
             # the level can no longer be met (or a resolve lost an answer it needs): say so
-            failures = {node: 0 for node in sorted(rd.failed)}
+            failures = dict(sorted(rd.failed.items()))
             responders = [n for n in list(rd.data) + list(rd.digests) if n not in rd.failed]
             received = sum(rd.requirement.reached_by(responders, self.placement.dc_of).values())
             return self._finish(rd, ReadFailure(int(rd.cl), received, rd.requirement.total,

@@ -35,7 +35,7 @@ from typing import Protocol
 from agora.core.coordinator.deadlines import Deadlines
 from agora.core.coordinator.placement import Placement
 from agora.core.effects import Log, Reply, Send
-from agora.core.errors import InvalidRequest, Unavailable, WriteFailure, WriteTimeout
+from agora.core.errors import InvalidRequest, Unavailable, WriteFailure, WriteTimeout, failure_code
 from agora.core.messages import MutationReq, MutationRsp
 from agora.core.quorum import Requirement, requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition
@@ -166,7 +166,7 @@ class WriteCoordinator:
             return []
         cw.unacked -= 1
         if rsp.error is not None:
-            pw.failed[source] = 0
+            pw.failed[source] = failure_code(rsp.error)
             effects = self._fail(cw, pw)
         else:
             pw.acked.add(source)

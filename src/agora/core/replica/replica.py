@@ -28,6 +28,7 @@ from collections.abc import Callable
 from agora.core import reconcile
 from agora.core.effects import (Send, StorageGet, StorageGetDone, StoragePut, StoragePutDone,
                                 StorageScan, StorageScanDone)
+from agora.core.errors import unknown_table_error
 from agora.core.hints.messages import HintReq, HintRsp
 from agora.core.messages import (MutationReq, MutationRsp, RangeReadReq, RangeReadRsp, ReadReq,
                                  ReadRsp)
@@ -77,7 +78,7 @@ class Replica:
         ack = HintRsp if isinstance(req, HintReq) else MutationRsp
         unknown = [p.table_id for p in req.partitions if not self.knows_table(p.table_id)]
         if unknown:
-            return [Send(source, ack(req.req_id, f"unknown table id {unknown[0].hex()}"))]
+            return [Send(source, ack(req.req_id, unknown_table_error(unknown[0])))]
         op = self._op()
         self._pending[op] = (source, req)
         self.stats["hints" if ack is HintRsp else "mutations"] += 1
@@ -85,7 +86,7 @@ class Replica:
 
     def on_read(self, source: NodeId, req: ReadReq) -> list:
         if not self.knows_table(req.command.table_id):
-            err = f"unknown table id {req.command.table_id.hex()}"
+            err = unknown_table_error(req.command.table_id)
             return [Send(source, ReadRsp(req.req_id, None, None, err))]
         op = self._op()
         self._pending[op] = (source, req)
@@ -116,7 +117,7 @@ class Replica:
     def on_range_read(self, source: NodeId, req: RangeReadReq) -> list:
         cmd = req.command
         if not self.knows_table(cmd.table_id):
-            err = f"unknown table id {cmd.table_id.hex()}"
+            err = unknown_table_error(cmd.table_id)
             return [Send(source, RangeReadRsp(req.req_id, (), error=err))]
         op = self._op()
         self._pending[op] = (source, req)
