@@ -31,6 +31,7 @@ from agora.core.effects import (BatchlogLoad, BatchlogRemove, BatchlogStore, Hal
                                 StorageDropTable, StorageReplace, StorageWalkClean)
 from agora.core.errors import AgoraError, ProtocolError
 from agora.core.limits import MAX_FRAME_BYTES
+from agora.core.logthrottle import LogThrottle
 from agora.core.messages import ClientReq, RangeReadRsp, ReadRsp
 from agora.core.node import restore
 from agora.core.types import ConsistencyLevel, Partition, RangeCommand, ReadCommand
@@ -83,7 +84,7 @@ class NodeRuntime:
         self._periodic: dict[str, asyncio.TimerHandle] = {}  # the runtime's own timers, by job
         self.oversized = 0  # messages too big for an internode frame (see _too_large)
         self.failed_messages = 0  # peer messages the node failed on, dropped (see _on_message)
-        self._failure_logged_ms: int | None = None
+        self._failure_log = LogThrottle()
         self._closing = False
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -160,9 +161,7 @@ class NodeRuntime:
             return
         except Exception:
             self.failed_messages += 1
-            t, last = monotonic_ms(), self._failure_logged_ms
-            if last is None or t - last >= 1_000:
-                self._failure_logged_ms = t
+            if self._failure_log.allow(monotonic_ms()) is not None:
                 log.exception("dropped %s from %s: the node failed on it (%d such messages so far)",
                               type(msg).__name__, source, self.failed_messages)
             return

@@ -36,6 +36,7 @@ from agora.core.coordinator.deadlines import Deadlines
 from agora.core.coordinator.placement import Placement
 from agora.core.effects import Log, Reply, Send
 from agora.core.errors import InvalidRequest, Unavailable, WriteFailure, WriteTimeout, failure_code
+from agora.core.logthrottle import LogThrottle
 from agora.core.messages import MutationReq, MutationRsp
 from agora.core.quorum import Requirement, requirement
 from agora.core.types import ConsistencyLevel, NodeId, Partition
@@ -90,8 +91,7 @@ class WriteCoordinator:
         self._by_req: dict[int, _ClientWrite] = {}
         self._by_client: dict[int, _ClientWrite] = {}
         self.deadlines = Deadlines(TIMER, self._by_client.__contains__)
-        self._timeout_logged_ms: int | None = None
-        self._timeouts_unlogged = 0
+        self._timeout_log = LogThrottle(TIMEOUT_LOG_INTERVAL_MS)
 
     @property
     def in_flight(self) -> int:
@@ -243,12 +243,9 @@ class WriteCoordinator:
         """Which replicas a timed-out write waited for in vain, which failed it, and which it
         never sent to because this node held them down: what tells a lost message from a
         wrong verdict."""
-        now = self.placement.elapsed_ms(now_ms)
-        last = self._timeout_logged_ms
-        if last is not None and now - last < TIMEOUT_LOG_INTERVAL_MS:
-            self._timeouts_unlogged += 1
+        skipped = self._timeout_log.allow(self.placement.elapsed_ms(now_ms))
+        if skipped is None:
             return []
-        self._timeout_logged_ms = now
         silent = [r for r in pw.sent if r not in pw.acked and r not in pw.failed]
         unsent = [r for r in pw.replicas if r not in pw.sent]
         text = (f"write timed out at {cw.cl.name} ({received} of {pw.requirement.total} "
@@ -257,9 +254,8 @@ class WriteCoordinator:
             text += f"; failed on {', '.join(pw.failed)}"
         if unsent:
             text += f"; not sent to {', '.join(unsent)} (held down)"
-        if self._timeouts_unlogged:
-            text += f"; {self._timeouts_unlogged} more timed out since the last such line"
-            self._timeouts_unlogged = 0
+        if skipped:
+            text += f"; {skipped} more timed out since the last such line"
         return [Log("info", text)]
 
     def _forget(self, cw: _ClientWrite) -> None:
