@@ -1,7 +1,7 @@
 """Three real nodes in one process, driven by a minimal pipelined CQL client: the server CPU
 per QUORUM write and read, the glue included, measured without other processes in the way.
 
-    python benchmarks/inprocess.py [--ops 20000] [--inflight 64] [--workloads write,read,mixed]
+    python benchmarks/inprocess.py [--ops 20000] [--inflight 64] [--pause-ms 0] [--workloads write,read,mixed]
                                    [--profile out.prof]
 
 A tool for speed work, beside `benchmarks/hotpath.py` (which times the stages one by one):
@@ -175,9 +175,11 @@ async def _prepare(client: Client, text: str) -> tuple[bytes, bytes]:
     return body[6:6 + n], body[8 + n:8 + n + m]
 
 
-async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: int) -> tuple[float, float]:
-    """Send `ops` frames (cycling through `frames`), `inflight` at a time in all; return the
-    process CPU seconds spent (user, system)."""
+async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: int,
+               pause_s: float = 0.0) -> tuple[float, float]:
+    """Send `ops` frames (cycling through `frames`), `inflight` at a time in all, each slot
+    waiting `pause_s` after an answer before its next request; return the process CPU
+    seconds spent (user, system)."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     state = {"sent": 0, "answered": 0}
@@ -191,7 +193,10 @@ async def _run(clients: list[Client], frames: list[bytes], ops: int, inflight: i
     def on_answer(client: Client, stream: int) -> None:
         state["answered"] += 1
         if state["sent"] < ops:
-            send(client, stream)
+            if pause_s:
+                loop.call_later(pause_s, send, client, stream)
+            else:
+                send(client, stream)
         elif state["answered"] == ops and not done.done():
             done.set_result(None)
 
@@ -284,7 +289,8 @@ async def main(args) -> None:
     chosen = [(name, frames) for name, frames in (("write", writes), ("read", reads), ("mixed 50/50", mixed))
               if name.split()[0] in args.workloads]
     if chosen:
-        print(f"three nodes in one process, {args.inflight} in flight, {args.ops} operations per workload")
+        pause = f", a {args.pause_ms:g} ms pause after each answer" if args.pause_ms else ""
+        print(f"three nodes in one process, {args.inflight} in flight{pause}, {args.ops} operations per workload")
     for name, frames in chosen:
         await _run(clients, frames, min(args.ops, 2000), args.inflight)  # warm up
         before = {k: sum(s[k] for s in stats) for k in stats[0]}
@@ -292,7 +298,7 @@ async def main(args) -> None:
         with _measured(args, name.split()[0]) as profiling:
             for _ in range(1 if profiling else args.repeat):
                 t0 = time.perf_counter()
-                user, system = await _run(clients, frames, args.ops, args.inflight)
+                user, system = await _run(clients, frames, args.ops, args.inflight, args.pause_ms / 1000)
                 wall = time.perf_counter() - t0
                 if best is None or user + system < sum(best):
                     best = (user, system)
@@ -319,6 +325,9 @@ if __name__ == "__main__":
     ap.add_argument("--inflight", type=int, default=64,
                     help="requests in flight in all (fewer means fewer requests per event-loop pass, "
                          "and more CPU per request)")
+    ap.add_argument("--pause-ms", type=float, default=0.0,
+                    help="each slot waits this long after an answer before its next request, so the "
+                         "process sleeps between requests as a node does at a low rate")
     ap.add_argument("--workloads", default="write,read,mixed", type=lambda v: v.split(","),
                     help="which of write, read, mixed (the 50/50 mix) and count (SELECT count(*) over the "
                          "--keys rows at ONE and QUORUM, CPU per row) to run (default the first three)")
