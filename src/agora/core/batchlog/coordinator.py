@@ -149,9 +149,9 @@ class BatchlogCoordinator:
             del self._storing[rsp.req_id]
             self.stats["batchlog_failures"] += 1
             level, required = self._store_level(b)
-            return [CancelTimer(("batchlog", "store", rsp.req_id)),
-                    Reply(b.client_id, WriteFailure(int(level), len(b.acked), required, {source: failure_code(rsp.error)},
-                                                    "BATCH_LOG"))]
+            failure = WriteFailure(int(level), len(b.acked), required, {source: failure_code(rsp.error)},
+                                   "BATCH_LOG")
+            return [CancelTimer(("batchlog", "store", rsp.req_id)), Reply(b.client_id, failure)]
         b.acked.add(source)
         if len(b.acked) < len(b.holders):
             return []
