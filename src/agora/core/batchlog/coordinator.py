@@ -10,8 +10,8 @@ BatchlogManager): store the batch on its batchlog holders, apply it, then remove
    client gets WriteTimeout with write_type BATCH_LOG; a holder that answers with an error
    (its batchlog is full, its storage failed) fails the batch at once with WriteFailure,
    BATCH_LOG, and the coordinator applies nothing (what another holder stored is replayed
-   later, as after a timeout). No live holder: Unavailable (at ONE, 1 required, 0 alive), or for ANY the
-   coordinator keeps the batchlog itself.
+   later, as after a timeout). No live holder: Unavailable (at ONE, 1 required, 0 alive),
+   or for ANY the coordinator keeps the batchlog itself.
 3. Apply: the batch goes to the write coordinator as an ordinary write with write_type
    BATCH, under an internal client id (negative); its Reply is intercepted (`after_writes`).
 4. Remove: on success the holders are sent BatchRemove and the client its answer. On a
